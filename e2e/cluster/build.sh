@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Builds the local control plane's binaries from the Go module registry into a cache outside the
+# repository: ${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}/<kubernetes version>/bin.
+#
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
+#   etcd                                                              (go.etcd.io/etcd/server/v3)
+#   kwok                                                              (sigs.k8s.io/kwok)
+#   helm                                                              (helm.sh/helm/v3)
+#
+# A binary that is already in the cache is skipped. Prints what it builds and how long it takes.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache_root="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}"
+bin="$cache_root/$KUBERNETES_VERSION/bin"
+work="$cache_root/$KUBERNETES_VERSION/modules"
+mkdir -p "$bin" "$work"
+
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export CGO_ENABLED=0
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+command -v go >/dev/null || { echo "go is required to build the control plane" >&2; exit 1; }
+
+have() { [ -x "$bin/$1" ] && [ -f "$bin/.$1.version" ] && [ "$(cat "$bin/.$1.version")" = "$2" ]; }
+mark() { echo "$2" >"$bin/.$1.version"; }
+
+timed() {
+  local name="$1"; shift
+  local start=$SECONDS
+  log "building $name"
+  "$@"
+  log "built $name in $((SECONDS - start))s"
+}
+
+# k8s.io/kubernetes replaces its staging modules (k8s.io/api, k8s.io/apiserver, ...) with local
+# paths, so it cannot be `go install`ed. Build it from a throwaway module that requires it and
+# replaces every staging module with its published v0.X.Y release. The list of staging modules is
+# read from k8s.io/kubernetes's own go.mod.
+build_kubernetes() {
+  local dir="$work/kubernetes"
+  local staging_version="v0.${KUBERNETES_VERSION#v1.}"
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" >/dev/null
+    local gomod
+    gomod="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod"
+    {
+      echo "module sluice.dev/localcluster/kubernetes"
+      echo
+      echo "go $(awk '$1 == "go" { print $2; exit }' "$gomod")"
+      echo
+      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+      echo
+      echo "replace ("
+      awk -v v="$staging_version" '
+        $1 == "replace" && $2 == "(" { inblock = 1; next }
+        inblock && $1 == ")" { inblock = 0; next }
+        inblock && $2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v }
+      ' "$gomod"
+      echo ")"
+    } >go.mod
+    cat >tools.go <<'EOF'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+EOF
+    go mod tidy >/dev/null
+    local ldflags=""
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
+      ldflags+=" -X $pkg.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)"
+      ldflags+=" -X $pkg.gitTreeState=clean"
+    done
+    for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+      if have "$cmd" "$KUBERNETES_VERSION"; then
+        log "cached $cmd $KUBERNETES_VERSION"
+        continue
+      fi
+      timed "$cmd $KUBERNETES_VERSION" go build -trimpath -ldflags "-s -w $ldflags" \
+        -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+      mark "$cmd" "$KUBERNETES_VERSION"
+    done
+  )
+}
+
+# A tool whose module builds with plain `go build` from a throwaway module (no local replaces
+# in the way): name, module, version, package.
+build_tool() {
+  local name="$1" module="$2" version="$3" pkg="$4"
+  if have "$name" "$version"; then
+    log "cached $name $version"
+    return
+  fi
+  local dir="$work/$name"
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    printf 'module sluice.dev/localcluster/%s\n\ngo 1.26.0\n\nrequire %s %s\n' \
+      "$name" "$module" "$version" >go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
+    go mod tidy >/dev/null
+    timed "$name $version" go build -trimpath -ldflags "-s -w" -o "$bin/$name" "$pkg"
+  )
+  mark "$name" "$version"
+}
+
+total_start=$SECONDS
+only="${1:-all}"
+case "$only" in
+  all | kubernetes) build_kubernetes ;;&
+  all | etcd) build_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;&
+  all | kwok) build_tool kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;&
+  all | helm) build_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;&
+  all | kubernetes | etcd | kwok | helm) ;;
+  *) echo "usage: $0 [all|kubernetes|etcd|kwok|helm]" >&2; exit 2 ;;
+esac
+log "done in $((SECONDS - total_start))s; binaries in $bin"
+echo "$bin"

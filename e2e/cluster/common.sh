@@ -1,0 +1,44 @@
+# Shared by up.sh and down.sh (sourced, not run): where the cluster lives and how its processes
+# are recognised. Bash, `set -euo pipefail` is set by the caller.
+
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+# State directory: pki, etcd data, pid files, logs, kubeconfig.
+cluster_dir="${SLUICE_CLUSTER_DIR:-${TMPDIR:-/tmp}/sluice-cluster}"
+cluster_dir="${cluster_dir%/}"
+# Marks a directory as created by up.sh, so that up.sh / down.sh only ever wipe their own state.
+marker="$cluster_dir/.sluice-cluster"
+pid_dir="$cluster_dir/pids"
+log_dir="$cluster_dir/logs"
+kubeconfig="$cluster_dir/kubeconfig"
+
+# Binaries built by build.sh.
+bin_dir="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}/$KUBERNETES_VERSION/bin"
+
+# Every process up.sh starts, in start order; down.sh stops them in reverse.
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+log() { printf '[%s %s] %s\n' "$(basename "$0" .sh)" "$(date +%H:%M:%S)" "$*" >&2; }
+
+# The pid recorded for a component, or nothing.
+pid_of() {
+  local f="$pid_dir/$1.pid"
+  [ -s "$f" ] && tr -dc '0-9' <"$f"
+  return 0
+}
+
+# True when <pid> is alive (not a zombie) and runs the binary <name>. The name check keeps a pid
+# that was reused by an unrelated process after ours died from being reported (or killed) as ours.
+pid_is() {
+  local pid="$1" name="$2" stat args
+  [ -n "$pid" ] || return 1
+  stat="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+  case "$stat" in *Z*) return 1 ;; esac
+  args="$(ps -o args= -p "$pid" 2>/dev/null)" || return 1
+  args="${args%% *}"
+  [ "${args##*/}" = "$name" ]
+}
+
+# True when the component's pid file names a live process of that component.
+is_alive() { pid_is "$(pid_of "$1")" "$1"; }

@@ -1,0 +1,293 @@
+//! `Backfill`: a pipeline re-run over a range of partitions, admitted only within a quota budget.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::LocalObjectReference;
+
+/// Desired state of a Backfill: which pipeline, which windows, how fast.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Backfill",
+    namespaced,
+    status = "BackfillStatus",
+    shortname = "sbf",
+    category = "sluice",
+    derive = "PartialEq",
+    doc = "A Backfill re-runs a Pipeline over a range of partition windows, admitted only as fast as the namespace ResourceQuota allows beyond a reserve for scheduled runs.",
+    printcolumn(
+        name = "Pipeline",
+        type_ = "string",
+        json_path = ".spec.pipelineRef.name"
+    ),
+    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
+    printcolumn(
+        name = "Succeeded",
+        type_ = "integer",
+        json_path = ".status.partitions.succeeded"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.partitions.failed"
+    ),
+    printcolumn(
+        name = "Throttled",
+        type_ = "string",
+        json_path = ".status.throttled.reason"
+    ),
+    printcolumn(
+        name = "Complete",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Complete\")].status"
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "string",
+        json_path = ".status.estimatedCompletionTime",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.pipelineRef == oldSelf.pipelineRef").message("spec.pipelineRef is immutable; create a new Backfill instead").field_path(".pipelineRef").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("self.range == oldSelf.range").message("spec.range is immutable; create a new Backfill instead").field_path(".range").reason(Reason::FieldValueForbidden))]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillSpec {
+    /// The Pipeline (same namespace) whose runs are repeated.
+    pub pipeline_ref: LocalObjectReference,
+
+    /// The time range whose partition windows are re-run.
+    pub range: TimeRange,
+
+    /// `All` re-runs every step; `TransformsOnly` re-runs only Transform steps, re-deriving curated
+    /// data from raw data already loaded.
+    #[serde(default)]
+    pub steps: BackfillSteps,
+
+    /// Which windows run: `Missing` (no successful run recorded, the default), `Failed` (the last
+    /// run failed) or `All`.
+    #[serde(default)]
+    pub reprocess: Reprocess,
+
+    /// Most partitions running at once. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub parallelism: Option<i32>,
+
+    /// Order in which partitions are started.
+    #[serde(default)]
+    pub order: BackfillOrder,
+
+    /// When true, no new partition starts once the operator has observed this generation;
+    /// partitions already running finish. Setting it back to false resumes where it stopped.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Retries per partition and when failures stop the backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_policy: Option<FailurePolicy>,
+
+    /// Compute budget: the ResourceQuota the backfill must stay within, minus a reserve for
+    /// scheduled runs, and/or explicit limits of the backfill's own share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// A time range [start, end).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("timestamp(self.start) < timestamp(self.end)").message("spec.range.start must be before spec.range.end").reason(Reason::FieldValueInvalid))]
+pub struct TimeRange {
+    /// Inclusive start (RFC 3339), for example "2026-10-01T00:00:00Z".
+    pub start: Time,
+    /// Exclusive end (RFC 3339).
+    pub end: Time,
+}
+
+/// Which steps a backfill re-runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BackfillSteps {
+    /// Every step.
+    #[default]
+    All,
+    /// Only Transform steps.
+    TransformsOnly,
+}
+
+/// Which windows a backfill runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Reprocess {
+    /// Windows with no successful run.
+    #[default]
+    Missing,
+    /// Windows whose last run failed.
+    Failed,
+    /// Every window in the range.
+    All,
+}
+
+/// Order of partitions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum BackfillOrder {
+    /// Oldest window first.
+    #[default]
+    OldestFirst,
+    /// Newest window first.
+    NewestFirst,
+}
+
+/// Failure handling of a backfill.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailurePolicy {
+    /// Retries of a failed partition, with exponential backoff. Defaults to 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries_per_partition: Option<i32>,
+
+    /// Failed partitions (after retries) at which the backfill stops starting new ones and is
+    /// Failed. Unset means never stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_failed_partitions: Option<i32>,
+}
+
+/// Compute budget of a backfill.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.resourceQuotaRef) || has(self.limits)").message("spec.budget: set resourceQuotaRef, limits, or both").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("!has(self.reserve) || has(self.resourceQuotaRef)").message("spec.budget.reserve needs spec.budget.resourceQuotaRef").field_path(".reserve").reason(Reason::FieldValueRequired))]
+pub struct Budget {
+    /// A ResourceQuota in this namespace; partitions are admitted only while its
+    /// `hard - used - reserve` covers their requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_quota_ref: Option<LocalObjectReference>,
+
+    /// Requests kept free for scheduled runs, by resource name (for example `requests.cpu: "2"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub reserve: Option<BTreeMap<String, Quantity>>,
+
+    /// Most resources the backfill's running partitions may request together, by resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub limits: Option<BTreeMap<String, Quantity>>,
+}
+
+/// Observed state of a Backfill. Stays small for any number of partitions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackfillStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Progressing, Throttled, Complete and Failed conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Partition counts by phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<PartitionCounts>,
+
+    /// Done out of total partitions, for example "120/720 (16%)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+
+    /// Succeeded windows as compact ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub succeeded_ranges: Vec<WindowRange>,
+
+    /// Failed windows as compact ranges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_ranges: Vec<WindowRange>,
+
+    /// The most recent partition failures, newest first (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_failures: Vec<PartitionFailure>,
+
+    /// Why no further partition is admitted right now, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<Throttle>,
+
+    /// When the first partition started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When the backfill completed or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Estimated completion from the observed throughput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_completion_time: Option<Time>,
+}
+
+/// Partition counts by phase.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionCounts {
+    /// Partitions in the range selected by `reprocess`.
+    pub total: i64,
+    /// Not started yet.
+    pub pending: i64,
+    /// Running.
+    pub running: i64,
+    /// Succeeded.
+    pub succeeded: i64,
+    /// Failed after retries.
+    pub failed: i64,
+    /// Skipped (already done and not selected by `reprocess`).
+    pub skipped: i64,
+}
+
+/// A contiguous range of windows [start, end) and how many partitions it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowRange {
+    /// Start of the first window.
+    pub start: Time,
+    /// End of the last window.
+    pub end: Time,
+    /// Number of partitions in the range.
+    pub count: i64,
+}
+
+/// One failed partition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionFailure {
+    /// Start of the failed window.
+    pub window_start: Time,
+    /// The step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Why it failed.
+    pub reason: String,
+    /// Details, truncated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Why admission is paused.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Throttle {
+    /// `QuotaExhausted`, `ParallelismReached`, `BudgetLimitReached` or `Suspended`.
+    pub reason: String,
+    /// Details, for example "requests.cpu needed 2, free 0.5".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,53 @@
+//! The `sluice.dev/v1alpha1` custom resources: types only (serde, schemars, kube derive), their
+//! documentation (which becomes `kubectl explain`) and their apply-time validation rules.
+
+mod backfill;
+pub mod conditions;
+mod dataset;
+mod pipeline;
+mod schema;
+
+pub use backfill::*;
+pub use dataset::*;
+pub use pipeline::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every Sluice kind.
+pub const GROUP: &str = "sluice.dev";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";
+/// The category that `kubectl get sluice` lists.
+pub const CATEGORY: &str = "sluice";
+
+/// A reference to an object by name in the same namespace. References never cross namespaces.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Name of the referenced object, in the namespace of the referring object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Every Sluice CRD, in a stable order (Pipeline, Dataset, Backfill).
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Pipeline::crd(), Dataset::crd(), Backfill::crd()]
+}
+
+/// One CRD as YAML, exactly as committed under `crds/<name>.yaml`.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
+    Ok(format!("---\n{}", serde_yaml::to_string(crd)?))
+}
+
+/// The CRDs as one multi-document YAML stream (what `sluice-operator crd` prints).
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    crds().iter().map(crd_yaml).collect()
+}
+
+/// The file name of a CRD under `crds/`, for example `pipelines.sluice.dev.yaml`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}

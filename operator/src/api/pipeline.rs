@@ -1,0 +1,414 @@
+//! `Pipeline`: a schedule (or upstream datasets) turned into runs, each run a dependency graph of
+//! extract and transform steps, each step one `batch/v1` Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a Pipeline: when it runs, what window each run covers, and its steps.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Pipeline",
+    namespaced,
+    status = "PipelineStatus",
+    shortname = "spl",
+    category = "sluice",
+    derive = "PartialEq",
+    doc = "A Pipeline runs extract and transform steps as batch/v1 Jobs, one run per partition window, on a schedule or when upstream datasets advance.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "integer",
+        json_path = ".status.activeRunCount"
+    ),
+    printcolumn(
+        name = "Last Run",
+        type_ = "string",
+        json_path = ".status.lastRunPhase"
+    ),
+    printcolumn(
+        name = "Last Schedule",
+        type_ = "date",
+        json_path = ".status.lastScheduleTime"
+    ),
+    printcolumn(
+        name = "Next",
+        type_ = "string",
+        json_path = ".status.nextScheduleTime",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("has(self.schedule) || has(self.trigger)").message("spec: set spec.schedule, spec.trigger, or both; a pipeline with neither never runs").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("self.steps.all(s, self.steps.exists_one(t, t.name == s.name))").message("spec.steps: step names must be unique").field_path(".steps").reason(Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))").message("spec.steps[].dependsOn: every entry must name a step of this pipeline").field_path(".steps").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.steps.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))").message("spec.steps[].dependsOn: a step cannot depend on itself").field_path(".steps").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.steps.all(a, !has(a.dependsOn) || a.dependsOn.all(d, self.steps.all(b, b.name != d || !has(b.dependsOn) || !(a.name in b.dependsOn))))").message("spec.steps[].dependsOn: two steps depend on each other (dependency cycle)").field_path(".steps").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.steps.all(s, !has(s.outputs) || s.outputs.all(o, self.steps.exists_one(t, has(t.outputs) && o in t.outputs)))").message("spec.steps[].outputs: each dataset can be produced by one step only").field_path(".steps").reason(Reason::FieldValueDuplicate))]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineSpec {
+    /// Cron schedule in five-field syntax (minute hour day-of-month month day-of-week), evaluated
+    /// in `timeZone`; for example "0 * * * *" for hourly. Macros such as "@daily" are accepted.
+    /// Optional when `trigger` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub schedule: Option<String>,
+
+    /// IANA time zone name the schedule is evaluated in, for example "Europe/Berlin".
+    /// Defaults to "UTC". Partition windows in the step environment are always given in UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+
+    /// When true, no new runs start; runs already started finish.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// The partition window each run covers. By default a run due at a tick covers the interval
+    /// from the previous tick to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionSpec>,
+
+    /// Deadline in seconds for starting a run after its scheduled time. A run that cannot start
+    /// within it is recorded as missed instead of started late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub starting_deadline_seconds: Option<i64>,
+
+    /// What to do with windows that were due while the pipeline could not run (operator down,
+    /// suspended, pipeline just created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUpSpec>,
+
+    /// Run when upstream datasets advance, in addition to or instead of the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<TriggerSpec>,
+
+    /// The steps of each run. A step starts when every step it depends on succeeded.
+    #[schemars(length(min = 1, max = 20))]
+    pub steps: Vec<StepSpec>,
+
+    /// How many runs may be active at once and what happens to a window that is due while the
+    /// limit is reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySpec>,
+
+    /// How many finished runs, and their Jobs, to keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistorySpec>,
+}
+
+/// The partition window of a run, relative to the tick that starts it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionSpec {
+    /// Length of the window as a duration ("1h", "24h", "15m"). The window of the run due at tick
+    /// T is [T - offset - size, T - offset). Defaults to the time between the previous tick and T.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$"))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("spec.partition.size must be a positive duration such as 1h or 15m"))]
+    pub size: Option<String>,
+
+    /// Shift of the window before the tick, as a duration, for data that lands late: with an
+    /// hourly schedule at minute 5 and an offset of "5m", the 01:05 run covers [00:00, 01:00).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$"))]
+    pub offset: Option<String>,
+}
+
+/// How windows missed while the pipeline could not run are caught up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CatchUpSpec {
+    /// `Latest` runs only the most recent missed window (the default), `All` runs every missed
+    /// window oldest first up to `maxRuns`, `None` skips missed windows and waits for the next tick.
+    #[serde(default)]
+    pub policy: CatchUpPolicy,
+
+    /// With `All`, the most missed windows that are caught up; older ones are recorded as missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_runs: Option<i32>,
+}
+
+/// Catch-up policy for missed windows.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CatchUpPolicy {
+    /// Run only the most recent missed window.
+    #[default]
+    Latest,
+    /// Run every missed window, oldest first, up to `maxRuns`.
+    All,
+    /// Skip missed windows.
+    None,
+}
+
+/// Data-aware trigger: run when upstream datasets advance.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerSpec {
+    /// Names of Datasets in this namespace whose watermark advancing triggers a run.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253)))]
+    pub datasets: Vec<String>,
+
+    /// `All` waits until every listed dataset has advanced past the last run's window (the
+    /// default); `Any` runs as soon as one of them advances.
+    #[serde(default)]
+    pub mode: TriggerMode,
+}
+
+/// When a dataset trigger fires.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TriggerMode {
+    /// Every upstream dataset has advanced.
+    #[default]
+    All,
+    /// At least one upstream dataset has advanced.
+    Any,
+}
+
+/// One step of a run: a Job built from a pod template.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSpec {
+    /// Name of the step, unique in the pipeline; a lowercase DNS label of at most 40 characters.
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// `Extract` reads from a source system into a raw dataset; `Transform` derives datasets from
+    /// other datasets. A Backfill with `steps: TransformsOnly` re-runs only `Transform` steps.
+    pub kind: StepKind,
+
+    /// Datasets this step reads (names of Datasets in this namespace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub inputs: Vec<String>,
+
+    /// Datasets this step produces (names of Datasets in this namespace). A dataset is produced
+    /// by one step only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    pub outputs: Vec<String>,
+
+    /// Names of steps of this pipeline that must succeed before this step starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 40)))]
+    pub depends_on: Vec<String>,
+
+    /// Pod template of the step's Job: image, command, env, resources. Sluice adds the
+    /// SLUICE_* environment variables to every container and sets restartPolicy Never.
+    #[schemars(schema_with = "super::schema::pod_template")]
+    pub template: PodTemplateSpec,
+
+    /// Retries of a failed step before the run fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<RetrySpec>,
+
+    /// Seconds a single attempt of the step may run before it is stopped and counted as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+}
+
+/// The kind of a step.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum StepKind {
+    /// Reads from a source system and loads a raw dataset.
+    Extract,
+    /// Derives datasets from other datasets.
+    Transform,
+}
+
+/// Retries of a failed step, with exponential backoff between attempts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.backoffSeconds) || !has(self.maxBackoffSeconds) || self.backoffSeconds <= self.maxBackoffSeconds").message("spec.steps[].retries: backoffSeconds must not exceed maxBackoffSeconds"))]
+pub struct RetrySpec {
+    /// Attempts after the first one. Defaults to 2; 0 disables retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub limit: Option<i32>,
+
+    /// Delay before the first retry in seconds, doubled for each further retry. Defaults to 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub backoff_seconds: Option<i32>,
+
+    /// Upper bound of the delay between retries in seconds. Defaults to 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub max_backoff_seconds: Option<i32>,
+}
+
+/// Caps on concurrent runs of this pipeline.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcurrencySpec {
+    /// Most runs of this pipeline active at once. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_concurrent_runs: Option<i32>,
+
+    /// What happens to a window that is due while `maxConcurrentRuns` runs are active:
+    /// `Forbid` skips it and records it (the default), `Replace` stops the oldest active run and
+    /// starts the new one, `Queue` keeps due windows in order and starts them as runs finish.
+    #[serde(default)]
+    pub policy: ConcurrencyPolicy,
+
+    /// With `Queue`, the most windows waiting; further due windows are skipped and recorded.
+    /// Defaults to 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_queued: Option<i32>,
+}
+
+/// Policy for a window that is due while the concurrency limit is reached.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Skip the window and record it.
+    #[default]
+    Forbid,
+    /// Stop the oldest active run and start the new window.
+    Replace,
+    /// Queue the window and start it when a run finishes.
+    Queue,
+}
+
+/// How much history is kept.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistorySpec {
+    /// Finished successful runs whose Jobs are kept. Defaults to 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub successful: Option<i32>,
+
+    /// Finished failed runs whose Jobs are kept. Defaults to 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failed: Option<i32>,
+}
+
+/// Observed state of a Pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready, Running, Degraded and Suspended conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// Scheduled time of the most recent tick that started a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+
+    /// Next time the schedule is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+
+    /// Phase of the most recent run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_phase: Option<RunPhase>,
+
+    /// Number of runs in progress.
+    #[serde(default)]
+    pub active_run_count: i32,
+
+    /// Runs in progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_runs: Vec<RunRecord>,
+
+    /// Windows waiting for a free slot (policy `Queue`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued_windows: Vec<PartitionWindow>,
+
+    /// The most recent finished runs, newest first; bounded by `spec.history`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_runs: Vec<RunRecord>,
+
+    /// Share of successful runs among the kept finished runs, for example "0.75".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_ratio: Option<String>,
+
+    /// Per-dataset watermarks already consumed by trigger runs, so that one advance never causes
+    /// two runs, also across operator restarts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consumed_watermarks: BTreeMap<String, Time>,
+}
+
+/// A partition window [start, end).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionWindow {
+    /// Inclusive start of the window (UTC).
+    pub start: Time,
+    /// Exclusive end of the window (UTC).
+    pub end: Time,
+}
+
+/// One run of a pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Run identity, derived from the partition window; stable across operator restarts.
+    pub id: String,
+    /// The partition window the run covers.
+    pub window: PartitionWindow,
+    /// Phase of the run.
+    pub phase: RunPhase,
+    /// When the run's first Job was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<Time>,
+    /// When the run finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Time>,
+    /// The step that failed the run, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+}
+
+/// Phase of a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RunPhase {
+    /// Waiting to start.
+    Pending,
+    /// At least one step is running or waiting for its dependencies.
+    Running,
+    /// Every step succeeded.
+    Succeeded,
+    /// A step failed after its retries.
+    Failed,
+    /// Not run because of the concurrency policy or a missed deadline.
+    Skipped,
+    /// Stopped by the `Replace` policy.
+    Replaced,
+}

@@ -1,0 +1,131 @@
+//! What every reconciler shares: the client, the caches of watched objects, the event recorder,
+//! metrics and per-object error backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{Backfill, Dataset, Pipeline};
+use crate::metrics::Metrics;
+use crate::validation::Lookup;
+
+/// Shared state of the controllers.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub pipelines: Store<Pipeline>,
+    pub datasets: Store<Dataset>,
+    pub backfills: Store<Backfill>,
+    pub quotas: Store<ResourceQuota>,
+    backoff: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        pipelines: Store<Pipeline>,
+        datasets: Store<Dataset>,
+        backfills: Store<Backfill>,
+        quotas: Store<ResourceQuota>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            recorder,
+            metrics,
+            pipelines,
+            datasets,
+            backfills,
+            quotas,
+            backoff: Mutex::default(),
+        })
+    }
+
+    /// A view of the caches for one namespace, for the validation lookups.
+    pub fn namespace(&self, namespace: &str) -> NamespaceView<'_> {
+        NamespaceView {
+            ctx: self,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        action: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(&note, 1000)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(%error, object = %obj.name_any(), reason, "could not publish event");
+        }
+    }
+
+    /// Delay before retrying a failed reconcile of `key`: 1 s doubling to 5 min per consecutive
+    /// failure of that object.
+    pub fn next_backoff(&self, key: &str) -> Duration {
+        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let attempts = map.entry(key.to_string()).or_insert(0);
+        *attempts = attempts.saturating_add(1);
+        Duration::from_secs((1u64 << (*attempts - 1).min(9)).min(300))
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        self.backoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
+/// Truncates to at most `max` bytes on a character boundary.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end.saturating_sub(3)])
+}
+
+/// The caches seen from one namespace: references never cross namespaces.
+pub struct NamespaceView<'a> {
+    ctx: &'a Context,
+    namespace: String,
+}
+
+impl Lookup for NamespaceView<'_> {
+    fn dataset_exists(&self, name: &str) -> bool {
+        self.ctx
+            .datasets
+            .get(&ObjectRef::new(name).within(&self.namespace))
+            .is_some()
+    }
+
+    fn resource_quota_exists(&self, name: &str) -> bool {
+        self.ctx
+            .quotas
+            .get(&ObjectRef::new(name).within(&self.namespace))
+            .is_some()
+    }
+}

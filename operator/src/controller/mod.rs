@@ -1,0 +1,224 @@
+//! The controllers: one per kind, each observe -> decide -> act. Kubernetes I/O lives here only.
+
+pub mod backfill;
+pub mod context;
+pub mod dataset;
+pub mod object;
+pub mod pipeline;
+pub mod ready;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
+
+use crate::api::{Backfill, Dataset, Pipeline};
+use crate::metrics::Metrics;
+use crate::server::Readiness;
+use context::Context;
+
+/// How the controllers run.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch this namespace only; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Most reconciles running at once, per controller.
+    pub concurrency: u16,
+    /// Reporting instance for Events (the pod name).
+    pub instance: Option<String>,
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Waits until the Sluice CRDs are installed and established, logging what is missing.
+pub async fn wait_for_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let names = [
+        Pipeline::crd_name(),
+        Dataset::crd_name(),
+        Backfill::crd_name(),
+    ];
+    loop {
+        let mut missing = Vec::new();
+        for name in names {
+            let established = match crds.get_opt(name).await {
+                Ok(Some(crd)) => crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True"),
+                Ok(None) => false,
+                Err(error) => {
+                    tracing::warn!(%error, crd = name, "could not read CRD");
+                    false
+                }
+            };
+            if !established {
+                missing.push(name);
+            }
+        }
+        if missing.is_empty() {
+            tracing::info!("Sluice CRDs are established");
+            return;
+        }
+        tracing::error!(
+            ?missing,
+            "Sluice CRDs are not installed or not established; install them with `sluice-operator crd | kubectl apply --server-side -f -` or the Helm chart. Retrying in 5s"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Runs every controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Metrics,
+    readiness: Readiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = shutdown.shared();
+    tokio::select! {
+        _ = wait_for_crds(&client) => {}
+        _ = shutdown.clone() => return,
+    }
+    let wc = watcher::Config::default().any_semantic();
+    let config = controller::Config::default().concurrency(settings.concurrency);
+
+    let pipelines = Controller::new(api::<Pipeline>(&client, &settings.namespace), wc.clone())
+        .with_config(config.clone());
+    let datasets = Controller::new(api::<Dataset>(&client, &settings.namespace), wc.clone())
+        .with_config(config.clone());
+    let backfills = Controller::new(api::<Backfill>(&client, &settings.namespace), wc.clone())
+        .with_config(config);
+    let pipeline_store = pipelines.store();
+    let dataset_store = datasets.store();
+    let backfill_store = backfills.store();
+
+    let (quota_store, quota_writer) = reflector::store::<ResourceQuota>();
+    let quota_stream = watcher(
+        api::<ResourceQuota>(&client, &settings.namespace),
+        wc.clone(),
+    )
+    .default_backoff()
+    .modify(|q| q.managed_fields_mut().clear())
+    .reflect(quota_writer)
+    .touched_objects();
+
+    // A Dataset appearing or going away changes the validity of the pipelines that name it.
+    let by_dataset = pipeline_store.clone();
+    let pipelines = pipelines.watches(
+        api::<Dataset>(&client, &settings.namespace),
+        wc.clone(),
+        move |dataset| {
+            let namespace = dataset.namespace();
+            let name = dataset.name_any();
+            by_dataset
+                .state()
+                .into_iter()
+                .filter(|p| {
+                    p.namespace() == namespace
+                        && pipeline::referenced_datasets(p).any(|d| d == name)
+                })
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        },
+    );
+    // A Pipeline or ResourceQuota appearing or changing wakes the backfills that name it.
+    let by_pipeline = backfill_store.clone();
+    let by_quota = backfill_store.clone();
+    let backfills = backfills
+        .watches(
+            api::<Pipeline>(&client, &settings.namespace),
+            wc.clone(),
+            move |pipeline| {
+                let namespace = pipeline.namespace();
+                let name = pipeline.name_any();
+                by_pipeline
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.namespace() == namespace && b.spec.pipeline_ref.name == name)
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches_stream(quota_stream, move |quota| {
+            let namespace = quota.namespace();
+            let name = quota.name_any();
+            by_quota
+                .state()
+                .into_iter()
+                .filter(|b| {
+                    b.namespace() == namespace
+                        && b.spec
+                            .budget
+                            .as_ref()
+                            .and_then(|x| x.resource_quota_ref.as_ref())
+                            .is_some_and(|r| r.name == name)
+                })
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        });
+
+    let reporter = Reporter {
+        controller: "sluice-operator".into(),
+        instance: settings.instance.clone(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Context::new(
+        client.clone(),
+        recorder,
+        metrics,
+        pipeline_store.clone(),
+        dataset_store.clone(),
+        backfill_store.clone(),
+        quota_store.clone(),
+    );
+
+    let ready_flag = readiness.clone();
+    tokio::spawn(async move {
+        let synced = futures::future::join4(
+            pipeline_store.wait_until_ready(),
+            dataset_store.wait_until_ready(),
+            backfill_store.wait_until_ready(),
+            quota_store.wait_until_ready(),
+        )
+        .await;
+        if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
+            tracing::info!("caches synced; ready");
+            ready_flag.set(true);
+        }
+    });
+
+    let pipelines = pipelines
+        .graceful_shutdown_on(shutdown.clone())
+        .run(pipeline::reconcile, ready::error_policy, Arc::clone(&ctx))
+        .for_each(|_| async {});
+    let datasets = datasets
+        .graceful_shutdown_on(shutdown.clone())
+        .run(dataset::reconcile, ready::error_policy, Arc::clone(&ctx))
+        .for_each(|_| async {});
+    let backfills = backfills
+        .graceful_shutdown_on(shutdown.clone())
+        .run(backfill::reconcile, ready::error_policy, Arc::clone(&ctx))
+        .for_each(|_| async {});
+    futures::future::join3(pipelines, datasets, backfills).await;
+    readiness.set(false);
+    tracing::info!("controllers stopped");
+}

@@ -1,0 +1,129 @@
+//! `sluice-operator`: `run` serves the controllers, `crd` prints the CRDs, `version` the version.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use futures::FutureExt;
+use sluice::controller::{self, Settings};
+use sluice::metrics::Metrics;
+use sluice::server::{self, Readiness};
+use sluice::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice-operator",
+    version,
+    about = "Kubernetes operator for ELT pipelines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers (kubeconfig from KUBECONFIG or ~/.kube/config, or in-cluster).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
+    Crd {
+        /// Write `<name>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<std::path::PathBuf>,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "SLUICE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    http_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SLUICE_NAMESPACE")]
+    namespace: Option<String>,
+    /// Most reconciles running at once, per controller.
+    #[arg(long, env = "SLUICE_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    reconcile_concurrency: u16,
+    /// Name of this replica, reported in Events (set from the pod name by the chart).
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd { out_dir: None } => {
+            print!("{}", sluice::api::crds_yaml()?);
+            Ok(())
+        }
+        Command::Crd { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            for crd in sluice::api::crds() {
+                let path = dir.join(sluice::api::crd_file_name(&crd));
+                std::fs::write(&path, sluice::api::crd_yaml(&crd)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Version => {
+            println!("sluice-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default()
+        .await
+        .context("could not build a Kubernetes client")?;
+    let metrics = Metrics::new();
+    let readiness = Readiness::default();
+    let shutdown = shutdown_signal().shared();
+
+    let server = tokio::spawn(server::serve(
+        args.http_addr,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    let settings = Settings {
+        namespace: args.namespace,
+        concurrency: args.reconcile_concurrency,
+        instance: args.instance,
+    };
+    controller::run(client, settings, metrics, readiness, shutdown).await;
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e).context("HTTP server failed"),
+        Err(e) => Err(e).context("HTTP server task failed"),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested; finishing reconciles in flight");
+}

@@ -1,0 +1,3 @@
+//! Deciding functions: spec + observed state + now -> what to write. Pure: no client, no clock.
+
+pub mod ready;

@@ -1,0 +1,357 @@
+//! Checks that only the operator can make (the CRD schema and CEL rules catch the rest at apply
+//! time): cron syntax, time-zone names, durations, dependency cycles and references to objects
+//! that do not exist. Pure: what exists is passed in. Every message names the field.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::{BackfillSpec, DatasetSpec, PipelineSpec};
+use crate::duration;
+use crate::schedule::{self, Schedule};
+
+/// What a spec refers to and whether it exists, as observed by the controller.
+pub trait Lookup {
+    fn dataset_exists(&self, name: &str) -> bool;
+    fn resource_quota_exists(&self, name: &str) -> bool;
+}
+
+/// Problems with a Pipeline spec; empty when it is valid.
+pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(tz) = &spec.time_zone
+        && let Err(e) = schedule::time_zone(tz)
+    {
+        problems.push(e.to_string());
+    }
+    if let Some(expr) = &spec.schedule
+        && let Err(e @ schedule::ScheduleError::Cron { .. }) = Schedule::parse(expr, None)
+    {
+        problems.push(e.to_string());
+    }
+    if spec.schedule.is_none() && spec.trigger.is_none() {
+        problems.push("spec: set spec.schedule, spec.trigger, or both".to_string());
+    }
+    if let Some(partition) = &spec.partition {
+        for (field, value) in [("size", &partition.size), ("offset", &partition.offset)] {
+            if let Some(value) = value
+                && let Err(e) = duration::parse(value)
+            {
+                problems.push(format!("spec.partition.{field}: {e}"));
+            }
+        }
+    }
+    problems.extend(step_graph(spec));
+    let mut missing = BTreeMap::<&str, &str>::new();
+    for step in &spec.steps {
+        for name in &step.inputs {
+            if !lookup.dataset_exists(name) {
+                missing.entry(name).or_insert("spec.steps[].inputs");
+            }
+        }
+        for name in &step.outputs {
+            if !lookup.dataset_exists(name) {
+                missing.entry(name).or_insert("spec.steps[].outputs");
+            }
+        }
+    }
+    if let Some(trigger) = &spec.trigger {
+        for name in &trigger.datasets {
+            if !lookup.dataset_exists(name) {
+                missing.entry(name).or_insert("spec.trigger.datasets");
+            }
+        }
+    }
+    for (name, field) in missing {
+        problems.push(format!(
+            "{field}: Dataset {name:?} does not exist in this namespace"
+        ));
+    }
+    problems
+}
+
+/// Step names unique, dependencies known, and no dependency cycle (of any length).
+fn step_graph(spec: &PipelineSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut names = BTreeSet::new();
+    for step in &spec.steps {
+        if !names.insert(step.name.as_str()) {
+            problems.push(format!(
+                "spec.steps: step name {:?} is used twice",
+                step.name
+            ));
+        }
+    }
+    for step in &spec.steps {
+        for dep in &step.depends_on {
+            if !names.contains(dep.as_str()) {
+                problems.push(format!(
+                    "spec.steps[{}].dependsOn: {dep:?} is not a step of this pipeline",
+                    step.name
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(spec) {
+        problems.push(format!(
+            "spec.steps[].dependsOn: dependency cycle {}",
+            cycle.join(" -> ")
+        ));
+    }
+    problems
+}
+
+/// A dependency cycle among the steps, as the list of step names along it (first repeated last).
+pub fn find_cycle(spec: &PipelineSpec) -> Option<Vec<String>> {
+    let deps: BTreeMap<&str, Vec<&str>> = spec
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.depends_on.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        node: &'a str,
+        deps: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(node) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Visiting) => {
+                let start = path.iter().position(|n| *n == node).unwrap_or(0);
+                let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(node.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(node, Mark::Visiting);
+        path.push(node);
+        for dep in deps.get(node).into_iter().flatten() {
+            if deps.contains_key(dep)
+                && let Some(cycle) = visit(dep, deps, marks, path)
+            {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        marks.insert(node, Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for node in deps.keys() {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(node, &deps, &mut marks, &mut path) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+/// Problems with a Dataset spec; empty when it is valid.
+pub fn dataset(spec: &DatasetSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(freshness) = &spec.freshness {
+        let max_age = duration::parse(&freshness.max_age)
+            .map_err(|e| problems.push(format!("spec.freshness.maxAge: {e}")))
+            .ok();
+        if let Some(warn) = &freshness.warn_after {
+            match duration::parse(warn) {
+                Err(e) => problems.push(format!("spec.freshness.warnAfter: {e}")),
+                Ok(warn) => {
+                    if max_age.is_some_and(|max| warn > max) {
+                        problems.push(
+                            "spec.freshness.warnAfter must not be greater than spec.freshness.maxAge".into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if let Some(contract) = &spec.contract {
+        let mut seen = BTreeSet::new();
+        for column in &contract.columns {
+            if !seen.insert(column.name.as_str()) {
+                problems.push(format!(
+                    "spec.contract.columns: column {:?} is listed twice",
+                    column.name
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// Problems with a Backfill spec; empty when it is valid.
+/// `pipeline` is the referenced Pipeline's spec as observed, `None` when it does not exist.
+pub fn backfill(
+    spec: &BackfillSpec,
+    pipeline: Option<&PipelineSpec>,
+    lookup: &dyn Lookup,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if spec.range.start.0 >= spec.range.end.0 {
+        problems.push("spec.range.start must be before spec.range.end".into());
+    }
+    match pipeline {
+        None => problems.push(format!(
+            "spec.pipelineRef: Pipeline {:?} does not exist in this namespace",
+            spec.pipeline_ref.name
+        )),
+        Some(pipeline) if pipeline.schedule.is_none() => problems.push(format!(
+            "spec.pipelineRef: Pipeline {:?} has no spec.schedule, so it has no partition windows to backfill",
+            spec.pipeline_ref.name
+        )),
+        Some(_) => {}
+    }
+    if let Some(quota) = spec
+        .budget
+        .as_ref()
+        .and_then(|b| b.resource_quota_ref.as_ref())
+        && !lookup.resource_quota_exists(&quota.name)
+    {
+        problems.push(format!(
+            "spec.budget.resourceQuotaRef: ResourceQuota {:?} does not exist in this namespace",
+            quota.name
+        ));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{PartitionSpec, StepKind, StepSpec};
+
+    struct World {
+        datasets: Vec<&'static str>,
+        quotas: Vec<&'static str>,
+    }
+
+    impl Lookup for World {
+        fn dataset_exists(&self, name: &str) -> bool {
+            self.datasets.contains(&name)
+        }
+        fn resource_quota_exists(&self, name: &str) -> bool {
+            self.quotas.contains(&name)
+        }
+    }
+
+    fn world() -> World {
+        World {
+            datasets: vec!["orders", "stg-orders"],
+            quotas: vec![],
+        }
+    }
+
+    fn step(name: &str, deps: &[&str]) -> StepSpec {
+        StepSpec {
+            name: name.into(),
+            kind: StepKind::Transform,
+            inputs: vec![],
+            outputs: vec![],
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            template: Default::default(),
+            retries: None,
+            active_deadline_seconds: None,
+        }
+    }
+
+    fn pipeline_spec(steps: Vec<StepSpec>) -> PipelineSpec {
+        PipelineSpec {
+            schedule: Some("0 * * * *".into()),
+            time_zone: None,
+            suspend: false,
+            partition: None,
+            starting_deadline_seconds: None,
+            catch_up: None,
+            trigger: None,
+            steps,
+            concurrency: None,
+            history: None,
+        }
+    }
+
+    #[test]
+    fn valid_pipeline_has_no_problems() {
+        let spec = pipeline_spec(vec![step("extract", &[]), step("stage", &["extract"])]);
+        assert_eq!(pipeline(&spec, &world()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn three_step_cycle_is_found() {
+        let spec = pipeline_spec(vec![
+            step("a", &["c"]),
+            step("b", &["a"]),
+            step("c", &["b"]),
+        ]);
+        let problems = pipeline(&spec, &world());
+        assert_eq!(
+            problems,
+            ["spec.steps[].dependsOn: dependency cycle a -> c -> b -> a"]
+        );
+    }
+
+    #[test]
+    fn bad_cron_time_zone_and_duration_are_reported() {
+        let mut spec = pipeline_spec(vec![step("a", &[])]);
+        spec.schedule = Some("every hour".into());
+        spec.time_zone = Some("Europe/Atlantis".into());
+        spec.partition = Some(PartitionSpec {
+            size: Some("1 hour".into()),
+            offset: None,
+        });
+        let problems = pipeline(&spec, &world());
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].starts_with("spec.timeZone"));
+        assert!(problems[1].starts_with("spec.schedule"));
+        assert!(problems[2].starts_with("spec.partition.size"));
+    }
+
+    #[test]
+    fn missing_datasets_are_named_once() {
+        let mut a = step("a", &[]);
+        a.inputs = vec!["nowhere".into(), "orders".into()];
+        a.outputs = vec!["nowhere".into()];
+        let spec = pipeline_spec(vec![a]);
+        assert_eq!(
+            pipeline(&spec, &world()),
+            ["spec.steps[].inputs: Dataset \"nowhere\" does not exist in this namespace"]
+        );
+    }
+
+    #[test]
+    fn dataset_warn_after_above_max_age() {
+        let spec: DatasetSpec = serde_json::from_value(serde_json::json!({
+            "owner": "team-a", "layer": "Raw",
+            "freshness": {"maxAge": "1h", "warnAfter": "90m"}
+        }))
+        .unwrap();
+        assert_eq!(
+            dataset(&spec),
+            ["spec.freshness.warnAfter must not be greater than spec.freshness.maxAge"]
+        );
+    }
+
+    #[test]
+    fn backfill_references_are_checked() {
+        let spec: BackfillSpec = serde_json::from_value(serde_json::json!({
+            "pipelineRef": {"name": "orders-ingest"},
+            "range": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"},
+            "budget": {"resourceQuotaRef": {"name": "compute"}}
+        }))
+        .unwrap();
+        let mut w = world();
+        assert_eq!(backfill(&spec, None, &w).len(), 2);
+        let pipeline = pipeline_spec(vec![step("a", &[])]);
+        w.quotas.push("compute");
+        assert!(backfill(&spec, Some(&pipeline), &w).is_empty());
+    }
+}
