@@ -42,6 +42,14 @@ timed() {
 # replaces every staging module with its published v0.X.Y release. The list of staging modules is
 # read from k8s.io/kubernetes's own go.mod.
 build_kubernetes() {
+  local cmd missing=0
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    have "$cmd" "$KUBERNETES_VERSION" || missing=1
+  done
+  if [ "$missing" = 0 ]; then
+    log "cached kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION"
+    return
+  fi
   local dir="$work/kubernetes"
   local staging_version="v0.${KUBERNETES_VERSION#v1.}"
   mkdir -p "$dir"

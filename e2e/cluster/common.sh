@@ -7,6 +7,7 @@ source "$here/versions.env"
 # State directory: pki, etcd data, pid files, logs, kubeconfig.
 cluster_dir="${SLUICE_CLUSTER_DIR:-${TMPDIR:-/tmp}/sluice-cluster}"
 cluster_dir="${cluster_dir%/}"
+case "$cluster_dir" in /*) ;; *) cluster_dir="$PWD/$cluster_dir" ;; esac
 # Marks a directory as created by up.sh, so that up.sh / down.sh only ever wipe their own state.
 marker="$cluster_dir/.sluice-cluster"
 pid_dir="$cluster_dir/pids"
@@ -42,3 +43,19 @@ pid_is() {
 
 # True when the component's pid file names a live process of that component.
 is_alive() { pid_is "$(pid_of "$1")" "$1"; }
+
+# Serialises up.sh / down.sh runs on the same directory (e.g. test processes that each call up.sh
+# in parallel: the first starts the cluster, the others wait, then find it up). The lock file sits
+# next to the state directory, which down.sh removes. Nested calls (up.sh -> down.sh) inherit it.
+# Processes started by up.sh must not inherit fd 9, or they would hold the lock forever.
+lock_cluster() {
+  [ "${SLUICE_CLUSTER_LOCKED:-}" = "$cluster_dir" ] && return 0
+  command -v flock >/dev/null || return 0
+  mkdir -p "$(dirname "$cluster_dir")"
+  exec 9>"$cluster_dir.lock"
+  if ! flock -w 300 9; then
+    log "timed out waiting for the lock $cluster_dir.lock"
+    exit 1
+  fi
+  export SLUICE_CLUSTER_LOCKED="$cluster_dir"
+}

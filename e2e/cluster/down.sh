@@ -14,6 +14,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/common.sh"
 
 stop_timeout="${SLUICE_STOP_TIMEOUT:-10}"
+lock_cluster
 
 if [ ! -d "$cluster_dir" ]; then
   log "no cluster at $cluster_dir"

@@ -33,6 +33,8 @@ pki="$cluster_dir/pki"
 curl_api=(curl -sf --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
 kubectl() { "$bin_dir/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s "$@"; }
 
+lock_cluster
+
 # ---------------------------------------------------------------------------------------------
 # Already up? Then this is a no-op.
 
@@ -137,8 +139,10 @@ api_url="https://127.0.0.1:$api_port"
 
 # ---------------------------------------------------------------------------------------------
 # PKI: a CA; the apiserver's serving cert; an admin client cert (O=system:masters) used by
-# kubectl, the tests and every component; a service-account signing key. ECDSA P-256 keys: fast
-# to generate, supported by Go and rustls.
+# kubectl, the tests and every component; a front-proxy client cert (aggregation layer; without
+# it the controller-manager and scheduler log errors about the requestheader CA every few
+# seconds); a service-account signing key. ECDSA P-256 keys: fast to generate, supported by Go
+# and rustls.
 
 log "generating certificates"
 cat >"$pki/openssl.cnf" <<'EOF'
@@ -178,6 +182,7 @@ EOF
   }
   sign apiserver "/CN=kube-apiserver" server
   sign admin "/O=system:masters/CN=sluice-admin" client
+  sign front-proxy-client "/CN=front-proxy-client" client
   newkey sa.key
   openssl pkey -in sa.key -pubout -out sa.pub
   chmod 600 ./*.key
@@ -212,7 +217,7 @@ chmod 600 "$kubeconfig"
 # start <name> <args...>: runs $bin_dir/<name> detached in its own session (so a Ctrl-C in the
 # caller's terminal or the end of the caller's process group does not reach it), stdin from
 # /dev/null, output to logs/<name>.log (stdout must not be inherited: a caller reading up.sh's
-# stdout would never see EOF). The inner shell writes its own pid, then execs the binary, so the
+# stdout would never see EOF), without the lock's fd 9. The inner shell writes its own pid, then execs the binary, so the
 # pid file holds the binary's pid.
 start() {
   local name="$1"; shift
@@ -220,7 +225,7 @@ start() {
   rm -f "$pidfile"
   failing="$name"
   setsid -f bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
-    "$pidfile" "$bin_dir/$name" "$@" </dev/null >>"$log_dir/$name.log" 2>&1
+    "$pidfile" "$bin_dir/$name" "$@" </dev/null >>"$log_dir/$name.log" 2>&1 9>&-
   for ((i = 0; i < 50; i++)); do
     [ -s "$pidfile" ] && return 0
     sleep 0.1
@@ -276,6 +281,13 @@ start kube-apiserver \
   --tls-cert-file="$pki/apiserver.crt" \
   --tls-private-key-file="$pki/apiserver.key" \
   --client-ca-file="$pki/ca.crt" \
+  --requestheader-client-ca-file="$pki/ca.crt" \
+  --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User \
+  --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+  --proxy-client-key-file="$pki/front-proxy-client.key" \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \

@@ -1,1 +1,26 @@
-//! placeholder
+//! Harness for Sluice's end-to-end tests against a real Kubernetes control plane.
+//!
+//! - [`cluster`] starts the local control plane once per test run (`e2e/cluster/up.sh`, a no-op
+//!   when it is already up), or uses an existing cluster: `SLUICE_E2E_KUBECONFIG=<path>`, or
+//!   `KUBECONFIG` with `SLUICE_E2E_EXISTING=1` (kind, k3d or a real cluster).
+//! - [`operator`] installs the CRDs and runs the `sluice-operator` binary against it, unless
+//!   `SLUICE_E2E_OPERATOR=external` says one is already deployed there.
+//! - [`namespace`] gives each test a fresh namespace and removes it afterwards, also when the
+//!   test fails.
+//! - [`wait`] waits on conditions rather than sleeping.
+
+pub mod cluster;
+pub mod namespace;
+pub mod operator;
+pub mod wait;
+pub mod yaml;
+
+pub use namespace::TestNamespace;
+
+/// Everything a test needs: a client for the cluster, with the operator running against it.
+pub async fn setup() -> kube::Client {
+    let kubeconfig = cluster::kubeconfig();
+    let client = cluster::client(&kubeconfig).await;
+    operator::ensure_running(&client, &kubeconfig).await;
+    client
+}

@@ -10,8 +10,7 @@ pub fn parse(text: &str) -> Result<SignedDuration, String> {
     if text.trim().is_empty() {
         return Err("an empty string is not a duration".into());
     }
-    let parsed = kube::core::Duration::from_str(text)
-        .map_err(|e| format!("{text:?} is not a duration: {e}"))?;
+    let parsed = kube::core::Duration::from_str(text).map_err(|e| format!("{text:?} is not a duration: {e}"))?;
     if parsed.is_negative() {
         return Err(format!("{text:?} is negative"));
     }

@@ -6,10 +6,7 @@ pub enum Error {
     #[error("Kubernetes API request failed: {0}")]
     Kube(#[from] kube::Error),
     #[error("could not serialize {what}: {source}")]
-    Serialize {
-        what: &'static str,
-        source: serde_json::Error,
-    },
+    Serialize { what: &'static str, source: serde_json::Error },
     #[error("object has no {0}")]
     MissingObjectKey(&'static str),
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod controller;
 pub mod duration;
 pub mod error;
+pub mod jobs;
 pub mod metrics;
 pub mod plan;
 pub mod schedule;

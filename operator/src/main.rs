@@ -11,11 +11,7 @@ use sluice::server::{self, Readiness};
 use sluice::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(
-    name = "sluice-operator",
-    version,
-    about = "Kubernetes operator for ELT pipelines"
-)]
+#[command(name = "sluice-operator", version, about = "Kubernetes operator for ELT pipelines")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,6 +45,12 @@ struct RunArgs {
     /// Most reconciles running at once, per controller.
     #[arg(long, env = "SLUICE_RECONCILE_CONCURRENCY", default_value_t = 16)]
     reconcile_concurrency: u16,
+    /// Most running Sluice Jobs per namespace (unset: no cap). Counted from the watch cache.
+    #[arg(long, env = "SLUICE_MAX_RUNNING_JOBS_PER_NAMESPACE")]
+    max_running_jobs_per_namespace: Option<usize>,
+    /// Most running Sluice Jobs across all watched namespaces (unset: no cap).
+    #[arg(long, env = "SLUICE_MAX_RUNNING_JOBS")]
+    max_running_jobs: Option<usize>,
     /// Name of this replica, reported in Events (set from the pod name by the chart).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -81,23 +83,20 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default()
-        .await
-        .context("could not build a Kubernetes client")?;
+    let client = kube::Client::try_default().await.context("could not build a Kubernetes client")?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let shutdown = shutdown_signal().shared();
 
-    let server = tokio::spawn(server::serve(
-        args.http_addr,
-        metrics.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
+    let server = tokio::spawn(server::serve(args.http_addr, metrics.clone(), readiness.clone(), shutdown.clone()));
     let settings = Settings {
         namespace: args.namespace,
         concurrency: args.reconcile_concurrency,
         instance: args.instance,
+        job_caps: sluice::controller::job_cache::JobCaps {
+            per_namespace: args.max_running_jobs_per_namespace,
+            total: args.max_running_jobs,
+        },
     };
     controller::run(client, settings, metrics, readiness, shutdown).await;
     match server.await {

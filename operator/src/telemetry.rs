@@ -11,13 +11,10 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
 pub fn init(format: LogFormat) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry.with(fmt::layer()).init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
-            .init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).init(),
     }
 }

@@ -61,9 +61,7 @@ pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
         }
     }
     for (name, field) in missing {
-        problems.push(format!(
-            "{field}: Dataset {name:?} does not exist in this namespace"
-        ));
+        problems.push(format!("{field}: Dataset {name:?} does not exist in this namespace"));
     }
     problems
 }
@@ -74,43 +72,26 @@ fn step_graph(spec: &PipelineSpec) -> Vec<String> {
     let mut names = BTreeSet::new();
     for step in &spec.steps {
         if !names.insert(step.name.as_str()) {
-            problems.push(format!(
-                "spec.steps: step name {:?} is used twice",
-                step.name
-            ));
+            problems.push(format!("spec.steps: step name {:?} is used twice", step.name));
         }
     }
     for step in &spec.steps {
         for dep in &step.depends_on {
             if !names.contains(dep.as_str()) {
-                problems.push(format!(
-                    "spec.steps[{}].dependsOn: {dep:?} is not a step of this pipeline",
-                    step.name
-                ));
+                problems.push(format!("spec.steps[{}].dependsOn: {dep:?} is not a step of this pipeline", step.name));
             }
         }
     }
     if let Some(cycle) = find_cycle(spec) {
-        problems.push(format!(
-            "spec.steps[].dependsOn: dependency cycle {}",
-            cycle.join(" -> ")
-        ));
+        problems.push(format!("spec.steps[].dependsOn: dependency cycle {}", cycle.join(" -> ")));
     }
     problems
 }
 
 /// A dependency cycle among the steps, as the list of step names along it (first repeated last).
 pub fn find_cycle(spec: &PipelineSpec) -> Option<Vec<String>> {
-    let deps: BTreeMap<&str, Vec<&str>> = spec
-        .steps
-        .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                s.depends_on.iter().map(String::as_str).collect(),
-            )
-        })
-        .collect();
+    let deps: BTreeMap<&str, Vec<&str>> =
+        spec.steps.iter().map(|s| (s.name.as_str(), s.depends_on.iter().map(String::as_str).collect())).collect();
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Visiting,
@@ -159,17 +140,14 @@ pub fn find_cycle(spec: &PipelineSpec) -> Option<Vec<String>> {
 pub fn dataset(spec: &DatasetSpec) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(freshness) = &spec.freshness {
-        let max_age = duration::parse(&freshness.max_age)
-            .map_err(|e| problems.push(format!("spec.freshness.maxAge: {e}")))
-            .ok();
+        let max_age =
+            duration::parse(&freshness.max_age).map_err(|e| problems.push(format!("spec.freshness.maxAge: {e}"))).ok();
         if let Some(warn) = &freshness.warn_after {
             match duration::parse(warn) {
                 Err(e) => problems.push(format!("spec.freshness.warnAfter: {e}")),
                 Ok(warn) => {
                     if max_age.is_some_and(|max| warn > max) {
-                        problems.push(
-                            "spec.freshness.warnAfter must not be greater than spec.freshness.maxAge".into(),
-                        );
+                        problems.push("spec.freshness.warnAfter must not be greater than spec.freshness.maxAge".into());
                     }
                 }
             }
@@ -179,10 +157,7 @@ pub fn dataset(spec: &DatasetSpec) -> Vec<String> {
         let mut seen = BTreeSet::new();
         for column in &contract.columns {
             if !seen.insert(column.name.as_str()) {
-                problems.push(format!(
-                    "spec.contract.columns: column {:?} is listed twice",
-                    column.name
-                ));
+                problems.push(format!("spec.contract.columns: column {:?} is listed twice", column.name));
             }
         }
     }
@@ -191,30 +166,21 @@ pub fn dataset(spec: &DatasetSpec) -> Vec<String> {
 
 /// Problems with a Backfill spec; empty when it is valid.
 /// `pipeline` is the referenced Pipeline's spec as observed, `None` when it does not exist.
-pub fn backfill(
-    spec: &BackfillSpec,
-    pipeline: Option<&PipelineSpec>,
-    lookup: &dyn Lookup,
-) -> Vec<String> {
+pub fn backfill(spec: &BackfillSpec, pipeline: Option<&PipelineSpec>, lookup: &dyn Lookup) -> Vec<String> {
     let mut problems = Vec::new();
     if spec.range.start.0 >= spec.range.end.0 {
         problems.push("spec.range.start must be before spec.range.end".into());
     }
     match pipeline {
-        None => problems.push(format!(
-            "spec.pipelineRef: Pipeline {:?} does not exist in this namespace",
-            spec.pipeline_ref.name
-        )),
+        None => problems
+            .push(format!("spec.pipelineRef: Pipeline {:?} does not exist in this namespace", spec.pipeline_ref.name)),
         Some(pipeline) if pipeline.schedule.is_none() => problems.push(format!(
             "spec.pipelineRef: Pipeline {:?} has no spec.schedule, so it has no partition windows to backfill",
             spec.pipeline_ref.name
         )),
         Some(_) => {}
     }
-    if let Some(quota) = spec
-        .budget
-        .as_ref()
-        .and_then(|b| b.resource_quota_ref.as_ref())
+    if let Some(quota) = spec.budget.as_ref().and_then(|b| b.resource_quota_ref.as_ref())
         && !lookup.resource_quota_exists(&quota.name)
     {
         problems.push(format!(
@@ -245,10 +211,7 @@ mod tests {
     }
 
     fn world() -> World {
-        World {
-            datasets: vec!["orders", "stg-orders"],
-            quotas: vec![],
-        }
+        World { datasets: vec!["orders", "stg-orders"], quotas: vec![] }
     }
 
     fn step(name: &str, deps: &[&str]) -> StepSpec {
@@ -287,16 +250,9 @@ mod tests {
 
     #[test]
     fn three_step_cycle_is_found() {
-        let spec = pipeline_spec(vec![
-            step("a", &["c"]),
-            step("b", &["a"]),
-            step("c", &["b"]),
-        ]);
+        let spec = pipeline_spec(vec![step("a", &["c"]), step("b", &["a"]), step("c", &["b"])]);
         let problems = pipeline(&spec, &world());
-        assert_eq!(
-            problems,
-            ["spec.steps[].dependsOn: dependency cycle a -> c -> b -> a"]
-        );
+        assert_eq!(problems, ["spec.steps[].dependsOn: dependency cycle a -> c -> b -> a"]);
     }
 
     #[test]
@@ -304,10 +260,7 @@ mod tests {
         let mut spec = pipeline_spec(vec![step("a", &[])]);
         spec.schedule = Some("every hour".into());
         spec.time_zone = Some("Europe/Atlantis".into());
-        spec.partition = Some(PartitionSpec {
-            size: Some("1 hour".into()),
-            offset: None,
-        });
+        spec.partition = Some(PartitionSpec { size: Some("1 hour".into()), offset: None });
         let problems = pipeline(&spec, &world());
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("spec.timeZone"));
@@ -334,10 +287,7 @@ mod tests {
             "freshness": {"maxAge": "1h", "warnAfter": "90m"}
         }))
         .unwrap();
-        assert_eq!(
-            dataset(&spec),
-            ["spec.freshness.warnAfter must not be greater than spec.freshness.maxAge"]
-        );
+        assert_eq!(dataset(&spec), ["spec.freshness.warnAfter must not be greater than spec.freshness.maxAge"]);
     }
 
     #[test]

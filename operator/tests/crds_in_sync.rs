@@ -17,16 +17,9 @@ fn committed_crds_match_the_types() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(
-        stale.is_empty(),
-        "stale CRD files (run `make crds`): {stale:?}"
-    );
+    assert!(stale.is_empty(), "stale CRD files (run `make crds`): {stale:?}");
     let files = std::fs::read_dir(&dir).expect("crds/ exists").count();
-    assert_eq!(
-        files,
-        crds().len(),
-        "crds/ holds files that no type generates"
-    );
+    assert_eq!(files, crds().len(), "crds/ holds files that no type generates");
 }
 
 #[test]
@@ -34,22 +27,12 @@ fn crds_are_namespaced_in_the_sluice_category_only() {
     for crd in crds() {
         assert_eq!(crd.spec.scope, "Namespaced");
         let categories = crd.spec.names.categories.clone().unwrap_or_default();
-        assert_eq!(
-            categories,
-            ["sluice"],
-            "{:?} must stay out of `all`",
-            crd.metadata.name
-        );
+        assert_eq!(categories, ["sluice"], "{:?} must stay out of `all`", crd.metadata.name);
         let short = crd.spec.names.short_names.clone().unwrap_or_default();
         // Tekton (pipelines: none, pipelineruns: pr, tasks/taskruns: tr) and Argo (wf, cwf,
         // wftmpl, app) short names must not be taken.
-        for taken in [
-            "p", "pr", "tr", "wf", "cwf", "wftmpl", "app", "apps", "ds", "bf",
-        ] {
-            assert!(
-                !short.iter().any(|s| s == taken),
-                "short name {taken} collides"
-            );
+        for taken in ["p", "pr", "tr", "wf", "cwf", "wftmpl", "app", "apps", "ds", "bf"] {
+            assert!(!short.iter().any(|s| s == taken), "short name {taken} collides");
         }
     }
 }

@@ -22,43 +22,14 @@ use super::LocalObjectReference;
     category = "sluice",
     derive = "PartialEq",
     doc = "A Backfill re-runs a Pipeline over a range of partition windows, admitted only as fast as the namespace ResourceQuota allows beyond a reserve for scheduled runs.",
-    printcolumn(
-        name = "Pipeline",
-        type_ = "string",
-        json_path = ".spec.pipelineRef.name"
-    ),
+    printcolumn(name = "Pipeline", type_ = "string", json_path = ".spec.pipelineRef.name"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
-    printcolumn(
-        name = "Succeeded",
-        type_ = "integer",
-        json_path = ".status.partitions.succeeded"
-    ),
-    printcolumn(
-        name = "Failed",
-        type_ = "integer",
-        json_path = ".status.partitions.failed"
-    ),
-    printcolumn(
-        name = "Throttled",
-        type_ = "string",
-        json_path = ".status.throttled.reason"
-    ),
-    printcolumn(
-        name = "Complete",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Complete\")].status"
-    ),
-    printcolumn(
-        name = "ETA",
-        type_ = "string",
-        json_path = ".status.estimatedCompletionTime",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Succeeded", type_ = "integer", json_path = ".status.partitions.succeeded"),
+    printcolumn(name = "Failed", type_ = "integer", json_path = ".status.partitions.failed"),
+    printcolumn(name = "Throttled", type_ = "string", json_path = ".status.throttled.reason"),
+    printcolumn(name = "Complete", type_ = "string", json_path = ".status.conditions[?(@.type==\"Complete\")].status"),
+    printcolumn(name = "ETA", type_ = "string", json_path = ".status.estimatedCompletionTime", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("self.pipelineRef == oldSelf.pipelineRef").message("spec.pipelineRef is immutable; create a new Backfill instead").field_path(".pipelineRef").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("self.range == oldSelf.range").message("spec.range is immutable; create a new Backfill instead").field_path(".range").reason(Reason::FieldValueForbidden))]

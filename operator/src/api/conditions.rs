@@ -33,18 +33,8 @@ pub struct DesiredCondition {
 }
 
 impl DesiredCondition {
-    pub fn new(
-        type_: &'static str,
-        status: bool,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            type_,
-            status,
-            reason: reason.into(),
-            message: message.into(),
-        }
+    pub fn new(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { type_, status, reason: reason.into(), message: message.into() }
     }
 }
 
@@ -62,11 +52,8 @@ pub fn merge(
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    let mut out: Vec<Condition> = current
-        .iter()
-        .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
-        .cloned()
-        .collect();
+    let mut out: Vec<Condition> =
+        current.iter().filter(|c| !desired.iter().any(|d| d.type_ == c.type_)).cloned().collect();
     for d in desired {
         let status = status_str(d.status);
         let previous = current.iter().find(|c| c.type_ == d.type_);
@@ -109,23 +96,8 @@ mod tests {
     fn transition_time_kept_when_status_unchanged() {
         let t0 = time("2026-11-24T10:00:00Z");
         let t1 = time("2026-11-24T11:00:00Z");
-        let first = merge(
-            &[],
-            &[DesiredCondition::new("Ready", true, "Reconciled", "ok")],
-            Some(1),
-            &t0,
-        );
-        let second = merge(
-            &first,
-            &[DesiredCondition::new(
-                "Ready",
-                true,
-                "Reconciled",
-                "still ok",
-            )],
-            Some(2),
-            &t1,
-        );
+        let first = merge(&[], &[DesiredCondition::new("Ready", true, "Reconciled", "ok")], Some(1), &t0);
+        let second = merge(&first, &[DesiredCondition::new("Ready", true, "Reconciled", "still ok")], Some(2), &t1);
         assert_eq!(second[0].last_transition_time, t0);
         assert_eq!(second[0].message, "still ok");
         assert_eq!(second[0].observed_generation, Some(2));
@@ -135,18 +107,8 @@ mod tests {
     fn transition_time_moves_when_status_flips() {
         let t0 = time("2026-11-24T10:00:00Z");
         let t1 = time("2026-11-24T11:00:00Z");
-        let first = merge(
-            &[],
-            &[DesiredCondition::new("Ready", true, "Reconciled", "ok")],
-            Some(1),
-            &t0,
-        );
-        let second = merge(
-            &first,
-            &[DesiredCondition::new("Ready", false, "InvalidSpec", "bad")],
-            Some(1),
-            &t1,
-        );
+        let first = merge(&[], &[DesiredCondition::new("Ready", true, "Reconciled", "ok")], Some(1), &t0);
+        let second = merge(&first, &[DesiredCondition::new("Ready", false, "InvalidSpec", "bad")], Some(1), &t1);
         assert_eq!(second[0].last_transition_time, t1);
         assert_eq!(second[0].status, "False");
         assert_eq!(second[0].reason, "InvalidSpec");
@@ -155,18 +117,8 @@ mod tests {
     #[test]
     fn other_types_are_kept_and_output_is_sorted() {
         let t0 = time("2026-11-24T10:00:00Z");
-        let first = merge(
-            &[],
-            &[DesiredCondition::new("Running", false, "Idle", "")],
-            Some(1),
-            &t0,
-        );
-        let second = merge(
-            &first,
-            &[DesiredCondition::new("Degraded", false, "Healthy", "")],
-            Some(1),
-            &t0,
-        );
+        let first = merge(&[], &[DesiredCondition::new("Running", false, "Idle", "")], Some(1), &t0);
+        let second = merge(&first, &[DesiredCondition::new("Degraded", false, "Healthy", "")], Some(1), &t0);
         let types: Vec<_> = second.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Degraded", "Running"]);
         assert!(!is_true(&second, "Running"));

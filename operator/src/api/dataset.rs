@@ -19,34 +19,13 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq",
     doc = "A Dataset is a table or file set that pipeline steps produce or read, with an owner, a freshness objective and a schema contract.",
     printcolumn(name = "Layer", type_ = "string", json_path = ".spec.layer"),
-    printcolumn(
-        name = "Owner",
-        type_ = "string",
-        json_path = ".spec.owner",
-        priority = 1
-    ),
-    printcolumn(
-        name = "Freshness",
-        type_ = "string",
-        json_path = ".status.freshness.state"
-    ),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner", priority = 1),
+    printcolumn(name = "Freshness", type_ = "string", json_path = ".status.freshness.state"),
     printcolumn(name = "Watermark", type_ = "string", json_path = ".status.watermark"),
     printcolumn(name = "Data Age", type_ = "date", json_path = ".status.watermark"),
-    printcolumn(
-        name = "Max Age",
-        type_ = "string",
-        json_path = ".spec.freshness.maxAge"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Max Age", type_ = "string", json_path = ".spec.freshness.maxAge"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatasetSpec {
@@ -103,7 +82,7 @@ pub struct FreshnessSpec {
 /// Schema contract of a dataset.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.columns.all(c, self.columns.exists_one(d, d.name == c.name))").message("spec.contract.columns: column names must be unique").field_path(".columns").reason(Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.columns.all(c, self.columns.exists_one(d, d.name == c.name))").message("spec.contract.columns: column names must be unique").field_path(".columns").reason(Reason::FieldValueInvalid))]
 pub struct ContractSpec {
     /// Columns the dataset must have.
     #[schemars(length(min = 1, max = 200))]

@@ -1,6 +1,9 @@
 //! The `sluice.dev/v1alpha1` custom resources: types only (serde, schemars, kube derive), their
 //! documentation (which becomes `kubectl explain`) and their apply-time validation rules.
 
+// kube's derive takes one `printcolumn(...)` attribute per column, which clippy reads as repeats.
+#![allow(clippy::duplicated_attributes)]
+
 mod backfill;
 pub mod conditions;
 mod dataset;

@@ -23,50 +23,25 @@ use serde::{Deserialize, Serialize};
     doc = "A Pipeline runs extract and transform steps as batch/v1 Jobs, one run per partition window, on a schedule or when upstream datasets advance.",
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Active",
-        type_ = "integer",
-        json_path = ".status.activeRunCount"
-    ),
-    printcolumn(
-        name = "Last Run",
-        type_ = "string",
-        json_path = ".status.lastRunPhase"
-    ),
-    printcolumn(
-        name = "Last Schedule",
-        type_ = "date",
-        json_path = ".status.lastScheduleTime"
-    ),
-    printcolumn(
-        name = "Next",
-        type_ = "string",
-        json_path = ".status.nextScheduleTime",
-        priority = 1
-    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Active", type_ = "integer", json_path = ".status.activeRunCount"),
+    printcolumn(name = "Last Run", type_ = "string", json_path = ".status.lastRunPhase"),
+    printcolumn(name = "Last Schedule", type_ = "date", json_path = ".status.lastScheduleTime"),
+    printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime", priority = 1),
     printcolumn(
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
         priority = 1
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.schedule) || has(self.trigger)").message("spec: set spec.schedule, spec.trigger, or both; a pipeline with neither never runs").reason(Reason::FieldValueRequired))]
-#[x_kube(validation = Rule::new("self.steps.all(s, self.steps.exists_one(t, t.name == s.name))").message("spec.steps: step names must be unique").field_path(".steps").reason(Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.steps.all(s, self.steps.exists_one(t, t.name == s.name))").message("spec.steps: step names must be unique").field_path(".steps").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("self.steps.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.steps.exists(t, t.name == d)))").message("spec.steps[].dependsOn: every entry must name a step of this pipeline").field_path(".steps").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("self.steps.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))").message("spec.steps[].dependsOn: a step cannot depend on itself").field_path(".steps").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("self.steps.all(a, !has(a.dependsOn) || a.dependsOn.all(d, self.steps.all(b, b.name != d || !has(b.dependsOn) || !(a.name in b.dependsOn))))").message("spec.steps[].dependsOn: two steps depend on each other (dependency cycle)").field_path(".steps").reason(Reason::FieldValueInvalid))]
-#[x_kube(validation = Rule::new("self.steps.all(s, !has(s.outputs) || s.outputs.all(o, self.steps.exists_one(t, has(t.outputs) && o in t.outputs)))").message("spec.steps[].outputs: each dataset can be produced by one step only").field_path(".steps").reason(Reason::FieldValueDuplicate))]
+#[x_kube(validation = Rule::new("self.steps.all(s, !has(s.outputs) || s.outputs.all(o, self.steps.exists_one(t, has(t.outputs) && o in t.outputs)))").message("spec.steps[].outputs: each dataset can be produced by one step only").field_path(".steps").reason(Reason::FieldValueInvalid))]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineSpec {
     /// Cron schedule in five-field syntax (minute hour day-of-month month day-of-week), evaluated
@@ -194,10 +169,7 @@ pub enum TriggerMode {
 #[serde(rename_all = "camelCase")]
 pub struct StepSpec {
     /// Name of the step, unique in the pipeline; a lowercase DNS label of at most 40 characters.
-    #[schemars(
-        length(min = 1, max = 40),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
 
     /// `Extract` reads from a source system into a raw dataset; `Transform` derives datasets from
@@ -359,10 +331,24 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_ratio: Option<String>,
 
+    /// Due windows that were not run: missed while the operator was down or the pipeline
+    /// suspended (beyond the catch-up policy), or past `startingDeadlineSeconds`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed_windows: i64,
+
+    /// Value of the `sluice.dev/run-now` annotation last acted on, so that one request starts
+    /// one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_manual_trigger: Option<String>,
+
     /// Per-dataset watermarks already consumed by trigger runs, so that one advance never causes
     /// two runs, also across operator restarts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub consumed_watermarks: BTreeMap<String, Time>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A partition window [start, end).
@@ -394,6 +380,12 @@ pub struct RunRecord {
     /// The step that failed the run, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<String>,
+    /// Why the run failed or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Whether the run was started by the `sluice.dev/run-now` annotation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual: bool,
 }
 
 /// Phase of a run.

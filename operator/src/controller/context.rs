@@ -5,15 +5,26 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::job_cache::{JobCaps, PendingJobs};
 use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
 use crate::validation::Lookup;
+
+/// The watch caches the controllers read from.
+pub struct Caches {
+    pub pipelines: Store<Pipeline>,
+    pub datasets: Store<Dataset>,
+    pub backfills: Store<Backfill>,
+    pub quotas: Store<ResourceQuota>,
+    pub jobs: Store<Job>,
+}
 
 /// Shared state of the controllers.
 pub struct Context {
@@ -24,6 +35,14 @@ pub struct Context {
     pub datasets: Store<Dataset>,
     pub backfills: Store<Backfill>,
     pub quotas: Store<ResourceQuota>,
+    pub jobs: Store<Job>,
+    pub job_caps: JobCaps,
+    /// Held while counting free Job slots and creating Jobs, so the caps hold under concurrent
+    /// reconciles.
+    pub launch: tokio::sync::Mutex<PendingJobs>,
+    /// Set once every cache has its initial list: before that, a missing object may only be
+    /// not listed yet, so reconciles wait.
+    pub caches_synced: crate::server::Readiness,
     backoff: Mutex<HashMap<String, u32>>,
 }
 
@@ -32,29 +51,29 @@ impl Context {
         client: Client,
         recorder: Recorder,
         metrics: Metrics,
-        pipelines: Store<Pipeline>,
-        datasets: Store<Dataset>,
-        backfills: Store<Backfill>,
-        quotas: Store<ResourceQuota>,
+        caches: Caches,
+        job_caps: JobCaps,
+        caches_synced: crate::server::Readiness,
     ) -> Arc<Self> {
         Arc::new(Self {
             client,
             recorder,
             metrics,
-            pipelines,
-            datasets,
-            backfills,
-            quotas,
+            pipelines: caches.pipelines,
+            datasets: caches.datasets,
+            backfills: caches.backfills,
+            quotas: caches.quotas,
+            jobs: caches.jobs,
+            job_caps,
+            launch: tokio::sync::Mutex::default(),
+            caches_synced,
             backoff: Mutex::default(),
         })
     }
 
     /// A view of the caches for one namespace, for the validation lookups.
     pub fn namespace(&self, namespace: &str) -> NamespaceView<'_> {
-        NamespaceView {
-            ctx: self,
-            namespace: namespace.to_string(),
-        }
+        NamespaceView { ctx: self, namespace: namespace.to_string() }
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
@@ -89,10 +108,7 @@ impl Context {
 
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
-        self.backoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 }
 
@@ -116,16 +132,10 @@ pub struct NamespaceView<'a> {
 
 impl Lookup for NamespaceView<'_> {
     fn dataset_exists(&self, name: &str) -> bool {
-        self.ctx
-            .datasets
-            .get(&ObjectRef::new(name).within(&self.namespace))
-            .is_some()
+        self.ctx.datasets.get(&ObjectRef::new(name).within(&self.namespace)).is_some()
     }
 
     fn resource_quota_exists(&self, name: &str) -> bool {
-        self.ctx
-            .quotas
-            .get(&ObjectRef::new(name).within(&self.namespace))
-            .is_some()
+        self.ctx.quotas.get(&ObjectRef::new(name).within(&self.namespace)).is_some()
     }
 }

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod context;
 pub mod dataset;
+pub mod job_cache;
 pub mod object;
 pub mod pipeline;
 pub mod ready;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::{Recorder, Reporter};
@@ -22,7 +24,7 @@ use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
 use crate::server::Readiness;
-use context::Context;
+use context::{Caches, Context};
 
 /// How the controllers run.
 #[derive(Clone, Debug)]
@@ -33,6 +35,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Reporting instance for Events (the pod name).
     pub instance: Option<String>,
+    /// Caps on running Sluice Jobs per namespace and in total.
+    pub job_caps: job_cache::JobCaps,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -48,11 +52,7 @@ where
 /// Waits until the Sluice CRDs are installed and established, logging what is missing.
 pub async fn wait_for_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let names = [
-        Pipeline::crd_name(),
-        Dataset::crd_name(),
-        Backfill::crd_name(),
-    ];
+    let names = [Pipeline::crd_name(), Dataset::crd_name(), Backfill::crd_name()];
     loop {
         let mut missing = Vec::new();
         for name in names {
@@ -85,6 +85,28 @@ pub async fn wait_for_crds(client: &Client) {
     }
 }
 
+/// Waits until `store` has its initial list. Re-polls on a short timer: kube's ready signal wakes
+/// only the most recent of several concurrent waiters, and the controller itself waits on it too.
+async fn synced<K>(store: &reflector::Store<K>, name: &str) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(Ok(())) => {
+                tracing::debug!(cache = name, "cache synced");
+                return true;
+            }
+            Ok(Err(_)) => {
+                tracing::error!(cache = name, "cache writer dropped before it synced");
+                return false;
+            }
+            Err(_) => continue,
+        }
+    }
+}
+
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -101,63 +123,63 @@ pub async fn run(
     let wc = watcher::Config::default().any_semantic();
     let config = controller::Config::default().concurrency(settings.concurrency);
 
-    let pipelines = Controller::new(api::<Pipeline>(&client, &settings.namespace), wc.clone())
-        .with_config(config.clone());
-    let datasets = Controller::new(api::<Dataset>(&client, &settings.namespace), wc.clone())
-        .with_config(config.clone());
-    let backfills = Controller::new(api::<Backfill>(&client, &settings.namespace), wc.clone())
-        .with_config(config);
+    let pipelines =
+        Controller::new(api::<Pipeline>(&client, &settings.namespace), wc.clone()).with_config(config.clone());
+    let datasets =
+        Controller::new(api::<Dataset>(&client, &settings.namespace), wc.clone()).with_config(config.clone());
+    let backfills = Controller::new(api::<Backfill>(&client, &settings.namespace), wc.clone()).with_config(config);
     let pipeline_store = pipelines.store();
     let dataset_store = datasets.store();
     let backfill_store = backfills.store();
 
     let (quota_store, quota_writer) = reflector::store::<ResourceQuota>();
-    let quota_stream = watcher(
-        api::<ResourceQuota>(&client, &settings.namespace),
-        wc.clone(),
-    )
-    .default_backoff()
-    .modify(|q| q.managed_fields_mut().clear())
-    .reflect(quota_writer)
-    .touched_objects();
+    let quota_stream = watcher(api::<ResourceQuota>(&client, &settings.namespace), wc.clone())
+        .default_backoff()
+        .modify(|q| q.managed_fields_mut().clear())
+        .reflect(quota_writer)
+        .touched_objects();
+
+    // Sluice's Jobs, cached once (without managedFields) for the Job caps and run state; a
+    // change to an owned Job wakes its Pipeline at once.
+    let (job_store, job_writer) = reflector::store::<Job>();
+    let job_wc = watcher::Config::default().any_semantic().labels(&format!(
+        "{}={}",
+        crate::jobs::labels::MANAGED_BY,
+        crate::jobs::labels::MANAGED_BY_VALUE
+    ));
+    let job_stream = watcher(api::<Job>(&client, &settings.namespace), job_wc)
+        .default_backoff()
+        .modify(|j| j.managed_fields_mut().clear())
+        .reflect(job_writer)
+        .touched_objects();
+    let pipelines = pipelines.owns_stream(job_stream);
 
     // A Dataset appearing or going away changes the validity of the pipelines that name it.
     let by_dataset = pipeline_store.clone();
-    let pipelines = pipelines.watches(
-        api::<Dataset>(&client, &settings.namespace),
-        wc.clone(),
-        move |dataset| {
-            let namespace = dataset.namespace();
-            let name = dataset.name_any();
-            by_dataset
-                .state()
-                .into_iter()
-                .filter(|p| {
-                    p.namespace() == namespace
-                        && pipeline::referenced_datasets(p).any(|d| d == name)
-                })
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        },
-    );
+    let pipelines = pipelines.watches(api::<Dataset>(&client, &settings.namespace), wc.clone(), move |dataset| {
+        let namespace = dataset.namespace();
+        let name = dataset.name_any();
+        by_dataset
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace() == namespace && pipeline::referenced_datasets(p).any(|d| d == name))
+            .map(|p| ObjectRef::from_obj(&*p))
+            .collect::<Vec<_>>()
+    });
     // A Pipeline or ResourceQuota appearing or changing wakes the backfills that name it.
     let by_pipeline = backfill_store.clone();
     let by_quota = backfill_store.clone();
     let backfills = backfills
-        .watches(
-            api::<Pipeline>(&client, &settings.namespace),
-            wc.clone(),
-            move |pipeline| {
-                let namespace = pipeline.namespace();
-                let name = pipeline.name_any();
-                by_pipeline
-                    .state()
-                    .into_iter()
-                    .filter(|b| b.namespace() == namespace && b.spec.pipeline_ref.name == name)
-                    .map(|b| ObjectRef::from_obj(&*b))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
+            let namespace = pipeline.namespace();
+            let name = pipeline.name_any();
+            by_pipeline
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace() == namespace && b.spec.pipeline_ref.name == name)
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        })
         .watches_stream(quota_stream, move |quota| {
             let namespace = quota.namespace();
             let name = quota.name_any();
@@ -176,34 +198,29 @@ pub async fn run(
                 .collect::<Vec<_>>()
         });
 
-    let reporter = Reporter {
-        controller: "sluice-operator".into(),
-        instance: settings.instance.clone(),
-    };
+    let reporter = Reporter { controller: "sluice-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    let ctx = Context::new(
-        client.clone(),
-        recorder,
-        metrics,
-        pipeline_store.clone(),
-        dataset_store.clone(),
-        backfill_store.clone(),
-        quota_store.clone(),
-    );
+    let caches = Caches {
+        pipelines: pipeline_store.clone(),
+        datasets: dataset_store.clone(),
+        backfills: backfill_store.clone(),
+        quotas: quota_store.clone(),
+        jobs: job_store.clone(),
+    };
+    let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
 
     let ready_flag = readiness.clone();
     tokio::spawn(async move {
-        let synced = futures::future::join4(
-            pipeline_store.wait_until_ready(),
-            dataset_store.wait_until_ready(),
-            backfill_store.wait_until_ready(),
-            quota_store.wait_until_ready(),
-        )
-        .await;
-        if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
-            tracing::info!("caches synced; ready");
-            ready_flag.set(true);
+        let synced = synced(&pipeline_store, "pipelines").await
+            && synced(&dataset_store, "datasets").await
+            && synced(&backfill_store, "backfills").await
+            && synced(&quota_store, "resourcequotas").await
+            && synced(&job_store, "jobs").await;
+        if !synced {
+            return;
         }
+        tracing::info!("caches synced; ready");
+        ready_flag.set(true);
     });
 
     let pipelines = pipelines

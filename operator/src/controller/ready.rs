@@ -19,15 +19,8 @@ use crate::plan::ready::{ready_condition, ready_event};
 /// Applies the decision for `problems` to `obj`: status once, only when it changed; an Event when
 /// Ready flips or its problems change. Invalid objects wait for a change of themselves or of what
 /// they reference (both are watched).
-pub async fn apply<K: SluiceObject>(
-    obj: &K,
-    ctx: &Context,
-    problems: &[String],
-    now: Timestamp,
-) -> Result<Action> {
-    let namespace = obj
-        .namespace()
-        .ok_or(Error::MissingObjectKey("namespace"))?;
+pub async fn apply<K: SluiceObject>(obj: &K, ctx: &Context, problems: &[String], now: Timestamp) -> Result<Action> {
+    let namespace = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let current = obj.status();
     let desired_ready = ready_condition(problems);
     let previous_ready = current.and_then(|s| conditions::find(s.conditions(), types::READY));
@@ -45,19 +38,11 @@ pub async fn apply<K: SluiceObject>(
 
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     if write_if_changed(&api, obj, current, &desired).await? {
-        ctx.metrics
-            .status_writes
-            .with_label_values(&[K::CONTROLLER])
-            .inc();
+        ctx.metrics.status_writes.with_label_values(&[K::CONTROLLER]).inc();
     }
     if let Some(event) = event {
-        let type_ = if event.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(obj, type_, event.reason, event.note, "Validate")
-            .await;
+        let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
+        ctx.event(obj, type_, event.reason, event.note, "Validate").await;
     }
     Ok(Action::await_change())
 }
@@ -68,31 +53,21 @@ where
     K: SluiceObject,
     F: AsyncFnOnce(&K, &Context) -> Result<Action>,
 {
-    let timer = ctx
-        .metrics
-        .reconcile_duration
-        .with_label_values(&[K::CONTROLLER])
-        .start_timer();
+    if !ctx.caches_synced.get() {
+        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+    }
+    let timer = ctx.metrics.reconcile_duration.with_label_values(&[K::CONTROLLER]).start_timer();
     let result = reconcile(&obj, &ctx).await;
     timer.observe_duration();
     let key = object_key(&*obj);
     match &result {
         Ok(_) => {
             ctx.reset_backoff(&key);
-            ctx.metrics
-                .reconciles
-                .with_label_values(&[K::CONTROLLER, "success"])
-                .inc();
+            ctx.metrics.reconciles.with_label_values(&[K::CONTROLLER, "success"]).inc();
         }
         Err(error) => {
-            ctx.metrics
-                .reconciles
-                .with_label_values(&[K::CONTROLLER, "error"])
-                .inc();
-            ctx.metrics
-                .reconcile_errors
-                .with_label_values(&[K::CONTROLLER, error.category()])
-                .inc();
+            ctx.metrics.reconciles.with_label_values(&[K::CONTROLLER, "error"]).inc();
+            ctx.metrics.reconcile_errors.with_label_values(&[K::CONTROLLER, error.category()]).inc();
         }
     }
     result
@@ -106,10 +81,5 @@ pub fn error_policy<K: SluiceObject>(obj: Arc<K>, error: &Error, ctx: Arc<Contex
 }
 
 fn object_key<K: SluiceObject>(obj: &K) -> String {
-    format!(
-        "{}/{}/{}",
-        K::CONTROLLER,
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    )
+    format!("{}/{}/{}", K::CONTROLLER, obj.namespace().unwrap_or_default(), obj.name_any())
 }

@@ -15,10 +15,7 @@ pub struct PlannedEvent {
 /// The Event for a change of the `Ready` condition: a Warning when the spec becomes invalid or
 /// its problems change, a Normal event when it becomes valid again; nothing otherwise, so a
 /// repeated reconcile never repeats an Event.
-pub fn ready_event(
-    previous: Option<&Condition>,
-    desired: &DesiredCondition,
-) -> Option<PlannedEvent> {
+pub fn ready_event(previous: Option<&Condition>, desired: &DesiredCondition) -> Option<PlannedEvent> {
     let was_invalid = previous.is_some_and(|p| p.reason == reasons::INVALID_SPEC);
     if !desired.status {
         let same = previous.is_some_and(|p| was_invalid && p.message == desired.message);
@@ -28,11 +25,7 @@ pub fn ready_event(
             note: desired.message.clone(),
         });
     }
-    was_invalid.then(|| PlannedEvent {
-        warning: false,
-        reason: "SpecValid",
-        note: "the spec is valid again".into(),
-    })
+    was_invalid.then(|| PlannedEvent { warning: false, reason: "SpecValid", note: "the spec is valid again".into() })
 }
 
 /// `Ready=True` when there are no problems, else `Ready=False` with reason `InvalidSpec` and the
@@ -41,12 +34,7 @@ pub fn ready_condition(problems: &[String]) -> DesiredCondition {
     if problems.is_empty() {
         DesiredCondition::new(types::READY, true, reasons::RECONCILED, "spec is valid")
     } else {
-        DesiredCondition::new(
-            types::READY,
-            false,
-            reasons::INVALID_SPEC,
-            problems.join("; "),
-        )
+        DesiredCondition::new(types::READY, false, reasons::INVALID_SPEC, problems.join("; "))
     }
 }
 
@@ -66,12 +54,7 @@ mod tests {
     fn condition(reason: &str, message: &str) -> Condition {
         Condition {
             type_: "Ready".into(),
-            status: if reason == "InvalidSpec" {
-                "False"
-            } else {
-                "True"
-            }
-            .into(),
+            status: if reason == "InvalidSpec" { "False" } else { "True" }.into(),
             reason: reason.into(),
             message: message.into(),
             observed_generation: Some(1),
@@ -86,21 +69,10 @@ mod tests {
         let bad = ready_condition(&["spec.schedule: bad".into()]);
         let good = ready_condition(&[]);
         assert!(ready_event(None, &bad).unwrap().warning);
-        assert_eq!(
-            ready_event(Some(&condition("InvalidSpec", "spec.schedule: bad")), &bad),
-            None
-        );
+        assert_eq!(ready_event(Some(&condition("InvalidSpec", "spec.schedule: bad")), &bad), None);
         assert!(ready_event(Some(&condition("InvalidSpec", "other")), &bad).is_some());
-        assert_eq!(
-            ready_event(Some(&condition("InvalidSpec", "x")), &good)
-                .unwrap()
-                .reason,
-            "SpecValid"
-        );
-        assert_eq!(
-            ready_event(Some(&condition("Reconciled", "spec is valid")), &good),
-            None
-        );
+        assert_eq!(ready_event(Some(&condition("InvalidSpec", "x")), &good).unwrap().reason, "SpecValid");
+        assert_eq!(ready_event(Some(&condition("Reconciled", "spec is valid")), &good), None);
         assert_eq!(ready_event(None, &good), None);
     }
 }

@@ -1,5 +1,9 @@
 //! Schedules: cron expressions evaluated in an IANA time zone. Pure: times are passed in.
 
+mod window;
+
+pub use window::{Window, WindowRule, compact_duration};
+
 use std::str::FromStr;
 
 use croner::Cron;
@@ -24,9 +28,7 @@ pub enum ScheduleError {
 
 /// Resolves an IANA time zone name from the bundled tz database.
 pub fn time_zone(name: &str) -> Result<TimeZone, ScheduleError> {
-    TimeZone::get(name).map_err(|_| ScheduleError::TimeZone {
-        name: name.to_string(),
-    })
+    TimeZone::get(name).map_err(|_| ScheduleError::TimeZone { name: name.to_string() })
 }
 
 impl Schedule {
@@ -37,29 +39,21 @@ impl Schedule {
             Some(name) => time_zone(name)?,
             None => TimeZone::UTC,
         };
-        let cron = Cron::from_str(expr).map_err(|e| ScheduleError::Cron {
-            expr: expr.to_string(),
-            reason: e.to_string(),
-        })?;
+        let cron =
+            Cron::from_str(expr).map_err(|e| ScheduleError::Cron { expr: expr.to_string(), reason: e.to_string() })?;
         Ok(Self { cron, tz })
     }
 
     /// The first tick strictly after `t`, if the schedule has one.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         let zoned = Zoned::new(t, self.tz.clone());
-        self.cron
-            .find_next_occurrence(&zoned, false)
-            .ok()
-            .map(|z| z.timestamp())
+        self.cron.find_next_occurrence(&zoned, false).ok().map(|z| z.timestamp())
     }
 
     /// The last tick at or before `t`, if the schedule has one.
     pub fn latest_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
         let zoned = Zoned::new(t, self.tz.clone());
-        self.cron
-            .find_previous_occurrence(&zoned, true)
-            .ok()
-            .map(|z| z.timestamp())
+        self.cron.find_previous_occurrence(&zoned, true).ok().map(|z| z.timestamp())
     }
 }
 
@@ -74,37 +68,22 @@ mod tests {
     #[test]
     fn hourly_next_tick() {
         let s = Schedule::parse("0 * * * *", None).unwrap();
-        assert_eq!(
-            s.next_after(ts("2026-11-24T10:15:00Z")),
-            Some(ts("2026-11-24T11:00:00Z"))
-        );
-        assert_eq!(
-            s.next_after(ts("2026-11-24T11:00:00Z")),
-            Some(ts("2026-11-24T12:00:00Z"))
-        );
-        assert_eq!(
-            s.latest_at_or_before(ts("2026-11-24T11:00:00Z")),
-            Some(ts("2026-11-24T11:00:00Z"))
-        );
+        assert_eq!(s.next_after(ts("2026-11-24T10:15:00Z")), Some(ts("2026-11-24T11:00:00Z")));
+        assert_eq!(s.next_after(ts("2026-11-24T11:00:00Z")), Some(ts("2026-11-24T12:00:00Z")));
+        assert_eq!(s.latest_at_or_before(ts("2026-11-24T11:00:00Z")), Some(ts("2026-11-24T11:00:00Z")));
     }
 
     #[test]
     fn daily_in_time_zone() {
         let s = Schedule::parse("0 2 * * *", Some("Europe/Berlin")).unwrap();
         // 02:00 in Berlin (UTC+1 in November) is 01:00 UTC.
-        assert_eq!(
-            s.next_after(ts("2026-11-24T00:00:00Z")),
-            Some(ts("2026-11-24T01:00:00Z"))
-        );
+        assert_eq!(s.next_after(ts("2026-11-24T00:00:00Z")), Some(ts("2026-11-24T01:00:00Z")));
     }
 
     #[test]
     fn invalid_inputs_name_the_field() {
         let err = Schedule::parse("61 * * * *", None).unwrap_err();
-        assert!(
-            err.to_string().starts_with("spec.schedule \"61 * * * *\""),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("spec.schedule \"61 * * * *\""), "{err}");
         let err = Schedule::parse("0 * * * *", Some("Mars/Olympus")).unwrap_err();
         assert!(err.to_string().contains("spec.timeZone"), "{err}");
     }

@@ -1,0 +1,7 @@
+//! End-to-end tests of Sluice against a real Kubernetes control plane (see the harness in
+//! `e2e/src`). One test binary, so the control plane and the operator start once.
+
+mod api_validation;
+mod operator_process;
+mod pipelines;
+mod ready;

@@ -1,0 +1,40 @@
+//! The operator process: health, readiness and metrics endpoints, and graceful shutdown.
+
+use std::time::Duration;
+
+use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
+
+#[tokio::test]
+async fn serves_health_metrics_and_stops_on_sigterm() {
+    let client = sluice_e2e::setup().await;
+    drop(client);
+    let kubeconfig = sluice_e2e::cluster::kubeconfig();
+    // A second replica of its own, so stopping it leaves the shared one running.
+    let (mut child, addr) =
+        tokio::task::spawn_blocking(move || spawn_operator(&kubeconfig, "operator-sigterm", &["--log-format", "json"]))
+            .await
+            .expect("spawned");
+    wait_ready(&addr).await;
+    assert_eq!(http_get(&addr, "/healthz").await.expect("healthz").0, 200);
+    let (code, metrics) = http_get(&addr, "/metrics").await.expect("metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("sluice_reconcile_total"), "{metrics}");
+
+    let pid = child.id() as i32;
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .expect("joined");
+    let status = status.expect("the operator exits within 10s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
+}

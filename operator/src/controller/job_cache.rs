@@ -1,0 +1,119 @@
+//! Reading Sluice's Jobs from the watch cache: their run, step, attempt, window and state, and
+//! how many are running per namespace and in total (for the Job caps), without listing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use crate::jobs::{annotations, labels};
+use crate::plan::runs::{JobState, ObservedJob};
+use crate::schedule::Window;
+
+/// The state of a Job from its conditions.
+pub fn job_state(job: &Job) -> JobState {
+    let status = job.status.as_ref();
+    let conditions = status.and_then(|s| s.conditions.as_ref()).map(Vec::as_slice).unwrap_or_default();
+    for c in conditions {
+        if c.status != "True" {
+            continue;
+        }
+        let at = c.last_transition_time.as_ref().map(|t| t.0).unwrap_or_else(|| job_created(job));
+        match c.type_.as_str() {
+            "Complete" => {
+                let finished = status.and_then(|s| s.completion_time.as_ref()).map(|t| t.0).unwrap_or(at);
+                return JobState::Succeeded { finished };
+            }
+            "Failed" => {
+                let reason = match (c.reason.as_deref(), c.message.as_deref()) {
+                    (Some(r), Some(m)) if !m.is_empty() => format!("{r}: {m}"),
+                    (Some(r), _) => r.to_string(),
+                    (None, Some(m)) => m.to_string(),
+                    (None, None) => "Failed".to_string(),
+                };
+                return JobState::Failed { finished: at, reason };
+            }
+            _ => {}
+        }
+    }
+    JobState::Active
+}
+
+fn job_created(job: &Job) -> Timestamp {
+    job.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// The run, step, attempt and window of a Sluice Job; `None` for a Job without them.
+pub fn observe(job: &Job) -> Option<ObservedJob> {
+    let labels_map = job.metadata.labels.as_ref()?;
+    let annotations_map = job.metadata.annotations.as_ref()?;
+    let start: Timestamp = annotations_map.get(annotations::WINDOW_START)?.parse().ok()?;
+    let end: Timestamp = annotations_map.get(annotations::WINDOW_END)?.parse().ok()?;
+    Some(ObservedJob {
+        name: job.name_any(),
+        run_id: labels_map.get(labels::RUN)?.clone(),
+        step: labels_map.get(labels::STEP)?.clone(),
+        attempt: labels_map.get(labels::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(0),
+        window: Window { start, end },
+        created: job_created(job),
+        state: job_state(job),
+    })
+}
+
+/// The Jobs in the cache whose controlling owner has `owner_uid`, not being deleted.
+pub fn owned_by(store: &Store<Job>, namespace: &str, owner_uid: &str) -> Vec<ObservedJob> {
+    store
+        .state()
+        .iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
+        .filter(|j| j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))
+        .filter_map(|j| observe(j))
+        .collect()
+}
+
+/// Caps on running Sluice Jobs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JobCaps {
+    pub per_namespace: Option<usize>,
+    pub total: Option<usize>,
+}
+
+/// Jobs created by this process that the watch cache has not shown yet, so that two reconciles
+/// in a row cannot both take the last free slot.
+#[derive(Default)]
+pub struct PendingJobs {
+    created: HashMap<(String, String), Instant>,
+}
+
+/// How long a created Job is counted as pending before the cache must have it.
+const PENDING_TTL: Duration = Duration::from_secs(60);
+
+impl PendingJobs {
+    pub fn add(&mut self, namespace: &str, name: &str) {
+        self.created.insert((namespace.to_string(), name.to_string()), Instant::now());
+    }
+
+    /// Free Job slots for `namespace` under `caps`, counting running Jobs in the cache plus
+    /// pending ones. `usize::MAX` when uncapped.
+    pub fn free_slots(&mut self, store: &Store<Job>, namespace: &str, caps: JobCaps) -> usize {
+        if caps.per_namespace.is_none() && caps.total.is_none() {
+            return usize::MAX;
+        }
+        let jobs = store.state();
+        let in_cache: std::collections::HashSet<(String, String)> =
+            jobs.iter().map(|j| (j.namespace().unwrap_or_default(), j.name_any())).collect();
+        self.created.retain(|key, at| at.elapsed() < PENDING_TTL && !in_cache.contains(key));
+        let running = |j: &&std::sync::Arc<Job>| {
+            matches!(job_state(j), JobState::Active) && j.metadata.deletion_timestamp.is_none()
+        };
+        let total = jobs.iter().filter(running).count() + self.created.len();
+        let in_ns = jobs.iter().filter(running).filter(|j| j.namespace().as_deref() == Some(namespace)).count()
+            + self.created.keys().filter(|(ns, _)| ns == namespace).count();
+        let free_total = caps.total.map_or(usize::MAX, |cap| cap.saturating_sub(total));
+        let free_ns = caps.per_namespace.map_or(usize::MAX, |cap| cap.saturating_sub(in_ns));
+        free_total.min(free_ns)
+    }
+}
