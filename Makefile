@@ -6,7 +6,7 @@ CLUSTER := e2e/cluster
 DEMO_NAMESPACE ?= sluice-demo
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 
-.PHONY: all build cluster-build cluster-up cluster-down crds lint unit-test e2e-test test demo demo-down clean
+.PHONY: bench all build cluster-build cluster-up cluster-down crds lint unit-test e2e-test test demo demo-down clean
 
 all: build
 
@@ -28,6 +28,15 @@ crds:
 	rm -f crds/*.yaml
 	$(CARGO) run -q -p sluice-operator -- crd --out-dir crds
 
+# Helm chart files generated from others: the CRD templates (from crds/), manifests/install.yaml
+# (the chart rendered with defaults) and manifests/argocd/argocd-cm.yaml (from the health checks).
+# Tests in e2e/tests/install fail when any of them drifts.
+.PHONY: chart
+chart: cluster-build
+	bash charts/sluice/hack/sync-crds.sh
+	bash charts/sluice/hack/render-install.sh
+	bash manifests/argocd/render-cm.sh
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
@@ -40,6 +49,10 @@ e2e-test: cluster-build build
 	$(CARGO) test -p sluice-e2e -- --test-threads=4
 
 test: unit-test e2e-test
+
+# Benchmarks against the local control plane: they print figures (schedule lag, ...).
+bench: cluster-build build
+	$(CARGO) test -p sluice-e2e --test bench_schedule_lag -- --ignored --nocapture
 
 # The main job: a local cluster with the operator and the example pipelines running.
 demo: cluster-build build

@@ -31,7 +31,16 @@ case "${1:-up}" in
     kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
     kubectl apply --server-side --field-manager=sluice-demo -n "$namespace" -f "$repo/manifests/examples/" >/dev/null
     kubectl wait --for=condition=Ready -n "$namespace" pipelines,datasets,backfills --all --timeout=60s >/dev/null
+    # Start one run of the hourly pipeline now rather than at its next tick.
+    kubectl annotate -n "$namespace" pipeline orders-ingest --overwrite "sluice.dev/run-now=demo-$(date +%s)" >/dev/null
+    echo "waiting for the first runs (clickstream runs every minute)..." >&2
+    for _ in $(seq 1 90); do
+      kubectl get datasets -n "$namespace" orders -o jsonpath='{.status.watermark}' 2>/dev/null | grep -q . && break
+      sleep 1
+    done
     kubectl get sluice -n "$namespace"
+    echo
+    kubectl get jobs -n "$namespace"
     cat <<MSG
 
 The demo is running.

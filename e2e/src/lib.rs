@@ -8,10 +8,12 @@
 //! - [`namespace`] gives each test a fresh namespace and removes it afterwards, also when the
 //!   test fails.
 //! - [`wait`] waits on conditions rather than sleeping.
+//! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
 pub mod cluster;
 pub mod namespace;
 pub mod operator;
+pub mod usage;
 pub mod wait;
 pub mod yaml;
 

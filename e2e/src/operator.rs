@@ -23,20 +23,32 @@ pub struct Operator {
 
 static OPERATOR: OnceLock<Operator> = OnceLock::new();
 static CRDS: OnceCell<()> = OnceCell::const_new();
+static STARTED: OnceCell<()> = OnceCell::const_new();
+
+/// The operator this test process started, if any (None with `SLUICE_E2E_OPERATOR=external`).
+pub fn shared_http_addr() -> Option<&'static str> {
+    OPERATOR.get().and_then(|op| op.http_addr.as_deref())
+}
 
 /// Installs the CRDs and starts the operator, once per test process.
 pub async fn ensure_running(client: &Client, kubeconfig: &Path) -> &'static Operator {
     CRDS.get_or_init(|| install_crds(client)).await;
-    if let Some(op) = OPERATOR.get() {
-        return op;
-    }
-    let op = if std::env::var("SLUICE_E2E_OPERATOR").as_deref() == Ok("external") {
-        Operator { http_addr: None }
-    } else {
-        let kubeconfig = kubeconfig.to_path_buf();
-        tokio::task::spawn_blocking(move || start_operator(&kubeconfig, "operator")).await.expect("operator starts")
-    };
-    let op = OPERATOR.get_or_init(|| op);
+    // One start for all the tests of the process, also when they call this at the same moment:
+    // two operators acting at once would make each other's decisions racy.
+    STARTED
+        .get_or_init(|| async {
+            let op = if std::env::var("SLUICE_E2E_OPERATOR").as_deref() == Ok("external") {
+                Operator { http_addr: None }
+            } else {
+                let kubeconfig = kubeconfig.to_path_buf();
+                tokio::task::spawn_blocking(move || start_operator(&kubeconfig, "operator"))
+                    .await
+                    .expect("operator starts")
+            };
+            let _ = OPERATOR.set(op);
+        })
+        .await;
+    let op = OPERATOR.get().expect("the operator was started");
     if let Some(addr) = &op.http_addr {
         wait_ready(addr).await;
     }

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use futures::FutureExt;
 use sluice::controller::{self, Settings};
+use sluice::leader::{self, Election, LeaderElectionArgs};
 use sluice::metrics::Metrics;
 use sluice::server::{self, Readiness};
 use sluice::telemetry::{self, LogFormat};
@@ -43,7 +44,7 @@ struct RunArgs {
     #[arg(long, env = "SLUICE_NAMESPACE")]
     namespace: Option<String>,
     /// Most reconciles running at once, per controller.
-    #[arg(long, env = "SLUICE_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "SLUICE_RECONCILE_CONCURRENCY", default_value_t = 32)]
     reconcile_concurrency: u16,
     /// Most running Sluice Jobs per namespace (unset: no cap). Counted from the watch cache.
     #[arg(long, env = "SLUICE_MAX_RUNNING_JOBS_PER_NAMESPACE")]
@@ -54,6 +55,8 @@ struct RunArgs {
     /// Name of this replica, reported in Events (set from the pod name by the chart).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
 }
 
 #[tokio::main]
@@ -89,6 +92,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal().shared();
 
     let server = tokio::spawn(server::serve(args.http_addr, metrics.clone(), readiness.clone(), shutdown.clone()));
+    let election = Election::from_args(&args.leader_election, args.instance.as_deref(), client.default_namespace())?;
     let settings = Settings {
         namespace: args.namespace,
         concurrency: args.reconcile_concurrency,
@@ -98,7 +102,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             total: args.max_running_jobs,
         },
     };
-    controller::run(client, settings, metrics, readiness, shutdown).await;
+    match election {
+        None => controller::run(client, settings, metrics, readiness, shutdown).await,
+        Some(election) => leader::run_controllers(client, election, settings, metrics, readiness, shutdown).await?,
+    }
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e).context("HTTP server failed"),

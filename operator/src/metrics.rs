@@ -1,11 +1,36 @@
 //! Prometheus metrics. One prefix (`sluice_`), base units, `_total` on counters, and never an
 //! unbounded value (run id, Job name, error text) as a label.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::sync::{Arc, OnceLock};
+
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// One dataset's freshness inputs, read from the watch cache at scrape time.
+pub struct DatasetSample {
+    pub namespace: String,
+    pub name: String,
+    /// Seconds since the epoch of the watermark, if produced.
+    pub watermark: Option<f64>,
+    /// The objective (`maxAge`) in seconds, if set.
+    pub max_age: Option<f64>,
+}
+
+type DatasetSource = Arc<OnceLock<Box<dyn Fn() -> Vec<DatasetSample> + Send + Sync>>>;
 
 /// The operator's metrics, registered in their own registry.
 #[derive(Clone)]
 pub struct Metrics {
+    /// Backfill partitions, admissions, throttles and quota headroom.
+    pub backfill: BackfillMetrics,
+    /// Age of each dataset's watermark at scrape time.
+    pub dataset_freshness: GaugeVec,
+    /// Each dataset's freshness objective (`maxAge`).
+    pub dataset_objective: GaugeVec,
+    /// 1 when a dataset is past its objective, else 0.
+    pub dataset_stale: IntGaugeVec,
+    /// Each dataset's watermark as a Unix timestamp (alert on `time() - this`).
+    pub dataset_watermark: GaugeVec,
+    dataset_source: DatasetSource,
     pub registry: Registry,
     /// Reconciles by controller and result (`success`, `error`), like controller-runtime's
     /// `controller_runtime_reconcile_total`.
@@ -109,7 +134,26 @@ impl Metrics {
             registry.register(Box::new(h.clone())).expect("unique metric");
         }
         registry.register(Box::new(active_runs.clone())).expect("unique metric");
+        let labels = ["namespace", "dataset"];
+        let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &labels).expect("valid metric");
+        let dataset_freshness = gauge("sluice_dataset_freshness_seconds", "Age of the dataset's watermark.");
+        let dataset_objective = gauge("sluice_dataset_freshness_objective_seconds", "The dataset's maxAge objective.");
+        let dataset_watermark =
+            gauge("sluice_dataset_watermark_timestamp_seconds", "The dataset's watermark (Unix time).");
+        let dataset_stale =
+            IntGaugeVec::new(Opts::new("sluice_dataset_stale", "1 when the dataset is past maxAge."), &labels)
+                .expect("valid metric");
+        for g in [&dataset_freshness, &dataset_objective, &dataset_watermark] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        registry.register(Box::new(dataset_stale.clone())).expect("unique metric");
         Self {
+            backfill: BackfillMetrics::register(&registry),
+            dataset_freshness,
+            dataset_objective,
+            dataset_stale,
+            dataset_watermark,
+            dataset_source: Arc::default(),
             registry,
             reconciles,
             reconcile_errors,
@@ -125,9 +169,87 @@ impl Metrics {
         }
     }
 
+    /// Sets where the dataset gauges are read from at scrape time (the watch cache), so ages are
+    /// exact when scraped and deleted datasets disappear.
+    pub fn set_dataset_source(&self, source: impl Fn() -> Vec<DatasetSample> + Send + Sync + 'static) {
+        let _ = self.dataset_source.set(Box::new(source));
+    }
+
+    fn refresh_datasets(&self) {
+        let Some(source) = self.dataset_source.get() else { return };
+        let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
+        for g in [&self.dataset_freshness, &self.dataset_objective, &self.dataset_watermark] {
+            g.reset();
+        }
+        self.dataset_stale.reset();
+        for d in source() {
+            let labels = [d.namespace.as_str(), d.name.as_str()];
+            if let Some(max_age) = d.max_age {
+                self.dataset_objective.with_label_values(&labels).set(max_age);
+            }
+            if let Some(wm) = d.watermark {
+                let age = (now - wm).max(0.0);
+                self.dataset_watermark.with_label_values(&labels).set(wm);
+                self.dataset_freshness.with_label_values(&labels).set(age);
+                let stale = d.max_age.is_some_and(|m| age >= m);
+                self.dataset_stale.with_label_values(&labels).set(i64::from(stale));
+            }
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        self.refresh_datasets();
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}
+
+/// Backfill metrics. Labels are namespaces, object names, phases, reasons and quota resource
+/// names: all bounded by the objects in the cluster, never by partitions.
+#[derive(Clone)]
+pub struct BackfillMetrics {
+    /// Partitions by phase (`pending`, `running`, `succeeded`, `failed`, `skipped`).
+    pub partitions: IntGaugeVec,
+    /// Partitions admitted (started).
+    pub admissions: IntCounterVec,
+    /// Decisions that held admissions back, by reason (`QuotaExhausted`, `ParallelismReached`,
+    /// `BudgetLimitReached`, `JobCapReached`, `WaitingForSchedule`, `WindowsBusy`, `Suspended`).
+    pub throttles: IntCounterVec,
+    /// Headroom of a ResourceQuota beyond a backfill's reserve after its last decision, in the
+    /// resource's base unit (cores, bytes, pods); negative when scheduled runs use the reserve.
+    pub quota_headroom: GaugeVec,
+}
+
+impl BackfillMetrics {
+    fn register(registry: &Registry) -> Self {
+        let partitions = IntGaugeVec::new(
+            Opts::new("sluice_backfill_partitions", "Backfill partitions by phase."),
+            &["namespace", "backfill", "phase"],
+        )
+        .expect("valid metric");
+        let admissions = IntCounterVec::new(
+            Opts::new("sluice_backfill_admissions_total", "Backfill partitions admitted."),
+            &["namespace", "backfill"],
+        )
+        .expect("valid metric");
+        let throttles = IntCounterVec::new(
+            Opts::new("sluice_backfill_throttles_total", "Backfill decisions that held admissions back, by reason."),
+            &["namespace", "backfill", "reason"],
+        )
+        .expect("valid metric");
+        let quota_headroom = GaugeVec::new(
+            Opts::new(
+                "sluice_backfill_quota_headroom",
+                "ResourceQuota headroom beyond the backfill reserve, in base units.",
+            ),
+            &["namespace", "resourcequota", "resource"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(partitions.clone())).expect("unique metric");
+        registry.register(Box::new(admissions.clone())).expect("unique metric");
+        registry.register(Box::new(throttles.clone())).expect("unique metric");
+        registry.register(Box::new(quota_headroom.clone())).expect("unique metric");
+        Self { partitions, admissions, throttles, quota_headroom }
     }
 }

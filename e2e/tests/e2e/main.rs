@@ -2,6 +2,8 @@
 //! `e2e/src`). One test binary, so the control plane and the operator start once.
 
 mod api_validation;
+mod backfills;
+mod datasets;
 mod operator_process;
 mod pipelines;
 mod ready;

@@ -7,7 +7,11 @@ use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
 #[tokio::test]
 async fn serves_health_metrics_and_stops_on_sigterm() {
     let client = sluice_e2e::setup().await;
-    drop(client);
+    // Something for the second replica to reconcile.
+    let ns = sluice_e2e::TestNamespace::create(&client, "process").await;
+    let dataset = serde_json::json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "d"},
+        "spec": {"owner": "team-a", "layer": "Raw"}});
+    sluice_e2e::yaml::apply(&client, &ns.name, &dataset).await.expect("dataset");
     let kubeconfig = sluice_e2e::cluster::kubeconfig();
     // A second replica of its own, so stopping it leaves the shared one running.
     let (mut child, addr) =
@@ -16,9 +20,18 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
             .expect("spawned");
     wait_ready(&addr).await;
     assert_eq!(http_get(&addr, "/healthz").await.expect("healthz").0, 200);
-    let (code, metrics) = http_get(&addr, "/metrics").await.expect("metrics");
-    assert_eq!(code, 200);
-    assert!(metrics.contains("sluice_reconcile_total"), "{metrics}");
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        let (code, body) = http_get(&addr, "/metrics").await.expect("metrics");
+        assert_eq!(code, 200);
+        metrics = body;
+        if metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#), "{metrics}");
+    ns.delete().await;
 
     let pid = child.id() as i32;
     // SAFETY: sending a signal to our own child process.

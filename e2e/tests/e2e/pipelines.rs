@@ -332,3 +332,59 @@ async fn queue_runs_due_windows_in_order_as_slots_free() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn two_operators_at_once_never_launch_the_same_work_twice() {
+    let client = sluice_e2e::setup().await;
+    with_namespace(&client, "duplicate", |ns| async move {
+        let client = ns.client.clone();
+        let n = ns.name.as_str();
+        // A second replica without leader election: both act on every Pipeline.
+        let kubeconfig = sluice_e2e::cluster::kubeconfig();
+        let (mut second, addr) = tokio::task::spawn_blocking(move || {
+            sluice_e2e::operator::spawn_operator(&kubeconfig, "operator-duplicate", &[])
+        })
+        .await
+        .expect("spawned");
+        sluice_e2e::operator::wait_ready(&addr).await;
+        yaml::apply(&client, n, &pipeline("twice", json!({
+            "schedule": "*/2 * * * * *",
+            "concurrency": {"maxConcurrentRuns": 3},
+            "history": {"successful": 100},
+            "steps": [step("extract", &[], "300ms", false, json!({})), step("stage", &["extract"], "300ms", false, json!({}))]
+        }))).await.expect("pipeline");
+        wait_status(&client, n, "twice", "4 runs Succeeded", |s| {
+            s["recentRuns"].as_array().is_some_and(|r| r.iter().filter(|r| r["phase"] == "Succeeded").count() >= 4)
+        })
+        .await;
+        let _ = second.kill();
+        let _ = second.wait();
+        suspend(&client, n, "twice").await;
+
+        let all = jobs(&client, n).await;
+        let mut per_run: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for j in &all {
+            per_run.entry(label(j, "sluice.dev/run").to_string()).or_default()
+                .push((label(j, "sluice.dev/step").to_string(), label(j, "sluice.dev/attempt").to_string()));
+        }
+        for (run, steps) in &per_run {
+            let mut sorted = steps.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), steps.len(), "run {run} has duplicate Jobs: {steps:?}");
+            assert!(steps.iter().all(|(_, attempt)| attempt == "0"), "no retries were needed: {steps:?}");
+        }
+        // Distinct runs never cover overlapping windows.
+        let mut windows: Vec<(String, String)> = all.iter().map(|j| {
+            let a = j.metadata.annotations.as_ref().unwrap();
+            (a["sluice.dev/window-start"].clone(), a["sluice.dev/window-end"].clone())
+        }).collect();
+        windows.sort();
+        windows.dedup();
+        for pair in windows.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "overlapping windows {pair:?}");
+        }
+        assert_eq!(windows.len(), per_run.len());
+    })
+    .await;
+}

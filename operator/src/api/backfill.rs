@@ -42,16 +42,20 @@ pub struct BackfillSpec {
     pub range: TimeRange,
 
     /// `All` re-runs every step; `TransformsOnly` re-runs only Transform steps, re-deriving curated
-    /// data from raw data already loaded.
+    /// data from raw data already loaded (a dependency on an Extract step counts as met).
     #[serde(default)]
     pub steps: BackfillSteps,
 
-    /// Which windows run: `Missing` (no successful run recorded, the default), `Failed` (the last
-    /// run failed) or `All`.
+    /// Which windows run: `Missing` (no successful run recorded, the default), `Failed` (a failed
+    /// run and no successful one recorded) or `All`. Recorded runs are the Pipeline's
+    /// `status.activeRuns` and `status.recentRuns`, the Jobs that exist for the window, and the
+    /// ranges of other Backfills of the same Pipeline. A window with a run in progress elsewhere
+    /// waits until that run has finished, whatever `reprocess` says.
     #[serde(default)]
     pub reprocess: Reprocess,
 
-    /// Most partitions running at once. Defaults to 1.
+    /// Most partitions in progress at once (started and not finished, including those waiting
+    /// for a retry). Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub parallelism: Option<i32>,
@@ -122,7 +126,8 @@ pub enum BackfillOrder {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailurePolicy {
-    /// Retries of a failed partition, with exponential backoff. Defaults to 2.
+    /// Retries of each failed step of a partition, with exponential backoff. Replaces the step's
+    /// `retries.limit` for backfill runs and keeps its backoff settings. Defaults to 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 10))]
     pub retries_per_partition: Option<i32>,
@@ -140,17 +145,22 @@ pub struct FailurePolicy {
 #[x_kube(validation = Rule::new("has(self.resourceQuotaRef) || has(self.limits)").message("spec.budget: set resourceQuotaRef, limits, or both").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!has(self.reserve) || has(self.resourceQuotaRef)").message("spec.budget.reserve needs spec.budget.resourceQuotaRef").field_path(".reserve").reason(Reason::FieldValueRequired))]
 pub struct Budget {
-    /// A ResourceQuota in this namespace; partitions are admitted only while its
-    /// `hard - used - reserve` covers their requests.
+    /// A ResourceQuota in this namespace. A partition's Job is created only while, for every
+    /// resource the quota tracks, `hard - used - reserve` minus what Jobs not yet counted by the
+    /// quota will take covers the Job's pod (container requests, with LimitRange defaults for
+    /// containers that set none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_quota_ref: Option<LocalObjectReference>,
 
-    /// Requests kept free for scheduled runs, by resource name (for example `requests.cpu: "2"`).
+    /// Quota kept free for scheduled runs, by quota resource name (for example
+    /// `requests.cpu: "2"`; `cpu` means `requests.cpu`). The backfill never takes the last
+    /// `reserve` of the quota, and admits whenever there is headroom beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub reserve: Option<BTreeMap<String, Quantity>>,
 
-    /// Most resources the backfill's running partitions may request together, by resource name.
+    /// Most resources the backfill's unfinished Jobs may request together, by quota resource name
+    /// (for example `requests.cpu: "4"`; `cpu` means `requests.cpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16))]
     pub limits: Option<BTreeMap<String, Quantity>>,
@@ -173,19 +183,33 @@ pub struct BackfillStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<PartitionCounts>,
 
-    /// Done out of total partitions, for example "120/720 (16%)".
+    /// The schedule the partitions are the windows of, for example
+    /// "0 * * * * UTC, window 1h, offset 0s"; `partitions.total` is recounted when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_schedule: Option<String>,
+
+    /// Finished (succeeded, failed or skipped) out of total partitions, for example
+    /// "120/720 (16%)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
 
-    /// Succeeded windows as compact ranges.
+    /// Windows this backfill is done with (succeeded, failed, or skipped because `reprocess`
+    /// did not select them), as exact compact ranges: a window inside them is never started
+    /// again, also after its Jobs were deleted. A few ranges, as partitions finish roughly in
+    /// order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processed_ranges: Vec<WindowRange>,
+
+    /// Succeeded windows as compact ranges (at most 100; beyond that the closest ranges are
+    /// merged and `count` tells how many windows of the range succeeded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub succeeded_ranges: Vec<WindowRange>,
 
-    /// Failed windows as compact ranges.
+    /// Failed windows (after retries) as compact ranges, bounded like `succeededRanges`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_ranges: Vec<WindowRange>,
 
-    /// The most recent partition failures, newest first (bounded).
+    /// The most recent partition failures, newest first (at most 10).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_failures: Vec<PartitionFailure>,
 
@@ -201,7 +225,8 @@ pub struct BackfillStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
 
-    /// Estimated completion from the observed throughput.
+    /// Estimated completion from the observed throughput (partitions finished since the start),
+    /// recomputed when a partition finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_completion_time: Option<Time>,
 }
@@ -210,17 +235,17 @@ pub struct BackfillStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionCounts {
-    /// Partitions in the range selected by `reprocess`.
+    /// Windows of the Pipeline's schedule inside `spec.range`.
     pub total: i64,
-    /// Not started yet.
+    /// Not started yet (including windows not yet judged against `reprocess`).
     pub pending: i64,
-    /// Running.
+    /// Started and not finished (running, or waiting for a retry or the next step).
     pub running: i64,
     /// Succeeded.
     pub succeeded: i64,
     /// Failed after retries.
     pub failed: i64,
-    /// Skipped (already done and not selected by `reprocess`).
+    /// Not selected by `reprocess` (for example already done for `Missing`).
     pub skipped: i64,
 }
 
@@ -232,7 +257,8 @@ pub struct WindowRange {
     pub start: Time,
     /// End of the last window.
     pub end: Time,
-    /// Number of partitions in the range.
+    /// Number of partitions of the kind the list holds in the range (fewer than the windows it
+    /// spans only for merged ranges of a bounded list).
     pub count: i64,
 }
 
@@ -253,12 +279,25 @@ pub struct PartitionFailure {
 }
 
 /// Why admission is paused.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Throttle {
-    /// `QuotaExhausted`, `ParallelismReached`, `BudgetLimitReached` or `Suspended`.
+    /// `QuotaExhausted` (the quota has no headroom beyond the reserve), `BudgetLimitReached`
+    /// (`spec.budget.limits` used up), `ParallelismReached`, `JobCapReached` (the operator's
+    /// Job caps), `WaitingForSchedule` (the next windows are not yet handled by the Pipeline's
+    /// schedule) or `Suspended`.
     pub reason: String,
-    /// Details, for example "requests.cpu needed 2, free 0.5".
+    /// Details, for example "requests.cpu needed 1, free 0.5".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For `QuotaExhausted` and `BudgetLimitReached`: the quota resource that is short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// For `QuotaExhausted` and `BudgetLimitReached`: what the next Job needs of `resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needed: Option<Quantity>,
+    /// For `QuotaExhausted` and `BudgetLimitReached`: what is free of `resource` (beyond the
+    /// reserve, after Jobs not yet counted by the quota); may be negative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free: Option<Quantity>,
 }

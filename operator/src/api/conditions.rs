@@ -23,23 +23,34 @@ pub mod reasons {
     pub const RECONCILED: &str = "Reconciled";
 }
 
-/// A condition as the deciding code wants it, without timestamps.
+/// A condition as the deciding code wants it, without timestamps. `status` is True or False;
+/// `unknown` makes it Unknown.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredCondition {
     pub type_: &'static str,
     pub status: bool,
+    pub unknown: bool,
     pub reason: String,
     pub message: String,
 }
 
 impl DesiredCondition {
     pub fn new(type_: &'static str, status: bool, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { type_, status, reason: reason.into(), message: message.into() }
+        Self { type_, status, unknown: false, reason: reason.into(), message: message.into() }
     }
-}
 
-fn status_str(status: bool) -> &'static str {
-    if status { "True" } else { "False" }
+    /// A condition whose status is Unknown.
+    pub fn unknown(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { type_, status: false, unknown: true, reason: reason.into(), message: message.into() }
+    }
+
+    fn status_str(&self) -> &'static str {
+        match (self.unknown, self.status) {
+            (true, _) => "Unknown",
+            (false, true) => "True",
+            (false, false) => "False",
+        }
+    }
 }
 
 /// Merges desired conditions into the current list. A condition whose status is unchanged keeps
@@ -55,7 +66,7 @@ pub fn merge(
     let mut out: Vec<Condition> =
         current.iter().filter(|c| !desired.iter().any(|d| d.type_ == c.type_)).cloned().collect();
     for d in desired {
-        let status = status_str(d.status);
+        let status = d.status_str();
         let previous = current.iter().find(|c| c.type_ == d.type_);
         let last_transition_time = match previous {
             Some(p) if p.status == status => p.last_transition_time.clone(),

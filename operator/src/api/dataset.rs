@@ -140,7 +140,7 @@ pub struct DatasetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready, Fresh and SchemaConformant conditions.
+    /// Ready, Fresh, SchemaConformant and ReportValid conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -189,6 +189,9 @@ pub struct ProducedBy {
     /// Step name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// The partition window of that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::PartitionWindow>,
 }
 
 /// Freshness of a dataset.

@@ -341,6 +341,11 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_manual_trigger: Option<String>,
 
+    /// End of the window of the last run started by `trigger.datasets`: the next trigger run
+    /// covers from here to the upstream watermark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_watermark: Option<Time>,
+
     /// Per-dataset watermarks already consumed by trigger runs, so that one advance never causes
     /// two runs, also across operator restarts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -1,25 +1,412 @@
-//! Backfill reconciler: observe (the backfill, its pipeline and quota), decide, act.
+//! Backfill reconciler: observe (the Backfill and its ResourceQuota fresh from the API server;
+//! the Pipeline, the Jobs, other Backfills and LimitRanges from the caches), decide
+//! (`plan::backfill::decide`), act (create Jobs, write the status once, then delete the Jobs of
+//! the partitions it records; Events and metrics).
+//!
+//! Reads that must not be stale come from the API server:
+//! - the Backfill, because every decision builds on the last status written (its processed
+//!   ranges), which the cache may not show yet;
+//! - the ResourceQuota, read after the Job cache, so that a Job the cache shows with a pod is
+//!   already counted in the quota's `used` (see `quota::in_flight`).
+//!
+//! The Backfill wakes up when one of its Jobs changes (mapped from the shared Job stream after
+//! the cache has it), when its ResourceQuota, Pipeline or a LimitRange of its namespace changes,
+//! and at precise times (a retry's backoff ending); never on a periodic resync. Deleting a
+//! Backfill deletes its Jobs through their owner references (background propagation), which
+//! stops their pods.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::ResourceExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
+use super::job_cache;
 use super::ready;
-use crate::api::Backfill;
-use crate::error::Result;
+use super::status::FIELD_MANAGER;
+use crate::api::{Backfill, Pipeline};
+use crate::error::{Error, Result};
+use crate::jobs::{self, StepJob};
+use crate::plan::backfill::{Input, JobToCreate, PipelineView, Plan, decide};
+use crate::plan::backfill_ranges::RangeSet;
+use crate::plan::backfill_records::{ForeignJob, Owner, Records, Sibling};
+use crate::plan::runs::{JobState, ObservedJob};
+use crate::quota::{self, Budget, ContainerDefaults, Launch, PodCharge, PodDemand, QuotaBudget, Round};
 use crate::validation;
 
+/// How soon to look again after a Job name turned out to be taken by another owner.
+const TAKEN_RETRY: Duration = Duration::from_secs(1);
+/// How soon to look again after the API server refused a Job.
+const CREATE_RETRY: Duration = Duration::from_secs(30);
+/// How soon to decide again after the status changed under a decision.
+const CONFLICT_RETRY: Duration = Duration::from_millis(100);
+
 pub async fn reconcile(obj: Arc<Backfill>, ctx: Arc<Context>) -> Result<Action> {
-    ready::measured(obj, ctx, async |backfill: &Backfill, ctx: &Context| {
-        let namespace = backfill.namespace().unwrap_or_default();
-        let pipeline = ctx.pipelines.get(&ObjectRef::new(&backfill.spec.pipeline_ref.name).within(&namespace));
-        let problems =
-            validation::backfill(&backfill.spec, pipeline.as_ref().map(|p| &p.spec), &ctx.namespace(&namespace));
-        ready::apply(backfill, ctx, &problems, Timestamp::now()).await
-    })
-    .await
+    ready::measured(obj, ctx, async |backfill: &Backfill, ctx: &Context| reconcile_backfill(backfill, ctx).await).await
+}
+
+/// The Backfill that controls `job`, if any: a change of the Job wakes it.
+pub fn controlling_backfill(job: &Job) -> Option<ObjectRef<Backfill>> {
+    let owner = job.owner_references().iter().find(|o| o.controller == Some(true))?;
+    (owner.kind == Backfill::kind(&()) && owner.api_version == Backfill::api_version(&()))
+        .then(|| ObjectRef::new(&owner.name).within(job.namespace().as_deref().unwrap_or_default()))
+}
+
+/// The Backfills in `namespace`, woken by a change that concerns all of them (a LimitRange).
+pub fn in_namespace(store: &Store<Backfill>, namespace: Option<String>) -> Vec<ObjectRef<Backfill>> {
+    store.state().iter().filter(|b| b.namespace() == namespace).map(|b| ObjectRef::from_obj(&**b)).collect()
+}
+
+async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> {
+    let namespace = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let name = cached.name_any();
+    let api: Api<Backfill> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(backfill) = api.get_opt(&name).await? else { return Ok(Action::await_change()) };
+    if backfill.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let uid = backfill.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let pipeline = ctx.pipelines.get(&ObjectRef::new(&backfill.spec.pipeline_ref.name).within(&namespace));
+    let mut problems =
+        validation::backfill(&backfill.spec, pipeline.as_ref().map(|p| &p.spec), &ctx.namespace(&namespace));
+
+    // Observe. The launch lock is held from reading the Jobs and the quota to creating Jobs, so
+    // that concurrent decisions (other backfills, pipelines) see each other's Jobs.
+    let mut launch = ctx.launch.lock().await;
+    let now = Timestamp::now();
+    let defaults = container_defaults(ctx, &namespace);
+    let observed = observe_jobs(ctx, &namespace, &uid, pipeline.as_deref(), &defaults, now);
+    let quota = match backfill.spec.budget.as_ref().and_then(|b| b.resource_quota_ref.as_ref()) {
+        Some(r) => Api::<ResourceQuota>::namespaced(ctx.client.clone(), &namespace).get_opt(&r.name).await?,
+        None => None,
+    };
+    let budget = budget(&backfill, quota.as_ref(), &observed, &mut problems);
+    let free_job_slots = launch.free_slots(&ctx.jobs, &namespace, ctx.job_caps);
+    let records = Records::new(
+        pipeline.as_ref().and_then(|p| p.status.as_ref()),
+        observed.foreign,
+        siblings(ctx, &namespace, &backfill.spec.pipeline_ref.name, &uid),
+    );
+    let default_status = Default::default();
+    let current = backfill.status.as_ref().unwrap_or(&default_status);
+    let plan = decide(&Input {
+        spec: &backfill.spec,
+        status: current,
+        generation: backfill.meta().generation,
+        uid: &uid,
+        now,
+        pipeline: pipeline.as_ref().map(|p| PipelineView {
+            name: &backfill.spec.pipeline_ref.name,
+            spec: &p.spec,
+            status: p.status.as_ref(),
+            created: p.meta().creation_timestamp.as_ref().map_or(now, |t| t.0),
+        }),
+        jobs: observed.own,
+        records,
+        container_defaults: defaults,
+        budget,
+        free_job_slots,
+        problems,
+    });
+
+    // Act: Jobs first (a crash before the status write repeats the same creations, which
+    // AlreadyExists absorbs), then the status, then the deletions it allows.
+    let api_jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut retry: Option<Duration> = None;
+    for create in &plan.create {
+        let Some(step) = pipeline.as_ref().and_then(|p| p.spec.steps.iter().find(|s| s.name == create.step)) else {
+            continue;
+        };
+        let job = jobs::build(&StepJob {
+            namespace: &namespace,
+            pipeline: &backfill.spec.pipeline_ref.name,
+            run_id: &create.run_id,
+            window: create.window,
+            step,
+            attempt: create.attempt,
+            backfill: Some(&name),
+            owner: owner_reference(&backfill, &uid),
+        });
+        let job_name = job.name_any();
+        match api_jobs.create(&PostParams::default(), &job).await {
+            Ok(_) => {
+                launch.add(&namespace, &job_name);
+                remember(ctx, &namespace, &job_name, &uid, create, now);
+                ctx.metrics.jobs_created.with_label_values(&[namespace.as_str(), "backfill"]).inc();
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let ours = api_jobs.get_opt(&job_name).await?.is_some_and(|j| controlled_by(&j, &uid));
+                if !ours {
+                    // Another owner has that window's run: look again once the cache shows it.
+                    tracing::info!(job = %job_name, backfill = %name, "Job name taken by another owner");
+                    retry = Some(TAKEN_RETRY);
+                }
+            }
+            Err(kube::Error::Api(status)) => {
+                retry = Some(retry.map_or(CREATE_RETRY, |r| r.min(CREATE_RETRY)));
+                let note = format!("could not create Job {job_name} for step {}: {}", create.step, status.message);
+                ctx.event(&backfill, EventType::Warning, "JobCreateFailed", note, "CreateJob").await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    drop(launch);
+    match write_status(&api, &backfill, &plan).await {
+        Ok(true) => ctx.metrics.status_writes.with_label_values(&["backfill"]).inc(),
+        Ok(false) => {}
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+            // Written by someone else since it was read: decide again from the new status, and
+            // delete nothing on the strength of this one.
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        }
+        Err(error) => return Err(error),
+    }
+    for job_name in &plan.delete {
+        match api_jobs.delete(job_name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    for event in &plan.events {
+        let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
+        ctx.event(&backfill, type_, event.reason, event.note.clone(), "Reconcile").await;
+    }
+    if let Some(ready_event) = crate::plan::ready::ready_event(
+        current.conditions.iter().find(|c| c.type_ == "Ready"),
+        &crate::plan::ready::ready_condition(&ready_problems(&plan)),
+    ) {
+        let type_ = if ready_event.warning { EventType::Warning } else { EventType::Normal };
+        ctx.event(&backfill, type_, ready_event.reason, ready_event.note, "Validate").await;
+    }
+    record_metrics(ctx, &namespace, &name, quota.as_ref(), &plan);
+
+    let mut requeue = plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));
+    if let Some(r) = retry {
+        requeue = Some(requeue.map_or(r, |q| q.min(r)));
+    }
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Writes the plan's status when it differs from the status the decision started from, on the
+/// condition that the Backfill is still at the version read (server-side apply with
+/// `metadata.resourceVersion`): a decision made from a status that another writer has replaced
+/// since (a second replica, a stale read) fails with a conflict instead of overwriting newer
+/// records. Returns whether it wrote.
+async fn write_status(api: &Api<Backfill>, backfill: &Backfill, plan: &Plan) -> Result<bool> {
+    if backfill.status.as_ref() == Some(&plan.status) {
+        return Ok(false);
+    }
+    let status = serde_json::to_value(&plan.status).map_err(|source| Error::Serialize { what: "status", source })?;
+    let patch = serde_json::json!({
+        "apiVersion": Backfill::api_version(&()),
+        "kind": Backfill::kind(&()),
+        "metadata": {"resourceVersion": backfill.resource_version()},
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&backfill.name_any(), &params, &Patch::Apply(&patch)).await?;
+    Ok(true)
+}
+
+/// The problems behind the Ready condition the plan wrote, for its Event.
+fn ready_problems(plan: &Plan) -> Vec<String> {
+    plan.status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+        .map(|c| vec![c.message.clone()])
+        .unwrap_or_default()
+}
+
+/// The LimitRange defaults of `namespace`.
+fn container_defaults(ctx: &Context, namespace: &str) -> ContainerDefaults {
+    let ranges = ctx.limit_ranges.state();
+    ContainerDefaults::from_limit_ranges(
+        ranges.iter().filter(|l| l.namespace().as_deref() == Some(namespace)).filter_map(|l| l.spec.as_ref()),
+    )
+}
+
+fn controlled_by(job: &Job, uid: &str) -> bool {
+    job.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+fn owner_reference(backfill: &Backfill, uid: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+    let mut owner = backfill.controller_owner_ref(&()).unwrap_or_default();
+    owner.uid = uid.to_string();
+    owner
+}
+
+/// Remembers a created Job until the cache shows it: its pod is not counted by the quota yet.
+fn remember(ctx: &Context, namespace: &str, job_name: &str, uid: &str, create: &JobToCreate, now: Timestamp) {
+    let launch = Launch {
+        owner_uid: uid.to_string(),
+        run_id: create.run_id.clone(),
+        step: create.step.clone(),
+        attempt: create.attempt,
+        window: create.window,
+        demand: create.demand.clone(),
+        created: now,
+    };
+    ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner()).add(namespace, job_name, launch);
+}
+
+/// What the Jobs of the namespace tell a backfill.
+struct ObservedJobs {
+    /// Its own Jobs, including created ones the cache does not show yet.
+    own: Vec<ObservedJob>,
+    /// Jobs of the same pipeline owned by others.
+    foreign: Vec<ForeignJob>,
+    /// Pods not counted by the quota yet (any Sluice Job of the namespace).
+    uncounted: Vec<PodDemand>,
+    /// Pods of every unfinished Sluice Job of the namespace, counted or not.
+    committed: Vec<PodDemand>,
+    /// Pods of its own unfinished Jobs.
+    own_pods: Vec<PodDemand>,
+}
+
+fn observe_jobs(
+    ctx: &Context,
+    namespace: &str,
+    uid: &str,
+    pipeline: Option<&Pipeline>,
+    defaults: &ContainerDefaults,
+    now: Timestamp,
+) -> ObservedJobs {
+    let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
+    let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
+    let pipeline_uid = pipeline.and_then(|p| p.uid());
+    let all = ctx.jobs.state();
+    let in_namespace: Vec<&Arc<Job>> = all
+        .iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
+        .collect();
+    for job in &in_namespace {
+        let demand = || {
+            quota::pod_demand(&job.spec.as_ref().and_then(|s| s.template.spec.clone()).unwrap_or_default(), defaults)
+        };
+        let charge = quota::pod_charge(job);
+        if charge == PodCharge::NotYetCreated {
+            out.uncounted.push(demand());
+        }
+        if charge != PodCharge::Released {
+            out.committed.push(demand());
+        }
+        let Some(observed) = job_cache::observe(job) else { continue };
+        if controlled_by(job, uid) {
+            if charge != PodCharge::Released {
+                out.own_pods.push(demand());
+            }
+            out.own.push(observed);
+        } else if pipeline_label.is_some() && job.labels().get(jobs::labels::PIPELINE) == pipeline_label.as_ref() {
+            let controller = job.owner_references().iter().find(|o| o.controller == Some(true));
+            let owner = match controller {
+                Some(o) if Some(&o.uid) == pipeline_uid.as_ref() => Owner::Pipeline,
+                Some(o) if o.kind == Backfill::kind(&()) => Owner::Backfill(o.uid.clone()),
+                _ => Owner::Unknown,
+            };
+            out.foreign.push(ForeignJob { job: observed, owner });
+        }
+    }
+    // Jobs created by this process that the cache does not show yet.
+    let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+    ledger.prune(now, |ns, name| ctx.jobs.get(&ObjectRef::new(name).within(ns)).is_some());
+    for (name, launch) in ledger.in_namespace(namespace) {
+        out.uncounted.push(launch.demand.clone());
+        out.committed.push(launch.demand.clone());
+        if launch.owner_uid == uid {
+            out.own_pods.push(launch.demand.clone());
+            out.own.push(ObservedJob {
+                name: name.to_string(),
+                run_id: launch.run_id.clone(),
+                step: launch.step.clone(),
+                attempt: launch.attempt,
+                window: launch.window,
+                created: launch.created,
+                state: JobState::Active,
+            });
+        }
+    }
+    out
+}
+
+/// Other Backfills of the same pipeline, as records.
+fn siblings(ctx: &Context, namespace: &str, pipeline: &str, uid: &str) -> Vec<Sibling> {
+    ctx.backfills
+        .state()
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(namespace) && b.spec.pipeline_ref.name == pipeline)
+        .filter(|b| b.uid().as_deref() != Some(uid))
+        .map(|b| {
+            let status = b.status.clone().unwrap_or_default();
+            Sibling {
+                uid: b.uid().unwrap_or_default(),
+                processed: RangeSet::from_status(&status.processed_ranges),
+                succeeded: RangeSet::from_status(&status.succeeded_ranges),
+                failed: RangeSet::from_status(&status.failed_ranges),
+            }
+        })
+        .collect()
+}
+
+/// The budget of the backfill; invalid quantities in the spec become problems.
+fn budget(
+    backfill: &Backfill,
+    quota: Option<&ResourceQuota>,
+    observed: &ObservedJobs,
+    problems: &mut Vec<String>,
+) -> Budget {
+    let spec = backfill.spec.budget.as_ref();
+    let mut parse = |field: &str, map: Option<&BTreeMap<String, Quantity>>, round| {
+        map.map(|m| quota::parse_amounts(m, round)).transpose().unwrap_or_else(|e| {
+            problems.push(format!("spec.budget.{field}: {e}"));
+            None
+        })
+    };
+    let reserve = parse("reserve", spec.and_then(|b| b.reserve.as_ref()), Round::Up).unwrap_or_default();
+    let limits = parse("limits", spec.and_then(|b| b.limits.as_ref()), Round::Down);
+    let quota = quota.map(|q| {
+        let state = quota::quota_state(q);
+        let uncounted = quota::uncounted(&observed.uncounted, &state.hard);
+        let committed = quota::uncounted(&observed.committed, &state.hard);
+        QuotaBudget { state, reserve, uncounted, committed }
+    });
+    let own_in_use = limits.as_ref().map(|l| quota::total(&observed.own_pods, l)).unwrap_or_default();
+    Budget { quota, limits, own_in_use }
+}
+
+fn record_metrics(ctx: &Context, namespace: &str, name: &str, quota: Option<&ResourceQuota>, plan: &Plan) {
+    let m = &ctx.metrics.backfill;
+    if let Some(c) = &plan.status.partitions {
+        for (phase, value) in [
+            ("pending", c.pending),
+            ("running", c.running),
+            ("succeeded", c.succeeded),
+            ("failed", c.failed),
+            ("skipped", c.skipped),
+        ] {
+            m.partitions.with_label_values(&[namespace, name, phase]).set(value);
+        }
+    }
+    m.admissions.with_label_values(&[namespace, name]).inc_by(plan.admitted as u64);
+    if let Some(t) = &plan.status.throttled {
+        m.throttles.with_label_values(&[namespace, name, t.reason.as_str()]).inc();
+    }
+    if let Some(q) = quota {
+        let quota_name = q.name_any();
+        for (key, free) in &plan.headroom {
+            m.quota_headroom
+                .with_label_values(&[namespace, quota_name.as_str(), key.as_str()])
+                .set(*free as f64 / 1000.0);
+        }
+    }
 }

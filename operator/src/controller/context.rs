@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -24,6 +24,8 @@ pub struct Caches {
     pub backfills: Store<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub limit_ranges: Store<LimitRange>,
 }
 
 /// Shared state of the controllers.
@@ -36,6 +38,13 @@ pub struct Context {
     pub backfills: Store<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
+    /// Pods of Sluice's Jobs, for their termination messages (step reports).
+    pub pods: Store<Pod>,
+    /// LimitRanges, for the default requests of containers that set none (backfill quota).
+    pub limit_ranges: Store<LimitRange>,
+    /// Backfill Jobs created by this process that the cache does not show yet, with what their
+    /// pods will ask of the quota. Locked only briefly, while `launch` is held.
+    pub in_flight: Mutex<crate::quota::InFlight>,
     pub job_caps: JobCaps,
     /// Held while counting free Job slots and creating Jobs, so the caps hold under concurrent
     /// reconciles.
@@ -64,6 +73,9 @@ impl Context {
             backfills: caches.backfills,
             quotas: caches.quotas,
             jobs: caches.jobs,
+            pods: caches.pods,
+            limit_ranges: caches.limit_ranges,
+            in_flight: Mutex::default(),
             job_caps,
             launch: tokio::sync::Mutex::default(),
             caches_synced,

@@ -81,6 +81,13 @@ pub struct JobCaps {
     pub total: Option<usize>,
 }
 
+impl JobCaps {
+    /// Whether any cap is set.
+    pub fn is_capped(&self) -> bool {
+        self.per_namespace.is_some() || self.total.is_some()
+    }
+}
+
 /// Jobs created by this process that the watch cache has not shown yet, so that two reconciles
 /// in a row cannot both take the last free slot.
 #[derive(Default)]
@@ -99,7 +106,7 @@ impl PendingJobs {
     /// Free Job slots for `namespace` under `caps`, counting running Jobs in the cache plus
     /// pending ones. `usize::MAX` when uncapped.
     pub fn free_slots(&mut self, store: &Store<Job>, namespace: &str, caps: JobCaps) -> usize {
-        if caps.per_namespace.is_none() && caps.total.is_none() {
+        if !caps.is_capped() {
             return usize::MAX;
         }
         let jobs = store.state();
@@ -115,5 +122,52 @@ impl PendingJobs {
         let free_total = caps.total.map_or(usize::MAX, |cap| cap.saturating_sub(total));
         let free_ns = caps.per_namespace.map_or(usize::MAX, |cap| cap.saturating_sub(in_ns));
         free_total.min(free_ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+
+    fn job(namespace: &str, name: &str, complete: bool) -> Job {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": namespace, "name": name},
+            "status": if complete {
+                serde_json::json!({"conditions": [{"type": "Complete", "status": "True"}]})
+            } else {
+                serde_json::json!({})
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn free_slots_count_running_and_pending_jobs_per_namespace_and_in_total() {
+        let (store, mut writer) = reflector::store::<Job>();
+        for j in [job("a", "a1", false), job("a", "a2", true), job("b", "b1", false)] {
+            writer.apply_watcher_event(&watcher::Event::Apply(j));
+        }
+        let caps = JobCaps { per_namespace: Some(2), total: Some(3) };
+        let mut pending = PendingJobs::default();
+        // a: 1 running of 2; total: 2 running of 3.
+        assert_eq!(pending.free_slots(&store, "a", caps), 1);
+        // A Job just created and not yet in the cache still takes a slot.
+        pending.add("a", "a3");
+        assert_eq!(pending.free_slots(&store, "a", caps), 0);
+        assert_eq!(pending.free_slots(&store, "b", caps), 0, "the total cap is reached");
+        // Once the cache has it, it is counted once, not twice.
+        writer.apply_watcher_event(&watcher::Event::Apply(job("a", "a3", false)));
+        assert_eq!(pending.free_slots(&store, "a", caps), 0);
+        writer.apply_watcher_event(&watcher::Event::Apply(job("a", "a3", true)));
+        assert_eq!(pending.free_slots(&store, "a", caps), 1);
+        assert_eq!(pending.free_slots(&store, "c", JobCaps::default()), usize::MAX);
+    }
+
+    #[test]
+    fn job_state_reads_conditions() {
+        assert_eq!(job_state(&job("a", "x", false)), JobState::Active);
+        assert!(matches!(job_state(&job("a", "x", true)), JobState::Succeeded { .. }));
     }
 }

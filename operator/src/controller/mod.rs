@@ -9,12 +9,13 @@ pub mod pipeline;
 pub mod ready;
 pub mod status;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -152,7 +153,54 @@ pub async fn run(
         .modify(|j| j.managed_fields_mut().clear())
         .reflect(job_writer)
         .touched_objects();
+    // The same stream, after the cache has the change, wakes the Backfill that owns the Job.
+    let (backfill_jobs, backfill_job_triggers) = futures::channel::mpsc::unbounded();
+    let job_stream = job_stream.inspect(move |job| {
+        if let Ok(job) = job
+            && let Some(owner) = backfill::controlling_backfill(job)
+        {
+            let _ = backfill_jobs.unbounded_send(owner);
+        }
+    });
     let pipelines = pipelines.owns_stream(job_stream);
+    // LimitRanges give the default requests that backfill quota admission counts.
+    let (limit_range_store, limit_range_writer) = reflector::store::<LimitRange>();
+    let limit_range_stream = watcher(api::<LimitRange>(&client, &settings.namespace), wc.clone())
+        .default_backoff()
+        .modify(|l| l.managed_fields_mut().clear())
+        .reflect(limit_range_writer)
+        .touched_objects();
+
+    // Datasets: woken by the Jobs of the steps that output them (a step finished), their pods (the
+    // report arrived) and the Pipelines that name them (lineage). Pods of Sluice Jobs are cached
+    // for their termination messages.
+    let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let pod_wc = watcher::Config::default().any_semantic().labels(crate::jobs::labels::STEP);
+    let pod_stream = watcher(api::<Pod>(&client, &settings.namespace), pod_wc)
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(pod_writer)
+        .touched_objects();
+    let step_outputs = pipeline_store.clone();
+    let pod_outputs = pipeline_store.clone();
+    let job_trigger_wc = watcher::Config::default().any_semantic().labels(&format!(
+        "{}={}",
+        crate::jobs::labels::MANAGED_BY,
+        crate::jobs::labels::MANAGED_BY_VALUE
+    ));
+    let datasets = datasets
+        .watches(api::<Job>(&client, &settings.namespace), job_trigger_wc, move |job| {
+            dataset::datasets_of_step(&step_outputs, job.namespace(), job.labels())
+        })
+        .watches_stream(pod_stream, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
+        .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
+            let namespace = pipeline.namespace().unwrap_or_default();
+            pipeline::referenced_datasets(&pipeline)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .map(|d| ObjectRef::new(d).within(&namespace))
+                .collect::<Vec<_>>()
+        });
 
     // A Dataset appearing or going away changes the validity of the pipelines that name it.
     let by_dataset = pipeline_store.clone();
@@ -169,7 +217,10 @@ pub async fn run(
     // A Pipeline or ResourceQuota appearing or changing wakes the backfills that name it.
     let by_pipeline = backfill_store.clone();
     let by_quota = backfill_store.clone();
+    let by_limit_range = backfill_store.clone();
     let backfills = backfills
+        .reconcile_on(backfill_job_triggers)
+        .watches_stream(limit_range_stream, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
         .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
             let namespace = pipeline.namespace();
             let name = pipeline.name_any();
@@ -200,12 +251,31 @@ pub async fn run(
 
     let reporter = Reporter { controller: "sluice-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
+    let freshness_source = dataset_store.clone();
+    metrics.set_dataset_source(move || {
+        freshness_source
+            .state()
+            .iter()
+            .map(|d| crate::metrics::DatasetSample {
+                namespace: d.namespace().unwrap_or_default(),
+                name: d.name_any(),
+                watermark: d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.watermark.as_ref())
+                    .map(|w| w.0.as_millisecond() as f64 / 1000.0),
+                max_age: crate::plan::dataset::objective(&d.spec).map(|o| o.max_age.as_secs_f64()),
+            })
+            .collect()
+    });
     let caches = Caches {
         pipelines: pipeline_store.clone(),
         datasets: dataset_store.clone(),
         backfills: backfill_store.clone(),
         quotas: quota_store.clone(),
         jobs: job_store.clone(),
+        pods: pod_store.clone(),
+        limit_ranges: limit_range_store.clone(),
     };
     let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
 
@@ -215,7 +285,9 @@ pub async fn run(
             && synced(&dataset_store, "datasets").await
             && synced(&backfill_store, "backfills").await
             && synced(&quota_store, "resourcequotas").await
-            && synced(&job_store, "jobs").await;
+            && synced(&job_store, "jobs").await
+            && synced(&pod_store, "pods").await
+            && synced(&limit_range_store, "limitranges").await;
         if !synced {
             return;
         }

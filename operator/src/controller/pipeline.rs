@@ -16,11 +16,16 @@ use super::context::Context;
 use super::job_cache;
 use super::ready;
 use super::status::write_if_changed;
-use crate::api::{Pipeline, RunPhase, StepSpec};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::conditions::{self, types};
+use crate::api::{DriftPolicy, Pipeline, RunPhase, StepSpec};
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob};
+use crate::plan::pipeline::Upstream;
 use crate::plan::pipeline::{Input, Plan, decide};
 use crate::plan::runs::JobState;
+use crate::schedule::Window;
 use crate::validation;
 
 /// Annotation that starts one run of the latest complete window; change its value (for example
@@ -37,10 +42,12 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
     let uid = pipeline.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let now = Timestamp::now();
 
-    // Observe. The launch lock is held from counting free slots to creating the Jobs.
-    let mut launch = ctx.launch.lock().await;
+    // Observe. With Job caps, the launch lock is held from counting free slots to creating the
+    // Jobs, so concurrent reconciles cannot both take the last slot; without caps there is
+    // nothing to count and reconciles launch in parallel.
+    let mut launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
     let jobs = job_cache::owned_by(&ctx.jobs, &namespace, &uid);
-    let free_job_slots = launch.free_slots(&ctx.jobs, &namespace, ctx.job_caps);
+    let free_job_slots = launch.as_mut().map_or(usize::MAX, |l| l.free_slots(&ctx.jobs, &namespace, ctx.job_caps));
     let problems = validation::pipeline(&pipeline.spec, &ctx.namespace(&namespace));
     let default_status = Default::default();
     let current = pipeline.status.as_ref().unwrap_or(&default_status);
@@ -54,6 +61,7 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
         run_now: pipeline.annotations().get(RUN_NOW_ANNOTATION).map(String::as_str),
         free_job_slots,
         problems: problems.clone(),
+        upstream: upstream(ctx, &namespace, pipeline),
     };
 
     // Decide.
@@ -69,7 +77,9 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
         let job_name = job.name_any();
         match api_jobs.create(&PostParams::default(), &job).await {
             Ok(_) => {
-                launch.add(&namespace, &job_name);
+                if let Some(launch) = launch.as_mut() {
+                    launch.add(&namespace, &job_name);
+                }
                 ctx.metrics.jobs_created.with_label_values(&[namespace.as_str(), "pipeline"]).inc();
                 if create.attempt == 0
                     && let Some(started) = plan.started.iter().find(|s| s.run_id == create.run_id)
@@ -104,10 +114,11 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
     if write_if_changed(&api, pipeline, pipeline.status.as_ref(), &plan.status).await? {
         ctx.metrics.status_writes.with_label_values(&["pipeline"]).inc();
     }
-    for event in &plan.events {
+    futures::future::join_all(plan.events.iter().map(|event| {
         let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(pipeline, type_, event.reason, event.note.clone(), "Reconcile").await;
-    }
+        ctx.event(pipeline, type_, event.reason, event.note.clone(), "Reconcile")
+    }))
+    .await;
     if let Some(ready_event) = crate::plan::ready::ready_event(
         current.conditions.iter().find(|c| c.type_ == "Ready"),
         &crate::plan::ready::ready_condition(&problems),
@@ -166,6 +177,33 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, jobs:
             m.step_duration.with_label_values(&[namespace, name, job.step.as_str(), result]).observe(secs);
         }
     }
+}
+
+/// The trigger datasets as observed in the cache.
+fn upstream(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<Upstream> {
+    let Some(trigger) = &pipeline.spec.trigger else { return Vec::new() };
+    trigger
+        .datasets
+        .iter()
+        .filter_map(|name| {
+            let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+            let status = dataset.status.as_ref();
+            let blocks = dataset.spec.contract.as_ref().is_some_and(|c| c.policy == DriftPolicy::Block);
+            let violation = status
+                .and_then(|s| conditions::find(&s.conditions, types::SCHEMA_CONFORMANT))
+                .filter(|c| c.status == "False")
+                .map(|c| c.message.clone());
+            Some(Upstream {
+                name: name.clone(),
+                watermark: status.and_then(|s| s.watermark.as_ref()).map(|t| t.0),
+                produced_window: status
+                    .and_then(|s| s.produced_by.as_ref())
+                    .and_then(|p| p.window.as_ref())
+                    .map(|w| Window { start: w.start.0, end: w.end.0 }),
+                blocking: violation.filter(|_| blocks),
+            })
+        })
+        .collect()
 }
 
 /// Names of the Datasets a Pipeline refers to (inputs, outputs, trigger).

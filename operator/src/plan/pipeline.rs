@@ -38,7 +38,23 @@ pub struct Input<'a> {
     pub free_job_slots: usize,
     /// Problems found by validation; when any, nothing starts.
     pub problems: Vec<String>,
+    /// The datasets of `trigger.datasets`, as observed (missing ones are left out).
+    pub upstream: Vec<Upstream>,
 }
+
+/// An upstream dataset of a data-aware trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub name: String,
+    pub watermark: Option<Timestamp>,
+    /// The window of the run that produced the watermark.
+    pub produced_window: Option<Window>,
+    /// Set when the dataset violates its contract under policy `Block`: why.
+    pub blocking: Option<String>,
+}
+
+/// Condition type saying that a data-aware trigger is held by an upstream contract violation.
+pub const HELD: &str = "TriggerHeld";
 
 /// A Job to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +92,8 @@ pub struct Plan {
     pub requeue_after: Option<SignedDuration>,
     pub started: Vec<StartedRun>,
     pub finished: Vec<FinishedRun>,
+    /// Set when a data-aware trigger is held: why.
+    pub trigger_held: Option<String>,
 }
 
 fn time(t: Timestamp) -> Time {
@@ -216,6 +234,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
         }
 
         // Due ticks since the last one handled.
+        let mut due: Vec<(Window, Option<Timestamp>)> = Vec::new();
         if let Some(schedule) = schedule.as_ref() {
             let catch_up = spec.catch_up.clone().unwrap_or_default();
             let limit = match catch_up.policy {
@@ -251,14 +270,23 @@ pub fn decide(input: &Input<'_>) -> Plan {
                 ));
             }
             ticks.reverse();
-            for tick in ticks {
-                let Some(window) = schedule.window_at(tick, rule) else { continue };
+            due.extend(ticks.into_iter().filter_map(|tick| Some((schedule.window_at(tick, rule)?, Some(tick)))));
+        }
+
+        // Upstream datasets that advanced: one window from the last trigger window's end to
+        // their watermark.
+        if let Some(window) = trigger_window(input, &mut status, &mut plan) {
+            due.push((window, None));
+        }
+
+        {
+            for (window, tick) in due {
                 let id = window.run_id();
                 if known(&id, &active, &to_start) {
                     continue;
                 }
                 if active.len() + to_start.len() < max_active {
-                    to_start.push((window, id, false, Some(tick)));
+                    to_start.push((window, id, false, tick));
                     continue;
                 }
                 match concurrency.policy {
@@ -284,7 +312,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
                             record.started = old.started.map(time);
                             record.finished = Some(time(now));
                             skipped.push(record);
-                            to_start.push((window, id, false, Some(tick)));
+                            to_start.push((window, id, false, tick));
                         } else {
                             plan.events.push(event(
                                 true,
@@ -463,12 +491,14 @@ pub fn decide(input: &Input<'_>) -> Plan {
     } else {
         DesiredCondition::new(types::SUSPENDED, false, "Active", "runs start on schedule")
     };
-    status.conditions = conditions::merge(
-        &input.status.conditions,
-        &[ready, running, degraded, suspended_condition],
-        input.generation,
-        &time(now),
-    );
+    let mut desired = vec![ready, running, degraded, suspended_condition];
+    if spec.trigger.is_some() {
+        desired.push(match &plan.trigger_held {
+            Some(why) => DesiredCondition::new(HELD, true, "UpstreamContractViolated", why.clone()),
+            None => DesiredCondition::new(HELD, false, "NotHeld", "no upstream dataset blocks the trigger"),
+        });
+    }
+    status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
 
     // When to look again: the next tick, the next retry, or a free slot.
     let mut next = status.next_schedule_time.as_ref().map(|t| t.0);
@@ -481,6 +511,72 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
     plan.status = status;
     plan
+}
+
+/// The window of a run due because upstream datasets advanced, if one is due. Records the
+/// consumed watermarks in `status` (so one advance causes one run, also across restarts: the run
+/// id is derived from the window), or holds when an upstream dataset blocks.
+///
+/// `All` waits until every listed dataset advanced past what the last trigger run consumed and
+/// covers up to the oldest of their watermarks; `Any` runs when one advanced and covers up to the
+/// newest. The window starts at the end of the last trigger window, or for the first trigger run
+/// at the start of the upstream run that produced the data.
+fn trigger_window(input: &Input<'_>, status: &mut PipelineStatus, plan: &mut Plan) -> Option<Window> {
+    let trigger = input.spec.trigger.as_ref()?;
+    let consumed = &input.status.consumed_watermarks;
+    let advanced: Vec<&Upstream> = input
+        .upstream
+        .iter()
+        .filter(|u| u.watermark.is_some_and(|w| consumed.get(&u.name).is_none_or(|c| w > c.0)))
+        .collect();
+    let all_present =
+        trigger.datasets.iter().all(|d| input.upstream.iter().any(|u| &u.name == d && u.watermark.is_some()));
+    let fire = match trigger.mode {
+        crate::api::TriggerMode::All => all_present && advanced.len() == trigger.datasets.len(),
+        crate::api::TriggerMode::Any => !advanced.is_empty(),
+    };
+    let blocking: Vec<String> = input
+        .upstream
+        .iter()
+        .filter_map(|u| {
+            u.blocking.as_ref().map(|why| format!("dataset {} violates its contract (policy Block): {why}", u.name))
+        })
+        .collect();
+    let was_held = conditions::is_true(&input.status.conditions, HELD);
+    if fire && !blocking.is_empty() {
+        if !was_held {
+            plan.events.push(event(true, "TriggerHeld", blocking.join("; ")));
+        }
+        plan.trigger_held = Some(blocking.join("; "));
+        return None;
+    }
+    if was_held && (!fire || blocking.is_empty()) {
+        plan.events.push(event(false, "TriggerReleased", "upstream contracts are met again".to_string()));
+    }
+    if !fire {
+        return None;
+    }
+    let end = match trigger.mode {
+        crate::api::TriggerMode::All => input.upstream.iter().filter_map(|u| u.watermark).min()?,
+        crate::api::TriggerMode::Any => advanced.iter().filter_map(|u| u.watermark).max()?,
+    };
+    let start = input
+        .status
+        .trigger_watermark
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| advanced.iter().filter_map(|u| u.produced_window.map(|w| w.start)).min())
+        .unwrap_or(end);
+    for u in &advanced {
+        if let Some(w) = u.watermark {
+            status.consumed_watermarks.insert(u.name.clone(), time(w));
+        }
+    }
+    if end <= start {
+        return None;
+    }
+    status.trigger_watermark = Some(time(end));
+    Some(Window { start, end })
 }
 
 fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {

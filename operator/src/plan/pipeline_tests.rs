@@ -71,6 +71,7 @@ fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> I
         run_now: None,
         free_job_slots: 100,
         problems: vec![],
+        upstream: vec![],
     }
 }
 
@@ -1108,4 +1109,86 @@ fn a_manual_run_beside_an_active_run_keeps_a_stable_status() {
         &status,
     );
     assert_eq!(status.active_runs.len(), 2);
+}
+
+// Data-aware triggers.
+
+fn triggered(mode: &str) -> PipelineSpec {
+    let mut spec = spec_with(
+        json!({"trigger": {"datasets": ["orders", "customers"], "mode": mode}, "concurrency": {"maxConcurrentRuns": 5}}),
+    );
+    spec.schedule = None;
+    spec
+}
+
+fn upstream(name: &str, watermark: &str, produced: Window) -> Upstream {
+    Upstream { name: name.into(), watermark: Some(ts(watermark)), produced_window: Some(produced), blocking: None }
+}
+
+#[test]
+fn all_mode_runs_once_when_every_upstream_advanced_up_to_the_oldest_watermark() {
+    let spec = triggered("All");
+    let status = PipelineStatus::default();
+    // Only orders has data: All waits.
+    let mut i = input(&spec, &status, "2026-11-24T11:00:10Z");
+    i.upstream = vec![upstream("orders", "2026-11-24T11:00:00Z", hour("2026-11-24T10:00:00Z"))];
+    let plan = decide(&i);
+    assert!(plan.started.is_empty());
+    // Both advanced: one run over [10:00, 10:30), the oldest watermark.
+    i.upstream.push(upstream("customers", "2026-11-24T10:30:00Z", hour("2026-11-24T09:30:00Z")));
+    let plan = decide(&i);
+    assert_eq!(plan.started.len(), 1);
+    let window = Window { start: ts("2026-11-24T09:30:00Z"), end: ts("2026-11-24T10:30:00Z") };
+    assert_eq!(plan.started[0].run_id, window.run_id());
+    assert_eq!(plan.status.trigger_watermark, at("2026-11-24T10:30:00Z"));
+    // The same advance seen again (a restart, a resync) starts nothing.
+    let mut again = input(&spec, &plan.status, "2026-11-24T11:00:20Z");
+    again.upstream = i.upstream.clone();
+    assert!(decide(&again).started.is_empty());
+    // The next advance of both starts the next window, from where the last one ended.
+    again.upstream = vec![
+        upstream("orders", "2026-11-24T12:00:00Z", hour("2026-11-24T11:00:00Z")),
+        upstream("customers", "2026-11-24T11:30:00Z", hour("2026-11-24T10:30:00Z")),
+    ];
+    let next = decide(&again);
+    assert_eq!(next.started.len(), 1);
+    let window = Window { start: ts("2026-11-24T10:30:00Z"), end: ts("2026-11-24T11:30:00Z") };
+    assert_eq!(next.started[0].run_id, window.run_id());
+}
+
+#[test]
+fn any_mode_runs_when_one_upstream_advanced() {
+    let spec = triggered("Any");
+    let status = PipelineStatus::default();
+    let mut i = input(&spec, &status, "2026-11-24T11:00:10Z");
+    i.upstream = vec![upstream("orders", "2026-11-24T11:00:00Z", hour("2026-11-24T10:00:00Z"))];
+    let plan = decide(&i);
+    assert_eq!(plan.started.len(), 1);
+    assert_eq!(plan.started[0].run_id, FIRST_RUN);
+}
+
+#[test]
+fn a_blocking_upstream_holds_the_trigger_until_its_contract_is_met() {
+    let spec = triggered("Any");
+    let status = PipelineStatus::default();
+    let mut i = input(&spec, &status, "2026-11-24T11:00:10Z");
+    let mut orders = upstream("orders", "2026-11-24T11:00:00Z", hour("2026-11-24T10:00:00Z"));
+    orders.blocking = Some("column \"amount\" is missing".into());
+    i.upstream = vec![orders.clone()];
+    let held = decide(&i);
+    assert!(held.started.is_empty());
+    assert!(held.status.consumed_watermarks.is_empty(), "a held advance is not consumed");
+    let c = held.status.conditions.iter().find(|c| c.type_ == HELD).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "UpstreamContractViolated"));
+    assert!(held.events.iter().any(|e| e.reason == "TriggerHeld"));
+    // Still held: no repeated Event.
+    let mut again = input(&spec, &held.status, "2026-11-24T11:00:20Z");
+    again.upstream = vec![orders.clone()];
+    assert!(decide(&again).events.iter().all(|e| e.reason != "TriggerHeld"));
+    // Contract met again: the held advance runs.
+    orders.blocking = None;
+    again.upstream = vec![orders];
+    let released = decide(&again);
+    assert_eq!(released.started.len(), 1);
+    assert!(released.events.iter().any(|e| e.reason == "TriggerReleased"));
 }

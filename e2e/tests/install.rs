@@ -1,0 +1,25 @@
+//! Install paths and high availability: the Helm chart (lint, schema, generated files, rendered
+//! objects), the chart on the local cluster (server-side dry run, install, upgrade, `helm test`,
+//! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's RBAC proven
+//! enough and minimal by an operator impersonating its ServiceAccount, leader election with
+//! failover, and the Argo CD health checks under Lua 5.1.
+//!
+//! A test binary of its own that starts no shared operator (it does not call
+//! `sluice_e2e::setup()`): every operator here is started by its test, with the rights and
+//! arguments that test gives it. Its modules live in `install/` (a test crate root resolves `mod`
+//! beside itself, hence the `#[path]`s).
+
+#[path = "install/argocd.rs"]
+mod argocd;
+#[path = "install/chart.rs"]
+mod chart;
+#[path = "install/cluster.rs"]
+mod cluster;
+#[path = "install/leader.rs"]
+mod leader;
+#[path = "install/permissions.rs"]
+mod permissions;
+#[path = "install/rbac.rs"]
+mod rbac;
+#[path = "install/tools.rs"]
+mod tools;

@@ -1,0 +1,235 @@
+//! What the install tests share: helm and kubectl against the cluster under test, rendering the
+//! chart, operator processes with their own kubeconfig, arguments and log, and unique names.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_e2e::cluster::{artifacts_dir, kubeconfig, repo_root};
+
+/// The chart under test.
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/sluice")
+}
+
+/// `helm`: `$HELM`, else the one e2e/cluster/build.sh caches next to kubectl, else PATH's.
+pub fn helm_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("HELM") {
+        return PathBuf::from(path);
+    }
+    let cached = sluice_e2e::cluster::kubectl().with_file_name("helm");
+    if cached.is_absolute() && cached.exists() { cached } else { PathBuf::from("helm") }
+}
+
+/// The result of a command: success, stdout, stderr.
+pub struct Output {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", program.display()));
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("command finishes");
+    Output {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs helm without a cluster (lint, template).
+pub fn helm_local(args: &[&str]) -> Output {
+    run(&helm_bin(), args, None)
+}
+
+/// Runs helm against the cluster under test (blocking: call from `spawn_blocking` in async tests
+/// when it may take long, like `--wait`).
+pub fn helm(args: &[&str]) -> Output {
+    let kubeconfig = kubeconfig();
+    let mut all = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    run(&helm_bin(), &all, None)
+}
+
+/// Runs helm against the cluster on a blocking thread, panicking with its output on failure.
+pub async fn helm_ok(args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let shown = args.join(" ");
+    let out = tokio::task::spawn_blocking(move || helm(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .expect("helm thread");
+    assert!(out.ok, "helm {shown} failed:\n{}\n{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+/// Runs kubectl against the cluster, with `stdin` as input.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    let kubeconfig = kubeconfig();
+    let mut all = vec!["--kubeconfig", kubeconfig.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    run(&sluice_e2e::cluster::kubectl(), &all, stdin)
+}
+
+/// Renders the chart (`helm template`, tests left out) as JSON documents.
+pub fn render(release: &str, namespace: &str, sets: &[&str]) -> Vec<Value> {
+    sluice_e2e::yaml::documents(&render_text(release, namespace, sets))
+}
+
+/// Renders the chart as text; `sets` are `--set` values or other `helm template` flags.
+pub fn render_text(release: &str, namespace: &str, sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut args = vec!["template", release, chart.to_str().expect("utf-8 path"), "--namespace", namespace];
+    args.push("--skip-tests");
+    for set in sets {
+        if set.starts_with("--") {
+            args.push(set);
+        } else {
+            args.extend(["--set", set]);
+        }
+    }
+    let out = helm_local(&args);
+    assert!(out.ok, "helm template {sets:?} failed:\n{}", out.stderr);
+    out.stdout
+}
+
+/// The rendered documents of `kind`.
+pub fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// Polls `name` every 200 ms until `check` holds, or panics after `timeout` with the object as
+/// last seen. (Polling, unlike a watch, rides out "resource version too old" on a busy cluster.)
+pub async fn poll_until<K, F>(api: &kube::Api<K>, name: &str, timeout: Duration, what: &str, check: F) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    F: Fn(&K) -> bool,
+{
+    let start = std::time::Instant::now();
+    let mut last = None;
+    while start.elapsed() < timeout {
+        match api.get_opt(name).await {
+            Ok(Some(obj)) if check(&obj) => return obj,
+            Ok(obj) => last = obj,
+            Err(error) => eprintln!("reading {name}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {name} to be {what}; last seen: {last:#?}");
+}
+
+/// A name unique to this test process and call, usable as a Kubernetes name.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}-{:x}{n}{:x}", std::process::id(), jiff::Timestamp::now().as_millisecond() % 0xfff)
+}
+
+/// A kubeconfig for the cluster under test that impersonates ServiceAccount `sa` of `namespace`
+/// (with the groups a real ServiceAccount token has). The admin certificate may impersonate.
+pub fn impersonating_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
+    let text = std::fs::read_to_string(kubeconfig()).expect("admin kubeconfig");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).expect("kubeconfig YAML");
+    let user = format!("system:serviceaccount:{namespace}:{sa}");
+    let groups = [
+        "system:serviceaccounts".to_string(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".to_string(),
+    ];
+    for entry in config["users"].as_sequence_mut().expect("users") {
+        let auth = entry["user"].as_mapping_mut().expect("user");
+        auth.insert("as".into(), user.clone().into());
+        auth.insert("as-groups".into(), groups.iter().map(|g| serde_yaml::Value::from(g.as_str())).collect());
+    }
+    let path = artifacts_dir().join(format!("{namespace}-{sa}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("write kubeconfig");
+    path
+}
+
+/// An operator process started by a test, killed when dropped (and when the test's thread ends).
+pub struct OperatorProcess {
+    child: tokio::process::Child,
+    /// Address of /healthz, /readyz, /metrics.
+    pub addr: String,
+    /// Its log (JSON lines).
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `sluice-operator run --log-format json <args>` with `kubeconfig`; `name` is its pod
+    /// name (leader-election identity) and log file name. `rust_log` is its RUST_LOG.
+    pub fn start(kubeconfig: &Path, name: &str, args: &[&str], rust_log: &str) -> Self {
+        let addr = format!("127.0.0.1:{}", sluice_e2e::operator::free_port());
+        let log = artifacts_dir().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut command = tokio::process::Command::new(sluice_e2e::operator::binary());
+        command
+            .args(["run", "--http-addr", &addr, "--log-format", "json"])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; the kernel signals the child when the spawning
+        // thread (the test's) exits, so no operator outlives its test.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().expect("operator binary runs");
+        Self { child, addr, log }
+    }
+
+    /// Sends `signal` (SIGTERM, SIGKILL) to the process.
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub async fn exited(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait()).await.ok().map(|r| r.expect("wait"))
+    }
+
+    /// The process's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until /readyz answers 200.
+    pub async fn wait_ready(&self) {
+        sluice_e2e::operator::wait_ready(&self.addr).await;
+    }
+
+    /// Its /metrics text.
+    pub async fn metrics(&self) -> String {
+        let (code, body) = sluice_e2e::operator::http_get(&self.addr, "/metrics").await.expect("GET /metrics");
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// The value of an unlabelled gauge in /metrics, if exported.
+    pub async fn gauge(&self, name: &str) -> Option<f64> {
+        self.metrics().await.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+    }
+}

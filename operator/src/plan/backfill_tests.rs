@@ -1,0 +1,635 @@
+//! Scenario tests of `plan::backfill::decide`: a small world (a Pipeline, the backfill's Jobs,
+//! a quota) is fed in, the plan read out, and for longer scenarios the plan applied to the world
+//! as the reconciler and the Job controller would.
+
+use std::collections::BTreeSet;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::*;
+use crate::api::{PartitionWindow, RunPhase, RunRecord};
+use crate::plan::backfill_records::{ForeignJob, Owner, Sibling};
+use crate::plan::runs::JobState;
+use crate::quota::{Amounts, QuotaBudget, QuotaState};
+
+const CPU: &str = "requests.cpu";
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn now() -> Timestamp {
+    ts("2026-11-24T12:00:00Z")
+}
+
+/// An hourly pipeline created a week before now, with the given steps (name, kind, deps, cpu).
+fn pipeline(steps: &[(&str, &str, &[&str], &str)]) -> PipelineSpec {
+    let steps: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|(name, kind, deps, cpu)| {
+            serde_json::json!({
+                "name": name, "kind": kind, "dependsOn": deps,
+                "retries": {"backoffSeconds": 10, "maxBackoffSeconds": 60},
+                "template": {"spec": {"containers": [{"name": "main", "image": "x",
+                    "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}}
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({"schedule": "0 * * * *", "steps": steps})).unwrap()
+}
+
+fn one_step() -> PipelineSpec {
+    pipeline(&[("extract", "Extract", &[], "1")])
+}
+
+fn backfill(extra: serde_json::Value) -> BackfillSpec {
+    let mut spec = serde_json::json!({
+        "pipelineRef": {"name": "orders"},
+        "range": {"start": "2026-10-01T00:00:00Z", "end": "2026-10-02T00:00:00Z"},
+        "parallelism": 10,
+    });
+    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    serde_json::from_value(spec).unwrap()
+}
+
+fn amounts(pairs: &[(&str, Milli)]) -> Amounts {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Quota `hard` CPU with `used` counted and `reserve` kept, in millicores.
+fn quota(hard: Milli, used: Milli, reserve: Milli) -> Budget {
+    Budget {
+        quota: Some(QuotaBudget {
+            state: QuotaState { name: "compute".into(), hard: amounts(&[(CPU, hard)]), used: amounts(&[(CPU, used)]) },
+            reserve: amounts(&[(CPU, reserve)]),
+            uncounted: amounts(&[(CPU, 0)]),
+            committed: Amounts::new(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Everything `decide` reads, owned.
+struct World {
+    spec: BackfillSpec,
+    status: BackfillStatus,
+    pipeline: PipelineSpec,
+    pipeline_status: PipelineStatus,
+    pipeline_created: Timestamp,
+    jobs: Vec<ObservedJob>,
+    foreign: Vec<ForeignJob>,
+    siblings: Vec<Sibling>,
+    budget: Budget,
+    slots: usize,
+    now: Timestamp,
+    problems: Vec<String>,
+}
+
+impl World {
+    fn new(spec: BackfillSpec, pipeline: PipelineSpec) -> Self {
+        Self {
+            spec,
+            status: BackfillStatus::default(),
+            pipeline,
+            pipeline_status: PipelineStatus::default(),
+            pipeline_created: ts("2026-11-17T12:00:00Z"),
+            jobs: vec![],
+            foreign: vec![],
+            siblings: vec![],
+            budget: Budget::default(),
+            slots: usize::MAX,
+            now: now(),
+            problems: vec![],
+        }
+    }
+
+    fn decide(&self) -> Plan {
+        let pipeline = PipelineView {
+            name: "orders",
+            spec: &self.pipeline,
+            status: Some(&self.pipeline_status),
+            created: self.pipeline_created,
+        };
+        decide(&Input {
+            spec: &self.spec,
+            status: &self.status,
+            generation: Some(1),
+            uid: "uid-1",
+            now: self.now,
+            pipeline: Some(pipeline),
+            jobs: self.jobs.clone(),
+            records: Records::new(Some(&self.pipeline_status), self.foreign.clone(), self.siblings.clone()),
+            container_defaults: ContainerDefaults::default(),
+            budget: self.budget.clone(),
+            free_job_slots: self.slots,
+            problems: self.problems.clone(),
+        })
+    }
+
+    /// What the reconciler does with a plan: create the Jobs (as running), write the status,
+    /// delete the recorded Jobs. The quota's `used` follows the running Jobs.
+    fn apply(&mut self, plan: &Plan) {
+        for c in &plan.create {
+            self.jobs.push(ObservedJob {
+                name: crate::jobs::job_name("orders", &c.step, &c.run_id, c.attempt),
+                run_id: c.run_id.clone(),
+                step: c.step.clone(),
+                attempt: c.attempt,
+                window: c.window,
+                created: self.now,
+                state: JobState::Active,
+            });
+        }
+        self.status = plan.status.clone();
+        self.jobs.retain(|j| !plan.delete.contains(&j.name));
+        self.sync_quota();
+    }
+
+    fn sync_quota(&mut self) {
+        let running = self.jobs.iter().filter(|j| j.state == JobState::Active).count() as Milli;
+        if let Some(q) = self.budget.quota.as_mut() {
+            q.state.used.insert(CPU.into(), running * 1000);
+        }
+    }
+
+    /// Every running Job finishes: succeeded, or failed when `fail` says so.
+    fn finish_all(&mut self, fail: impl Fn(&ObservedJob) -> bool) {
+        let at = self.now;
+        for j in self.jobs.iter_mut().filter(|j| j.state == JobState::Active) {
+            j.state = if fail(j) {
+                JobState::Failed { finished: at, reason: "BackoffLimitExceeded".into() }
+            } else {
+                JobState::Succeeded { finished: at }
+            };
+        }
+        self.sync_quota();
+    }
+
+    fn condition(&self, type_: &str) -> (String, String) {
+        let c = conditions::find(&self.status.conditions, type_).unwrap_or_else(|| panic!("no {type_} condition"));
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn counts(&self) -> PartitionCounts {
+        self.status.partitions.clone().unwrap()
+    }
+}
+
+fn hour(h: i64) -> Window {
+    let start = ts("2026-10-01T00:00:00Z") + SignedDuration::from_hours(h);
+    Window { start, end: start + SignedDuration::from_hours(1) }
+}
+
+fn windows(plan: &Plan) -> Vec<Window> {
+    let mut out: Vec<Window> = plan.create.iter().map(|c| c.window).collect();
+    out.dedup();
+    out
+}
+
+fn record(h: i64, phase: RunPhase) -> RunRecord {
+    RunRecord {
+        id: hour(h).run_id(),
+        window: PartitionWindow { start: Time(hour(h).start), end: Time(hour(h).end) },
+        phase,
+        started: None,
+        finished: None,
+        failed_step: None,
+        reason: None,
+        manual: false,
+    }
+}
+
+#[test]
+fn quota_admits_three_one_cpu_partitions_and_keeps_the_reserve() {
+    let mut w = World::new(backfill(serde_json::json!({})), one_step());
+    w.budget = quota(4000, 0, 1000);
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(1), hour(2)], "oldest first, three fit under 4 - 1 CPU");
+    assert_eq!(plan.create[0].run_id, "20261001-0000-1h", "the Pipeline's run id: the same Job names");
+    assert_eq!(plan.admitted, 3);
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "QuotaExhausted");
+    assert_eq!(throttled.resource.as_deref(), Some(CPU));
+    assert_eq!(throttled.needed.unwrap().0, "1");
+    assert_eq!(throttled.free.unwrap().0, "0");
+    assert_eq!(plan.headroom, [(CPU.to_string(), 0)]);
+    w.apply(&plan);
+    let c = w.counts();
+    assert_eq!((c.total, c.running, c.pending), (24, 3, 21));
+    assert_eq!(w.condition("Throttled"), ("True".into(), "QuotaExhausted".into()));
+    assert_eq!(w.condition("Progressing"), ("True".into(), "PartitionsRemaining".into()));
+    assert_eq!(w.condition("Complete").0, "False");
+    assert_eq!(w.status.progress.as_deref(), Some("0/24 (0%)"));
+    assert!(plan.events.iter().any(|e| e.reason == "Started"));
+    // The same world decided again creates the same Jobs again (AlreadyExists absorbs them),
+    // and nothing more: the quota is full.
+    let again = w.decide();
+    assert!(again.create.is_empty());
+    assert!(again.events.is_empty(), "no Event repeats");
+}
+
+#[test]
+fn a_whole_backfill_runs_each_window_once_then_completes_and_cleans_up() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 5})), one_step());
+    w.budget = quota(4000, 0, 1000);
+    let mut created: Vec<String> = Vec::new();
+    for round in 0..40 {
+        let plan = w.decide();
+        created.extend(plan.create.iter().map(|c| crate::jobs::job_name("orders", &c.step, &c.run_id, c.attempt)));
+        w.apply(&plan);
+        assert!(w.status.processed_ranges.len() <= 4, "round {round}: {:?}", w.status.processed_ranges);
+        assert!(w.jobs.iter().filter(|j| j.state == JobState::Active).count() <= 3, "never more than fit");
+        if w.condition("Complete").0 == "True" {
+            break;
+        }
+        w.now += SignedDuration::from_mins(1);
+        w.finish_all(|_| false);
+    }
+    assert_eq!(w.condition("Complete"), ("True".into(), "AllPartitionsProcessed".into()));
+    assert_eq!(w.condition("Progressing").0, "False");
+    assert_eq!(created.len(), 24);
+    assert_eq!(created.iter().collect::<BTreeSet<_>>().len(), 24, "each window exactly once");
+    assert!(w.jobs.is_empty(), "finished partitions' Jobs are deleted");
+    let c = w.counts();
+    assert_eq!((c.succeeded, c.failed, c.skipped, c.pending, c.running), (24, 0, 0, 0, 0));
+    assert_eq!(w.status.succeeded_ranges.len(), 1);
+    assert_eq!(w.status.succeeded_ranges[0].count, 24);
+    assert_eq!(w.status.progress.as_deref(), Some("24/24 (100%)"));
+    assert!(w.status.completion_time.is_some() && w.status.estimated_completion_time.is_none());
+    assert!(w.status.throttled.is_none());
+    // Complete stays complete, without new Events.
+    let plan = w.decide();
+    assert!(plan.create.is_empty() && plan.events.is_empty());
+}
+
+#[test]
+fn newest_first_and_parallelism() {
+    let mut w = World::new(
+        backfill(
+            serde_json::json!({"order": "NewestFirst", "parallelism": 2, "failurePolicy": {"retriesPerPartition": 0}}),
+        ),
+        one_step(),
+    );
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(23), hour(22)]);
+    w.apply(&plan);
+    assert_eq!(w.status.throttled.as_ref().unwrap().reason, "ParallelismReached");
+    // A running partition holds its slot until it finishes.
+    assert!(w.decide().create.is_empty());
+    w.finish_all(|j| j.window == hour(23));
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(21), hour(20)]);
+    assert_eq!(plan.status.failed_ranges[0].start.0, hour(23).start);
+    assert_eq!(plan.status.succeeded_ranges[0].start.0, hour(22).start);
+    assert_eq!(plan.status.processed_ranges.len(), 1);
+}
+
+#[test]
+fn a_restart_or_a_stale_cache_recreates_the_same_names_never_new_ones() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 3})), one_step());
+    let first = w.decide();
+    // The status was written but the cache does not show the Jobs yet (or the operator restarted
+    // between creating them and writing the status): the same Jobs are planned again.
+    w.status = first.status.clone();
+    let second = w.decide();
+    let names = |p: &Plan| {
+        p.create.iter().map(|c| crate::jobs::job_name("orders", &c.step, &c.run_id, c.attempt)).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&first), names(&second));
+    // Once they are seen, nothing is planned for them.
+    w.apply(&second);
+    assert!(w.decide().create.is_empty());
+}
+
+#[test]
+fn steps_run_in_dependency_order_within_a_partition() {
+    let spec = pipeline(&[
+        ("extract", "Extract", &[], "1"),
+        ("stage", "Transform", &["extract"], "1"),
+        ("curate", "Transform", &["stage"], "1"),
+    ]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 1})), spec);
+    let plan = w.decide();
+    assert_eq!(plan.create.iter().map(|c| c.step.as_str()).collect::<Vec<_>>(), ["extract"]);
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    assert_eq!(plan.create.iter().map(|c| (c.step.as_str(), c.window)).collect::<Vec<_>>(), [("stage", hour(0))]);
+    assert!(plan.delete.is_empty(), "the partition is not finished yet");
+}
+
+#[test]
+fn transforms_only_skips_extract_and_starts_at_the_first_transform() {
+    let spec = pipeline(&[
+        ("extract", "Extract", &[], "1"),
+        ("stage", "Transform", &["extract"], "1"),
+        ("curate", "Transform", &["stage"], "1"),
+    ]);
+    let mut w = World::new(
+        backfill(serde_json::json!({"steps": "TransformsOnly", "reprocess": "All", "parallelism": 2})),
+        spec,
+    );
+    let plan = w.decide();
+    assert_eq!(plan.create.iter().map(|c| c.step.as_str()).collect::<Vec<_>>(), ["stage", "stage"]);
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    assert!(plan.create.iter().all(|c| c.step == "curate"));
+    // Without Transform steps there is nothing to do, and the spec says so.
+    let mut w = World::new(backfill(serde_json::json!({"steps": "TransformsOnly"})), one_step());
+    w.pipeline = one_step();
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    let ready = conditions::find(&plan.status.conditions, "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("no Transform steps"), "{}", ready.message);
+}
+
+#[test]
+fn reprocess_judges_windows_against_recorded_runs() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 24})), one_step());
+    w.pipeline_status.recent_runs =
+        vec![record(0, RunPhase::Succeeded), record(1, RunPhase::Failed), record(2, RunPhase::Succeeded)];
+    w.pipeline_status.active_runs = vec![record(3, RunPhase::Running)];
+    // Missing: windows 0 and 2 succeeded (skipped), 3 runs elsewhere (waits), 1 failed and the
+    // rest never ran (selected).
+    let plan = w.decide();
+    let started: BTreeSet<Window> = windows(&plan).into_iter().collect();
+    assert!(!started.contains(&hour(0)) && !started.contains(&hour(2)) && !started.contains(&hour(3)));
+    assert!(started.contains(&hour(1)) && started.contains(&hour(4)));
+    assert_eq!(started.len(), 21);
+    assert_eq!(plan.status.partitions.as_ref().unwrap().skipped, 2);
+    assert_eq!(plan.requeue_after, Some(BUSY_RETRY), "window 3 is looked at again");
+    // Failed: only window 1.
+    w.spec.reprocess = crate::api::Reprocess::Failed;
+    assert_eq!(windows(&w.decide()), [hour(1)]);
+    // All: everything but the busy window.
+    w.spec.reprocess = crate::api::Reprocess::All;
+    assert_eq!(windows(&w.decide()).len(), 23);
+}
+
+#[test]
+fn a_window_whose_job_names_are_taken_gets_a_run_id_of_its_own() {
+    let mut w = World::new(backfill(serde_json::json!({"reprocess": "All", "parallelism": 2})), one_step());
+    // The Pipeline's history keeps the Jobs of window 0's run.
+    w.pipeline_status.recent_runs = vec![record(0, RunPhase::Succeeded)];
+    w.foreign.push(ForeignJob {
+        job: ObservedJob {
+            name: crate::jobs::job_name("orders", "extract", &hour(0).run_id(), 0),
+            run_id: hour(0).run_id(),
+            step: "extract".into(),
+            attempt: 0,
+            window: hour(0),
+            created: ts("2026-10-01T01:00:00Z"),
+            state: JobState::Succeeded { finished: ts("2026-10-01T01:01:00Z") },
+        },
+        owner: Owner::Pipeline,
+    });
+    let plan = w.decide();
+    assert_eq!(plan.create[0].window, hour(0));
+    assert_eq!(plan.create[0].run_id, format!("{}-b{}", hour(0).run_id(), super::short_hash("uid-1")));
+    assert_eq!(plan.create[1].run_id, hour(1).run_id());
+    // The suffixed run id stays the run id of that partition.
+    w.apply(&plan);
+    w.finish_all(|j| j.window == hour(0));
+    let plan = w.decide();
+    assert!(plan.create.iter().all(|c| c.window != hour(0) || c.run_id.contains("-b")));
+}
+
+#[test]
+fn other_backfills_are_records_and_their_runs_are_not_raced() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 24})), one_step());
+    let mut sibling = Sibling { uid: "uid-2".into(), ..Default::default() };
+    let next = |e: Timestamp| Some(e);
+    for h in 0..4 {
+        sibling.processed.insert(hour(h), next);
+        sibling.succeeded.insert(hour(h), next);
+    }
+    w.siblings.push(sibling);
+    // Window 5 runs in the other backfill.
+    w.foreign.push(ForeignJob {
+        job: ObservedJob {
+            name: "x".into(),
+            run_id: hour(5).run_id(),
+            step: "extract".into(),
+            attempt: 0,
+            window: hour(5),
+            created: now(),
+            state: JobState::Active,
+        },
+        owner: Owner::Backfill("uid-2".into()),
+    });
+    let plan = w.decide();
+    let started: BTreeSet<Window> = windows(&plan).into_iter().collect();
+    assert_eq!(started.len(), 24 - 4 - 1);
+    assert!(!started.contains(&hour(5)));
+    assert_eq!(plan.status.partitions.as_ref().unwrap().skipped, 4);
+}
+
+#[test]
+fn failing_partitions_retry_with_backoff_then_count_and_stop_the_backfill() {
+    let mut w = World::new(
+        backfill(
+            serde_json::json!({"parallelism": 2, "failurePolicy": {"retriesPerPartition": 1, "maxFailedPartitions": 2}}),
+        ),
+        one_step(),
+    );
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| true);
+    // Both failed attempt 0: retry after the step's 10 s backoff.
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.requeue_after, Some(SignedDuration::from_secs(10)));
+    w.now += SignedDuration::from_secs(10);
+    let plan = w.decide();
+    assert_eq!(plan.create.iter().map(|c| c.attempt).collect::<Vec<_>>(), [1, 1]);
+    w.apply(&plan);
+    w.finish_all(|_| true);
+    // Out of retries: two failed partitions reach maxFailedPartitions.
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.finished, (0, 2));
+    assert_eq!(plan.events.iter().filter(|e| e.reason == "PartitionFailed").count(), 2);
+    assert!(plan.events.iter().any(|e| e.reason == "MaxFailedPartitionsReached" && e.warning));
+    w.apply(&plan);
+    assert_eq!(w.condition("Failed"), ("True".into(), "MaxFailedPartitionsReached".into()));
+    assert_eq!(w.condition("Complete").0, "False");
+    assert_eq!(w.status.recent_failures.len(), 2);
+    assert_eq!(w.status.recent_failures[0].window_start.0, hour(1).start, "newest first");
+    assert!(w.status.recent_failures[0].message.as_deref().unwrap().contains("BackoffLimitExceeded"));
+    assert_eq!(w.status.failed_ranges[0].count, 2);
+    // The failed partitions' Jobs are kept for inspection, and nothing new starts.
+    assert_eq!(w.jobs.len(), 4);
+    assert!(w.decide().create.is_empty());
+}
+
+#[test]
+fn suspend_stops_new_jobs_and_resume_continues_where_it_stopped() {
+    let spec = pipeline(&[("extract", "Extract", &[], "1"), ("stage", "Transform", &["extract"], "1")]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), spec);
+    let plan = w.decide();
+    w.apply(&plan);
+    w.spec.suspend = true;
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    assert!(plan.create.is_empty(), "not even the next step of a started partition");
+    assert!(plan.events.iter().any(|e| e.reason == "Suspended"));
+    w.apply(&plan);
+    assert_eq!(w.status.throttled.as_ref().unwrap().reason, "Suspended");
+    assert_eq!(w.condition("Progressing"), ("False".into(), "Suspended".into()));
+    assert_eq!(w.condition("Throttled"), ("True".into(), "Suspended".into()));
+    w.spec.suspend = false;
+    let plan = w.decide();
+    assert_eq!(
+        plan.create.iter().map(|c| (c.step.as_str(), c.window)).collect::<Vec<_>>(),
+        [("stage", hour(0)), ("stage", hour(1))]
+    );
+    assert!(plan.events.iter().any(|e| e.reason == "Resumed"));
+}
+
+#[test]
+fn a_partition_that_can_never_fit_fails_at_once() {
+    let mut w = World::new(backfill(serde_json::json!({})), pipeline(&[("extract", "Extract", &[], "3500m")]));
+    w.budget = quota(4000, 0, 1000);
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    w.apply(&plan);
+    let failed = conditions::find(&w.status.conditions, "Failed").unwrap();
+    assert_eq!((failed.status.as_str(), failed.reason.as_str()), ("True", "QuotaNeverFits"));
+    assert!(failed.message.contains("step extract: requests.cpu needed 3.5"), "{}", failed.message);
+    assert!(w.status.completion_time.is_some());
+    // A larger quota (it is watched) lets it run.
+    w.budget = quota(8000, 0, 1000);
+    let plan = w.decide();
+    assert_eq!(plan.create.len(), 2);
+    assert_eq!(conditions::find(&plan.status.conditions, "Failed").unwrap().status, "False");
+}
+
+#[test]
+fn windows_not_yet_handled_by_the_schedule_wait() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 24})), one_step());
+    // The pipeline was created on Oct 1 at 06:00 and the schedule has handled ticks to 10:00:
+    // windows whose tick is later may still be run by it.
+    w.pipeline_created = ts("2026-10-01T06:00:00Z");
+    w.pipeline_status.last_schedule_time = Some(Time(ts("2026-10-01T10:00:00Z")));
+    let plan = w.decide();
+    assert_eq!(windows(&plan).len(), 10);
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "WaitingForSchedule");
+    assert!(throttled.message.unwrap().contains("2026-10-01T10:00:00Z"));
+}
+
+#[test]
+fn job_caps_and_invalid_specs_hold_back() {
+    let mut w = World::new(backfill(serde_json::json!({})), one_step());
+    w.slots = 2;
+    let plan = w.decide();
+    assert_eq!(plan.create.len(), 2);
+    assert_eq!(plan.status.throttled.as_ref().unwrap().reason, "JobCapReached");
+    assert_eq!(plan.requeue_after, Some(CAP_RETRY));
+    w.slots = usize::MAX;
+    w.problems = vec!["spec.pipelineRef: Pipeline \"orders\" does not exist in this namespace".into()];
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    assert_eq!(conditions::find(&plan.status.conditions, "Ready").unwrap().status, "False");
+    assert_eq!(conditions::find(&plan.status.conditions, "Progressing").unwrap().reason, "InvalidSpec");
+}
+
+#[test]
+fn a_deleted_partition_job_is_run_again_a_recorded_one_never() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 1})), one_step());
+    let plan = w.decide();
+    w.apply(&plan);
+    // Someone deletes the running Job: the window is not recorded, so it runs again.
+    w.jobs.clear();
+    assert_eq!(windows(&w.decide()), [hour(0)]);
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    w.apply(&plan);
+    // Its Jobs are gone once recorded; the record keeps it from running again.
+    assert!(!w.jobs.iter().any(|j| j.window == hour(0)));
+    assert!(w.decide().create.iter().all(|c| c.window != hour(0)));
+}
+
+#[test]
+fn status_stays_small_for_100000_partitions() {
+    // Minutely windows over 70 days: 100,800 partitions.
+    let mut spec = one_step();
+    spec.schedule = Some("* * * * *".into());
+    let mut w = World::new(
+        backfill(serde_json::json!({
+            "range": {"start": "2026-01-01T00:00:00Z", "end": "2026-03-12T00:00:00Z"},
+            "parallelism": 50
+        })),
+        spec,
+    );
+    w.pipeline_created = ts("2026-06-01T00:00:00Z");
+    let minute = |m: i64| {
+        let start = ts("2026-01-01T00:00:00Z") + SignedDuration::from_mins(m);
+        Window { start, end: start + SignedDuration::from_mins(1) }
+    };
+    // Half of it done, with a failure every 300 windows (more than the ranges kept).
+    let next = |e: Timestamp| Some(e);
+    let (mut processed, mut succeeded, mut failed) = (RangeSet::default(), RangeSet::default(), RangeSet::default());
+    for m in 0..50_400 {
+        processed.insert(minute(m), next);
+        if m % 300 == 7 {
+            failed.insert(minute(m), next)
+        } else {
+            succeeded.insert(minute(m), next)
+        };
+    }
+    w.status.processed_ranges = processed.to_status();
+    w.status.succeeded_ranges = succeeded.to_status();
+    w.status.failed_ranges = failed.to_status();
+    let started = std::time::Instant::now();
+    let plan = w.decide();
+    let elapsed = started.elapsed();
+    assert_eq!(plan.create.len(), 50);
+    assert_eq!(plan.create[0].window, minute(50_400), "continues after the processed range");
+    w.apply(&plan);
+    let c = w.counts();
+    assert_eq!((c.total, c.succeeded, c.failed, c.running), (100_800, 50_232, 168, 50));
+    assert!(w.status.succeeded_ranges.len() <= MAX_RANGES && w.status.failed_ranges.len() <= MAX_RANGES);
+    assert_eq!(w.status.succeeded_ranges.iter().map(|r| r.count).sum::<i64>(), 50_232, "counts stay exact");
+    let bytes = serde_json::to_vec(&w.status).unwrap().len();
+    assert!(bytes < 20_000, "status is {bytes} bytes");
+    // A later decision only walks from the processed range on.
+    let started_again = std::time::Instant::now();
+    w.decide();
+    assert!(
+        started_again.elapsed()
+            < elapsed.max(std::time::Duration::from_millis(50)) * 2 + std::time::Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn estimated_completion_follows_throughput() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 4})), one_step());
+    let plan = w.decide();
+    w.apply(&plan);
+    w.now += SignedDuration::from_mins(10);
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    w.apply(&plan);
+    // 4 done in 10 minutes, 20 remaining: 50 more minutes.
+    assert_eq!(w.status.estimated_completion_time.as_ref().map(|t| t.0), Some(w.now + SignedDuration::from_mins(50)));
+    let before = w.status.clone();
+    w.now += SignedDuration::from_secs(30);
+    let plan = w.decide();
+    assert_eq!(plan.status, before, "nothing changes while nothing finishes: no status write, no wake-up");
+}
+
+#[test]
+fn run_spec_overrides_retry_limits_only() {
+    let spec = one_step();
+    let policy = FailurePolicy { retries_per_partition: Some(5), max_failed_partitions: None };
+    let runs = runs_spec(&spec, Some(&policy));
+    let retries = runs.steps[0].retries.clone().unwrap();
+    assert_eq!((retries.limit, retries.backoff_seconds), (Some(5), Some(10)));
+    assert_eq!(runs_spec(&spec, None).steps[0].retries.clone().unwrap().limit, Some(DEFAULT_RETRIES));
+}
