@@ -5,30 +5,35 @@ use std::time::Duration;
 
 use kube::Resource;
 use kube::api::Api;
-use kube::runtime::wait::await_condition;
 use serde::de::DeserializeOwned;
 
 /// Waits until `check` holds for the object `name`, or panics after `timeout` with the object as
-/// last seen.
+/// last seen. Polls with GET every 100 ms rather than watching: a watch can end with "resource
+/// version too old" under churn, a GET cannot.
 pub async fn until<K, F>(api: &Api<K>, name: &str, timeout: Duration, what: &str, check: F) -> K
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
     F: Fn(&K) -> bool + Send + 'static,
 {
-    let check = std::sync::Arc::new(check);
-    let c = check.clone();
-    let result = tokio::time::timeout(
-        timeout,
-        await_condition(api.clone(), name, move |obj: Option<&K>| obj.is_some_and(|o| c(o))),
-    )
-    .await;
-    match result {
-        Ok(Ok(Some(obj))) => obj,
-        other => {
-            let last = api.get_opt(name).await.ok().flatten();
-            panic!("timed out after {timeout:?} waiting for {name} to be {what} ({other:?}); last seen: {last:#?}");
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last: Option<K> = None;
+    let mut last_error = None;
+    while tokio::time::Instant::now() < deadline {
+        match api.get_opt(name).await {
+            Ok(Some(obj)) => {
+                if check(&obj) {
+                    return obj;
+                }
+                last = Some(obj);
+            }
+            Ok(None) => last = None,
+            Err(e) => last_error = Some(e.to_string()),
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!(
+        "timed out after {timeout:?} waiting for {name} to be {what} (last error: {last_error:?}); last seen: {last:#?}"
+    );
 }
 
 /// The status of condition `type_` in a JSON object's `status.conditions`, with its reason.

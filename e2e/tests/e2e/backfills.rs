@@ -480,6 +480,7 @@ async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
         assert_eq!(status.failed_ranges.iter().map(|r| r.count).sum::<i64>(), 2);
         assert_eq!(status.recent_failures.len(), 2);
         assert_eq!(status.recent_failures[0].step.as_deref(), Some("extract"));
+        assert_eq!(status.recent_failures[0].reason, "BackoffLimitExceeded");
         assert!(
             status.recent_failures[0].message.as_deref().unwrap_or_default().contains("BackoffLimitExceeded"),
             "{:?}",

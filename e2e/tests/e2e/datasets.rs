@@ -58,7 +58,7 @@ async fn wait_status(
     what: &str,
     check: impl Fn(&Value) -> bool + Send + 'static,
 ) -> Value {
-    let obj = wait::until(&api(client, ns, kind), name, Duration::from_secs(60), what, move |o: &DynamicObject| {
+    let obj = wait::until(&api(client, ns, kind), name, Duration::from_secs(120), what, move |o: &DynamicObject| {
         check(&serde_json::to_value(o).unwrap()["status"])
     })
     .await;

@@ -13,11 +13,14 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
         "spec": {"owner": "team-a", "layer": "Raw"}});
     sluice_e2e::yaml::apply(&client, &ns.name, &dataset).await.expect("dataset");
     let kubeconfig = sluice_e2e::cluster::kubeconfig();
-    // A second replica of its own, so stopping it leaves the shared one running.
-    let (mut child, addr) =
-        tokio::task::spawn_blocking(move || spawn_operator(&kubeconfig, "operator-sigterm", &["--log-format", "json"]))
-            .await
-            .expect("spawned");
+    // A second replica of its own, so stopping it leaves the shared one running; limited to this
+    // namespace, so that other tests running meanwhile keep one operator.
+    let only = ns.name.clone();
+    let (mut child, addr) = tokio::task::spawn_blocking(move || {
+        spawn_operator(&kubeconfig, "operator-sigterm", &["--log-format", "json", "--namespace", &only])
+    })
+    .await
+    .expect("spawned");
     wait_ready(&addr).await;
     assert_eq!(http_get(&addr, "/healthz").await.expect("healthz").0, 200);
     let mut metrics = String::new();

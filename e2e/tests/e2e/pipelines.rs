@@ -60,7 +60,7 @@ async fn wait_status(
     what: &str,
     check: impl Fn(&Value) -> bool + Send + 'static,
 ) -> Value {
-    let obj = wait::until(&pipelines(client, ns), name, Duration::from_secs(60), what, move |o: &DynamicObject| {
+    let obj = wait::until(&pipelines(client, ns), name, Duration::from_secs(120), what, move |o: &DynamicObject| {
         check(&serde_json::to_value(o).expect("json")["status"])
     })
     .await;
@@ -339,10 +339,12 @@ async fn two_operators_at_once_never_launch_the_same_work_twice() {
     with_namespace(&client, "duplicate", |ns| async move {
         let client = ns.client.clone();
         let n = ns.name.as_str();
-        // A second replica without leader election: both act on every Pipeline.
+        // A second replica without leader election: both act on every Pipeline of this
+        // namespace (only: other tests running meanwhile keep one operator).
         let kubeconfig = sluice_e2e::cluster::kubeconfig();
+        let only = n.to_string();
         let (mut second, addr) = tokio::task::spawn_blocking(move || {
-            sluice_e2e::operator::spawn_operator(&kubeconfig, "operator-duplicate", &[])
+            sluice_e2e::operator::spawn_operator(&kubeconfig, "operator-duplicate", &["--namespace", &only])
         })
         .await
         .expect("spawned");

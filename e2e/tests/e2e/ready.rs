@@ -11,7 +11,7 @@ use sluice_e2e::cluster::{repo_root, run_kubectl};
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(90);
 
 fn resource(kind: &str) -> ApiResource {
     let plural = format!("{}s", kind.to_lowercase());

@@ -285,7 +285,8 @@ pub struct Throttle {
     /// `QuotaExhausted` (the quota has no headroom beyond the reserve), `BudgetLimitReached`
     /// (`spec.budget.limits` used up), `ParallelismReached`, `JobCapReached` (the operator's
     /// Job caps), `WaitingForSchedule` (the next windows are not yet handled by the Pipeline's
-    /// schedule) or `Suspended`.
+    /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere) or
+    /// `Suspended`.
     pub reason: String,
     /// Details, for example "requests.cpu needed 1, free 0.5".
     #[serde(default, skip_serializing_if = "Option::is_none")]

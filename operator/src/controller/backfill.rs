@@ -1,13 +1,21 @@
 //! Backfill reconciler: observe (the Backfill and its ResourceQuota fresh from the API server;
 //! the Pipeline, the Jobs, other Backfills and LimitRanges from the caches), decide
-//! (`plan::backfill::decide`), act (create Jobs, write the status once, then delete the Jobs of
-//! the partitions it records; Events and metrics).
+//! (`plan::backfill::decide`), act (write the status, create Jobs, then delete the Jobs of the
+//! partitions the written status records; Events and metrics).
 //!
 //! Reads that must not be stale come from the API server:
 //! - the Backfill, because every decision builds on the last status written (its processed
-//!   ranges), which the cache may not show yet;
+//!   ranges), which the cache may not show yet. The decision's status is written on the
+//!   condition that it is still the latest, before any Job is created, so two replicas (or a
+//!   reconcile that read before another wrote) never both act on one status;
 //! - the ResourceQuota, read after the Job cache, so that a Job the cache shows with a pod is
 //!   already counted in the quota's `used` (see `quota::in_flight`).
+//!
+//! Replicas that act at once (without leader election) decide the same Jobs from the same
+//! status, whose deterministic names make the second creation `AlreadyExists`. What one replica
+//! created and the other's cache does not show yet, the other plans again as its own
+//! admission, so neither exceeds the quota. Several Backfills sharing one quota across several
+//! acting replicas are not coordinated beyond that: run one leader.
 //!
 //! The Backfill wakes up when one of its Jobs changes (mapped from the shared Job stream after
 //! the cache has it), when its ResourceQuota, Pipeline or a LimitRange of its namespace changes,
@@ -118,8 +126,19 @@ async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> 
         problems,
     });
 
-    // Act: Jobs first (a crash before the status write repeats the same creations, which
-    // AlreadyExists absorbs), then the status, then the deletions it allows.
+    // Act: first the status, on the condition that the Backfill is still at the version the
+    // decision read; then the Jobs; then the deletions the written status allows. A decision
+    // made from a status that has been replaced since (a second replica, a stale read) so
+    // creates and deletes nothing. A crash between the status and the Jobs loses nothing: no
+    // window is recorded as done before its Jobs have finished.
+    match write_status(&api, &backfill, &plan).await {
+        Ok(true) => ctx.metrics.status_writes.with_label_values(&["backfill"]).inc(),
+        Ok(false) => {}
+        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        }
+        Err(error) => return Err(error),
+    }
     let api_jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut retry: Option<Duration> = None;
     for create in &plan.create {
@@ -160,16 +179,6 @@ async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> 
         }
     }
     drop(launch);
-    match write_status(&api, &backfill, &plan).await {
-        Ok(true) => ctx.metrics.status_writes.with_label_values(&["backfill"]).inc(),
-        Ok(false) => {}
-        Err(Error::Kube(kube::Error::Api(status))) if status.code == 409 => {
-            // Written by someone else since it was read: decide again from the new status, and
-            // delete nothing on the strength of this one.
-            return Ok(Action::requeue(CONFLICT_RETRY));
-        }
-        Err(error) => return Err(error),
-    }
     for job_name in &plan.delete {
         match api_jobs.delete(job_name, &DeleteParams::background()).await {
             Ok(_) => {}
@@ -197,13 +206,15 @@ async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> 
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Writes the plan's status when it differs from the status the decision started from, on the
-/// condition that the Backfill is still at the version read (server-side apply with
-/// `metadata.resourceVersion`): a decision made from a status that another writer has replaced
-/// since (a second replica, a stale read) fails with a conflict instead of overwriting newer
-/// records. Returns whether it wrote.
+/// Writes the plan's status on the condition that the Backfill is still at the version the
+/// decision read (server-side apply with `metadata.resourceVersion`): a decision made from a
+/// status that another writer has replaced since fails with a conflict instead of overwriting
+/// newer records or launching on their strength. Skipped when the status is unchanged and the
+/// plan creates no Job; a plan that creates Jobs always checks (an unchanged apply writes
+/// nothing). Returns whether the status changed.
 async fn write_status(api: &Api<Backfill>, backfill: &Backfill, plan: &Plan) -> Result<bool> {
-    if backfill.status.as_ref() == Some(&plan.status) {
+    let unchanged = backfill.status.as_ref() == Some(&plan.status);
+    if unchanged && plan.create.is_empty() {
         return Ok(false);
     }
     let status = serde_json::to_value(&plan.status).map_err(|source| Error::Serialize { what: "status", source })?;
@@ -215,7 +226,7 @@ async fn write_status(api: &Api<Backfill>, backfill: &Backfill, plan: &Plan) -> 
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&backfill.name_any(), &params, &Patch::Apply(&patch)).await?;
-    Ok(true)
+    Ok(!unchanged)
 }
 
 /// The problems behind the Ready condition the plan wrote, for its Event.

@@ -155,11 +155,17 @@ pub async fn run(
         .touched_objects();
     // The same stream, after the cache has the change, wakes the Backfill that owns the Job.
     let (backfill_jobs, backfill_job_triggers) = futures::channel::mpsc::unbounded();
+    // Likewise the Datasets that the Job's step outputs (a step finished: the watermark may move).
+    let (dataset_jobs, dataset_job_triggers) = futures::channel::mpsc::unbounded();
+    let step_outputs = pipeline_store.clone();
     let job_stream = job_stream.inspect(move |job| {
-        if let Ok(job) = job
-            && let Some(owner) = backfill::controlling_backfill(job)
-        {
-            let _ = backfill_jobs.unbounded_send(owner);
+        if let Ok(job) = job {
+            if let Some(owner) = backfill::controlling_backfill(job) {
+                let _ = backfill_jobs.unbounded_send(owner);
+            }
+            for dataset in dataset::datasets_of_step(&step_outputs, job.namespace(), job.labels()) {
+                let _ = dataset_jobs.unbounded_send(dataset);
+            }
         }
     });
     let pipelines = pipelines.owns_stream(job_stream);
@@ -181,17 +187,11 @@ pub async fn run(
         .modify(|p| p.managed_fields_mut().clear())
         .reflect(pod_writer)
         .touched_objects();
-    let step_outputs = pipeline_store.clone();
     let pod_outputs = pipeline_store.clone();
-    let job_trigger_wc = watcher::Config::default().any_semantic().labels(&format!(
-        "{}={}",
-        crate::jobs::labels::MANAGED_BY,
-        crate::jobs::labels::MANAGED_BY_VALUE
-    ));
+    // Triggers come from the streams that fill the caches the reconcilers read, after the cache
+    // has the change, so a reconcile never reads an older state than the event that woke it.
     let datasets = datasets
-        .watches(api::<Job>(&client, &settings.namespace), job_trigger_wc, move |job| {
-            dataset::datasets_of_step(&step_outputs, job.namespace(), job.labels())
-        })
+        .reconcile_on(dataset_job_triggers)
         .watches_stream(pod_stream, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
         .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
             let namespace = pipeline.namespace().unwrap_or_default();
@@ -203,8 +203,16 @@ pub async fn run(
         });
 
     // A Dataset appearing or going away changes the validity of the pipelines that name it.
+    // The Pipeline controller reads Datasets from this cache, filled by the same stream that wakes
+    // it, so an upstream watermark seen in the event is seen by the reconcile too.
     let by_dataset = pipeline_store.clone();
-    let pipelines = pipelines.watches(api::<Dataset>(&client, &settings.namespace), wc.clone(), move |dataset| {
+    let (dataset_view, dataset_view_writer) = reflector::store::<Dataset>();
+    let dataset_stream = watcher(api::<Dataset>(&client, &settings.namespace), wc.clone())
+        .default_backoff()
+        .modify(|d| d.managed_fields_mut().clear())
+        .reflect(dataset_view_writer)
+        .touched_objects();
+    let pipelines = pipelines.watches_stream(dataset_stream, move |dataset| {
         let namespace = dataset.namespace();
         let name = dataset.name_any();
         by_dataset
@@ -270,7 +278,7 @@ pub async fn run(
     });
     let caches = Caches {
         pipelines: pipeline_store.clone(),
-        datasets: dataset_store.clone(),
+        datasets: dataset_view.clone(),
         backfills: backfill_store.clone(),
         quotas: quota_store.clone(),
         jobs: job_store.clone(),
@@ -283,6 +291,7 @@ pub async fn run(
     tokio::spawn(async move {
         let synced = synced(&pipeline_store, "pipelines").await
             && synced(&dataset_store, "datasets").await
+            && synced(&dataset_view, "datasets (pipeline view)").await
             && synced(&backfill_store, "backfills").await
             && synced(&quota_store, "resourcequotas").await
             && synced(&job_store, "jobs").await

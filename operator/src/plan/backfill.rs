@@ -275,7 +275,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
                 newly_failed.push(PartitionFailure {
                     window_start: Time(window.start),
                     step: Some(step.to_string()),
-                    reason: "StepFailed".into(),
+                    reason: failure_reason(reason),
                     message: Some(truncate(reason, 256)),
                 });
             }
@@ -317,11 +317,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
         BackfillOrder::NewestFirst => active.sort_by_key(|a| (std::cmp::Reverse(a.window.start), a.run_id.clone())),
     }
     if !halted {
+        wake = active.iter().filter_map(|a| a.run.as_ref()?.next_wake()).min();
         'active: for a in &active {
             let Some(run) = &a.run else { continue };
-            if let Some(at) = run.next_wake() {
-                wake = Some(wake.map_or(at, |w| w.min(at)));
-            }
             for (step, state) in &run.steps {
                 let StepState::Launch { attempt } = state else { continue };
                 let Some(demand) = demands.get(step.as_str()) else { continue };
@@ -484,7 +482,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let mut next: Option<SignedDuration> = wake.map(|t| t.duration_since(now).max(SignedDuration::from_millis(10)));
     let mut sooner = |d: SignedDuration| next = Some(next.map_or(d, |n| n.min(d)));
     if walk.exhausted {
-        sooner(SCAN_CONTINUE);
+        // A walk that recorded skipped windows continues at once; one that only passed over
+        // windows busy elsewhere waits like them.
+        sooner(if walk.skipped.is_empty() { BUSY_RETRY } else { SCAN_CONTINUE });
     }
     if walk.busy > 0 {
         sooner(BUSY_RETRY);
@@ -499,6 +499,14 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
     plan.status = status;
     plan
+}
+
+/// The reason of a step failure: the Job condition's reason ("BackoffLimitExceeded",
+/// "DeadlineExceeded") that starts the observed failure text, else "StepFailed".
+fn failure_reason(text: &str) -> String {
+    let head = text.split(':').next().unwrap_or_default().trim();
+    let camel = !head.is_empty() && head.len() <= 64 && head.chars().all(|c| c.is_ascii_alphanumeric());
+    if camel && head.starts_with(|c: char| c.is_ascii_uppercase()) { head.to_string() } else { "StepFailed".into() }
 }
 
 /// At most `max` bytes of `text`, on a character boundary.

@@ -458,7 +458,9 @@ fn failing_partitions_retry_with_backoff_then_count_and_stop_the_backfill() {
     assert_eq!(w.condition("Complete").0, "False");
     assert_eq!(w.status.recent_failures.len(), 2);
     assert_eq!(w.status.recent_failures[0].window_start.0, hour(1).start, "newest first");
-    assert!(w.status.recent_failures[0].message.as_deref().unwrap().contains("BackoffLimitExceeded"));
+    assert_eq!(w.status.recent_failures[0].reason, "BackoffLimitExceeded");
+    assert_eq!(super::failure_reason("Job has failed"), "StepFailed");
+    assert_eq!(super::failure_reason("DeadlineExceeded: Job was active longer than specified"), "DeadlineExceeded");
     assert_eq!(w.status.failed_ranges[0].count, 2);
     // The failed partitions' Jobs are kept for inspection, and nothing new starts.
     assert_eq!(w.jobs.len(), 4);
@@ -632,4 +634,80 @@ fn run_spec_overrides_retry_limits_only() {
     let retries = runs.steps[0].retries.clone().unwrap();
     assert_eq!((retries.limit, retries.backoff_seconds), (Some(5), Some(10)));
     assert_eq!(runs_spec(&spec, None).steps[0].retries.clone().unwrap().limit, Some(DEFAULT_RETRIES));
+}
+
+#[test]
+fn a_changed_pipeline_schedule_is_recounted_and_recorded_windows_stay_recorded() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), one_step());
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.counts().total, 24);
+    assert_eq!(w.status.partition_schedule.as_deref(), Some("0 * * * * UTC, window since previous tick, offset 0s"));
+    // Every two hours now: 12 windows of 2 hours; the two hours done are one of them.
+    w.pipeline.schedule = Some("0 */2 * * *".into());
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    assert_eq!(plan.status.partitions.as_ref().unwrap().total, 12);
+    assert!(plan.status.partition_schedule.as_deref().unwrap().starts_with("0 */2 * * *"));
+    let two_hours = Window { start: hour(0).start, end: hour(1).end };
+    assert!(plan.create.iter().all(|c| c.window != two_hours), "hours 0 and 1 are recorded");
+}
+
+#[test]
+fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
+    // Minutely windows over two weeks, the first 6,000 run elsewhere right now (busy).
+    let mut spec = one_step();
+    spec.schedule = Some("* * * * *".into());
+    let mut w = World::new(
+        backfill(serde_json::json!({"range": {"start": "2026-10-01T00:00:00Z", "end": "2026-10-15T00:00:00Z"}})),
+        spec,
+    );
+    w.pipeline_created = ts("2026-11-01T00:00:00Z");
+    w.pipeline_status.active_runs = (0..6000)
+        .map(|m| {
+            let start = ts("2026-10-01T00:00:00Z") + SignedDuration::from_mins(m);
+            RunRecord {
+                id: String::new(),
+                window: PartitionWindow { start: Time(start), end: Time(start + SignedDuration::from_mins(1)) },
+                phase: RunPhase::Running,
+                started: None,
+                finished: None,
+                failed_step: None,
+                reason: None,
+                manual: false,
+            }
+        })
+        .collect();
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.requeue_after, Some(BUSY_RETRY), "no hot loop over busy windows");
+    // Windows already done elsewhere are recorded as skipped, and the walk continues at once.
+    w.pipeline_status.active_runs.clear();
+    w.pipeline_status.recent_runs = (0..6000)
+        .map(|m| {
+            let start = ts("2026-10-01T00:00:00Z") + SignedDuration::from_mins(m);
+            RunRecord {
+                id: String::new(),
+                window: PartitionWindow { start: Time(start), end: Time(start + SignedDuration::from_mins(1)) },
+                phase: RunPhase::Succeeded,
+                started: None,
+                finished: None,
+                failed_step: None,
+                reason: None,
+                manual: false,
+            }
+        })
+        .collect();
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.requeue_after, Some(SCAN_CONTINUE));
+    assert_eq!(plan.status.partitions.as_ref().unwrap().skipped, MAX_SCAN_STEPS as i64);
+    w.apply(&plan);
+    let plan = w.decide();
+    assert_eq!(plan.create.len(), 10, "parallelism 10");
+    assert_eq!(plan.create[0].window.start, ts("2026-10-01T00:00:00Z") + SignedDuration::from_mins(6000));
+    assert_eq!(plan.status.partitions.as_ref().unwrap().skipped, 6000);
 }
