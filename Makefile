@@ -53,6 +53,7 @@ test: unit-test e2e-test
 # Benchmarks against the local control plane: they print figures (schedule lag, ...).
 bench: cluster-build build
 	$(CARGO) test -p sluice-e2e --test bench_schedule_lag -- --ignored --nocapture
+	$(CARGO) test -p sluice-e2e --test bench_backfill -- --ignored --nocapture
 
 # The main job: a local cluster with the operator and the example pipelines running.
 demo: cluster-build build

@@ -46,3 +46,16 @@ pub async fn apply_all(client: &Client, namespace: &str, text: &str) {
         }
     }
 }
+
+/// The API of a Sluice kind (`Pipeline`, `Dataset`, `Backfill`) in `namespace`, as dynamic
+/// objects, so tests read exactly what the API server returns.
+pub fn sluice_api(client: &Client, namespace: &str, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource {
+        group: "sluice.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "sluice.dev/v1alpha1".into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+    };
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}

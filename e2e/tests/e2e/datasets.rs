@@ -6,20 +6,12 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
 fn api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let ar = ApiResource {
-        group: "sluice.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "sluice.dev/v1alpha1".into(),
-        kind: kind.into(),
-        plural: format!("{}s", kind.to_lowercase()),
-    };
-    Api::namespaced_with(client.clone(), ns, &ar)
+    yaml::sluice_api(client, ns, kind)
 }
 
 fn dataset(name: &str, spec: Value) -> Value {

@@ -6,20 +6,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
 fn pipelines(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    let ar = ApiResource {
-        group: "sluice.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "sluice.dev/v1alpha1".into(),
-        kind: "Pipeline".into(),
-        plural: "pipelines".into(),
-    };
-    Api::namespaced_with(client.clone(), ns, &ar)
+    yaml::sluice_api(client, ns, "Pipeline")
 }
 
 /// A step whose fake pod runs `duration` and succeeds, or fails when `fail`.

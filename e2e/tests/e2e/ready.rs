@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use sluice_e2e::cluster::{repo_root, run_kubectl};
 use sluice_e2e::namespace::with_namespace;
@@ -13,19 +12,8 @@ use sluice_e2e::{wait, yaml};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn resource(kind: &str) -> ApiResource {
-    let plural = format!("{}s", kind.to_lowercase());
-    ApiResource {
-        group: "sluice.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "sluice.dev/v1alpha1".into(),
-        kind: kind.into(),
-        plural,
-    }
-}
-
 fn api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &resource(kind))
+    yaml::sluice_api(client, ns, kind)
 }
 
 fn as_json(obj: &DynamicObject) -> Value {
