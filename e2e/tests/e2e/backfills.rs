@@ -545,7 +545,7 @@ async fn deleting_a_backfill_stops_its_running_jobs() {
         .expect("backfill");
         let pods: Api<Pod> = Api::namespaced(client.clone(), n);
         let mut running = 0;
-        for _ in 0..100 {
+        for _ in 0..300 {
             running = pods
                 .list(&ListParams::default())
                 .await
@@ -562,7 +562,8 @@ async fn deleting_a_backfill_stops_its_running_jobs() {
         assert_eq!(running, 2);
         backfills(&client, n).delete("history", &DeleteParams::background()).await.expect("delete");
         let mut left = (usize::MAX, usize::MAX);
-        for _ in 0..100 {
+        // The garbage collector removes them; under load that takes a while.
+        for _ in 0..300 {
             left =
                 (live_jobs(&client, n).await.len(), pods.list(&ListParams::default()).await.expect("pods").items.len());
             if left == (0, 0) {
