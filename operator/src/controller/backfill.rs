@@ -186,17 +186,7 @@ async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> 
             Err(error) => return Err(error.into()),
         }
     }
-    for event in &plan.events {
-        let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(&backfill, type_, event.reason, event.note.clone(), "Reconcile").await;
-    }
-    if let Some(ready_event) = crate::plan::ready::ready_event(
-        current.conditions.iter().find(|c| c.type_ == "Ready"),
-        &crate::plan::ready::ready_condition(&ready_problems(&plan)),
-    ) {
-        let type_ = if ready_event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(&backfill, type_, ready_event.reason, ready_event.note, "Validate").await;
-    }
+    ready::publish_events(ctx, &backfill, &plan.events, &current.conditions, &ready_problems(&plan)).await;
     record_metrics(ctx, &namespace, &name, quota.as_ref(), &plan);
 
     let mut requeue = plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));

@@ -10,7 +10,6 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
@@ -74,17 +73,7 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
     if write_if_changed(&api, dataset, dataset.status.as_ref(), &plan.status).await? {
         ctx.metrics.status_writes.with_label_values(&["dataset"]).inc();
     }
-    for event in &plan.events {
-        let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(dataset, type_, event.reason, event.note.clone(), "Reconcile").await;
-    }
-    if let Some(ready_event) = crate::plan::ready::ready_event(
-        current.conditions.iter().find(|c| c.type_ == "Ready"),
-        &crate::plan::ready::ready_condition(&problems),
-    ) {
-        let type_ = if ready_event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(dataset, type_, ready_event.reason, ready_event.note, "Validate").await;
-    }
+    ready::publish_events(ctx, dataset, &plan.events, &current.conditions, &problems).await;
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(Duration::from_millis(d.as_millis().max(1) as u64)),
         None => Action::await_change(),

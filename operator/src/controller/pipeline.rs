@@ -114,18 +114,7 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
     if write_if_changed(&api, pipeline, pipeline.status.as_ref(), &plan.status).await? {
         ctx.metrics.status_writes.with_label_values(&["pipeline"]).inc();
     }
-    futures::future::join_all(plan.events.iter().map(|event| {
-        let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(pipeline, type_, event.reason, event.note.clone(), "Reconcile")
-    }))
-    .await;
-    if let Some(ready_event) = crate::plan::ready::ready_event(
-        current.conditions.iter().find(|c| c.type_ == "Ready"),
-        &crate::plan::ready::ready_condition(&problems),
-    ) {
-        let type_ = if ready_event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(pipeline, type_, ready_event.reason, ready_event.note, "Validate").await;
-    }
+    ready::publish_events(ctx, pipeline, &plan.events, &current.conditions, &problems).await;
     record_metrics(ctx, &namespace, &name, &plan, &jobs);
 
     let mut requeue = plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));

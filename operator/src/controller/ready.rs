@@ -3,48 +3,35 @@
 
 use std::sync::Arc;
 
-use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
 
 use super::context::Context;
-use super::object::{ConditionedStatus, SluiceObject};
-use super::status::write_if_changed;
+use super::object::SluiceObject;
 use crate::api::conditions::{self, types};
 use crate::error::{Error, Result};
-use crate::plan::ready::{ready_condition, ready_event};
+use crate::plan::ready::{PlannedEvent, ready_condition, ready_event};
 
-/// Applies the decision for `problems` to `obj`: status once, only when it changed; an Event when
-/// Ready flips or its problems change. Invalid objects wait for a change of themselves or of what
-/// they reference (both are watched).
-pub async fn apply<K: SluiceObject>(obj: &K, ctx: &Context, problems: &[String], now: Timestamp) -> Result<Action> {
-    let namespace = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    let current = obj.status();
-    let desired_ready = ready_condition(problems);
-    let previous_ready = current.and_then(|s| conditions::find(s.conditions(), types::READY));
-    let event = ready_event(previous_ready, &desired_ready);
-
-    let mut desired = current.cloned().unwrap_or_default();
-    let generation = obj.meta().generation;
-    desired.set_observed_generation(generation);
-    desired.set_conditions(conditions::merge(
-        current.map(|s| s.conditions()).unwrap_or_default(),
-        &[desired_ready],
-        generation,
-        &Time(now),
-    ));
-
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    if write_if_changed(&api, obj, current, &desired).await? {
-        ctx.metrics.status_writes.with_label_values(&[K::CONTROLLER]).inc();
+/// Publishes a reconcile's planned Events (concurrently), then the Event for a change of the
+/// `Ready` condition from `previous` (the conditions before this reconcile) to what `problems`
+/// make it: a Warning when the spec becomes invalid or its problems change, Normal when it
+/// becomes valid again.
+pub async fn publish_events<K: SluiceObject>(
+    ctx: &Context,
+    obj: &K,
+    events: &[PlannedEvent],
+    previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    problems: &[String],
+) {
+    let kind = |warning: bool| if warning { EventType::Warning } else { EventType::Normal };
+    futures::future::join_all(
+        events.iter().map(|event| ctx.event(obj, kind(event.warning), event.reason, event.note.clone(), "Reconcile")),
+    )
+    .await;
+    if let Some(event) = ready_event(conditions::find(previous, types::READY), &ready_condition(problems)) {
+        ctx.event(obj, kind(event.warning), event.reason, event.note, "Validate").await;
     }
-    if let Some(event) = event {
-        let type_ = if event.warning { EventType::Warning } else { EventType::Normal };
-        ctx.event(obj, type_, event.reason, event.note, "Validate").await;
-    }
-    Ok(Action::await_change())
 }
 
 /// Runs `reconcile`, recording metrics and resetting the object's backoff on success.
