@@ -46,3 +46,12 @@ pub fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String
         )
     })
 }
+
+/// Every `events.k8s.io` Event in `namespace` (tests filter them by object, type or reason).
+pub async fn events(client: &kube::Client, namespace: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), namespace)
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("events")
+        .items
+}

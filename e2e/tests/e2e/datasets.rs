@@ -62,11 +62,8 @@ fn condition(status: &Value, type_: &str) -> Option<(String, String, String)> {
 }
 
 async fn events_for(client: &kube::Client, ns: &str, name: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
+    wait::events(client, ns)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
         .collect()

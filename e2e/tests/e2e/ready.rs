@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 use sluice_e2e::cluster::{repo_root, run_kubectl};
 use sluice_e2e::namespace::with_namespace;
@@ -46,12 +46,8 @@ async fn wait_ready(
 }
 
 async fn warning_events(client: &kube::Client, ns: &str, name: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events
-        .list(&ListParams::default())
+    wait::events(client, ns)
         .await
-        .expect("events")
-        .items
         .into_iter()
         .filter(|e| {
             e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.type_.as_deref() == Some("Warning")
