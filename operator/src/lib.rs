@@ -4,6 +4,7 @@
 //! code ([`plan`], [`schedule`], [`validation`]) and the controllers that apply its decisions
 //! ([`controller`]).
 
+pub mod act;
 pub mod api;
 pub mod controller;
 pub mod duration;

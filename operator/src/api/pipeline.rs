@@ -323,9 +323,17 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queued_windows: Vec<PartitionWindow>,
 
-    /// The most recent finished runs, newest first; bounded by `spec.history`.
+    /// The most recent finished runs (Succeeded or Failed), newest window first: at least 20,
+    /// and at least `history.successful + history.failed` so every run whose Jobs are kept has
+    /// its record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_runs: Vec<RunRecord>,
+
+    /// The most recent windows that did not run here (Skipped by the concurrency policy, a
+    /// missed deadline, a held input or a Backfill that runs them; Replaced runs), newest
+    /// window first, at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_runs: Vec<RunRecord>,
 
     /// Share of successful runs among the kept finished runs, for example "0.75".
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -404,7 +412,8 @@ pub enum RunPhase {
     Succeeded,
     /// A step failed after its retries.
     Failed,
-    /// Not run because of the concurrency policy or a missed deadline.
+    /// Not run here: the concurrency policy, a missed deadline, a held input, or a Backfill runs
+    /// the window.
     Skipped,
     /// Stopped by the `Replace` policy.
     Replaced,

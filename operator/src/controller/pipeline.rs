@@ -1,36 +1,42 @@
-//! Pipeline reconciler: observe (the pipeline, its Jobs from the cache, the datasets it names,
-//! the free Job slots), decide (`plan::pipeline::decide`), act (create and delete Jobs, then one
-//! status write, Events and metrics).
+//! Pipeline reconciler over the real API server: observe (the Pipeline's Jobs and the datasets
+//! it names from the caches, the free Job slots), then `act::pipeline::reconcile` (decide, write
+//! the status with a `resourceVersion` precondition, create and delete Jobs), then Events and
+//! metrics for what was recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
 use super::job_cache;
 use super::ready;
-use super::status::write_if_changed;
-use kube::runtime::reflector::ObjectRef;
-
+use super::status::FIELD_MANAGER;
+use crate::act::pipeline::{Acted, Observed, Outcome, PipelineApi};
+use crate::act::{Created, JobApi, Written};
 use crate::api::conditions::{self, types};
-use crate::api::{DriftPolicy, Pipeline, RunPhase, StepSpec};
+use crate::api::{Backfill, DriftPolicy, Pipeline, PipelineStatus, RunPhase};
 use crate::error::{Error, Result};
-use crate::jobs::{self, StepJob};
-use crate::plan::pipeline::Upstream;
-use crate::plan::pipeline::{Input, Plan, decide};
+use crate::jobs::labels;
+use crate::plan::pipeline::{ForeignJob, Plan, Upstream};
 use crate::plan::runs::JobState;
 use crate::schedule::Window;
 use crate::validation;
 
-/// Annotation that starts one run of the latest complete window; change its value (for example
-/// to the current time) to start another.
-pub const RUN_NOW_ANNOTATION: &str = "sluice.dev/run-now";
+pub use crate::act::pipeline::RUN_NOW_ANNOTATION;
+
+/// How soon to decide again after the status changed under two decisions in a row.
+const CONFLICT_RETRY: Duration = Duration::from_millis(100);
+/// How soon to look again after a Job name turned out to be held by another object.
+const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(1);
+/// How soon to look again after the API server refused a Job.
+const CREATE_RETRY: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(obj: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action> {
     ready::measured(obj, ctx, async |pipeline: &Pipeline, ctx: &Context| reconcile_pipeline(pipeline, ctx).await).await
@@ -38,114 +44,165 @@ pub async fn reconcile(obj: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action> 
 
 async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
     let namespace = pipeline.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    let name = pipeline.name_any();
-    let uid = pipeline.uid().ok_or(Error::MissingObjectKey("uid"))?;
-    let now = Timestamp::now();
-
-    // Observe. With Job caps, the launch lock is held from counting free slots to creating the
-    // Jobs, so concurrent reconciles cannot both take the last slot; without caps there is
-    // nothing to count and reconciles launch in parallel.
+    // With Job caps, the launch lock is held from counting free slots to creating the Jobs, so
+    // concurrent reconciles cannot both take the last slot; without caps there is nothing to
+    // count and reconciles launch in parallel.
     let mut launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
-    let jobs = job_cache::owned_by(&ctx.jobs, &namespace, &uid);
     let free_job_slots = launch.as_mut().map_or(usize::MAX, |l| l.free_slots(&ctx.jobs, &namespace, ctx.job_caps));
-    let problems = validation::pipeline(&pipeline.spec, &ctx.namespace(&namespace));
-    let default_status = Default::default();
-    let current = pipeline.status.as_ref().unwrap_or(&default_status);
-    let input = Input {
-        spec: &pipeline.spec,
-        status: current,
-        generation: pipeline.meta().generation,
-        created: pipeline.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now),
-        now,
-        jobs: jobs.clone(),
-        run_now: pipeline.annotations().get(RUN_NOW_ANNOTATION).map(String::as_str),
-        free_job_slots,
-        problems: problems.clone(),
-        upstream: upstream(ctx, &namespace, pipeline),
+    let api = KubePipelines { ctx, namespace: namespace.clone(), free_job_slots };
+    let outcome = crate::act::pipeline::reconcile(&api, pipeline, Timestamp::now()).await?;
+    let acted = match outcome {
+        Outcome::Gone => return Ok(Action::await_change()),
+        Outcome::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
+        Outcome::Acted(acted) => acted,
     };
-
-    // Decide.
-    let plan = decide(&input);
-
-    // Act: Jobs first, so that a crash before the status write repeats the same (idempotent)
-    // creations rather than losing them.
-    let api_jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut create_failed = false;
-    for create in &plan.create {
-        let Some(step) = pipeline.spec.steps.iter().find(|s| s.name == create.step) else { continue };
-        let job = build_job(pipeline, &namespace, &uid, step, create);
-        let job_name = job.name_any();
-        match api_jobs.create(&PostParams::default(), &job).await {
-            Ok(_) => {
-                if let Some(launch) = launch.as_mut() {
-                    launch.add(&namespace, &job_name);
-                }
-                ctx.metrics.jobs_created.with_label_values(&[namespace.as_str(), "pipeline"]).inc();
-                if create.attempt == 0
-                    && let Some(started) = plan.started.iter().find(|s| s.run_id == create.run_id)
-                    && let Some(tick) = started.tick
-                {
-                    let lag = Timestamp::now().duration_since(tick).as_secs_f64().max(0.0);
-                    ctx.metrics.schedule_lag.with_label_values(&[namespace.as_str(), name.as_str()]).observe(lag);
-                }
+    if let Some(launch) = launch.as_mut() {
+        for create in &acted.created {
+            if let Some(job) = crate::act::pipeline::build_job(&acted.pipeline, create) {
+                launch.add(&namespace, &job.name_any());
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                tracing::debug!(job = %job_name, "already launched");
-            }
-            Err(kube::Error::Api(status)) => {
-                // Rejected (invalid pod template, quota, admission): say so, try again later.
-                create_failed = true;
-                let note = format!("could not create Job {job_name} for step {}: {}", create.step, status.message);
-                ctx.event(pipeline, EventType::Warning, "JobCreateFailed", note, "CreateJob").await;
-            }
-            Err(error) => return Err(error.into()),
         }
     }
     drop(launch);
-    for job_name in &plan.delete {
-        match api_jobs.delete(job_name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
+    report(ctx, &namespace, &acted).await;
 
-    let api: Api<Pipeline> = Api::namespaced(ctx.client.clone(), &namespace);
-    if write_if_changed(&api, pipeline, pipeline.status.as_ref(), &plan.status).await? {
-        ctx.metrics.status_writes.with_label_values(&["pipeline"]).inc();
+    let mut requeue = acted.plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));
+    let mut sooner = |d: Duration| requeue = Some(requeue.map_or(d, |r| r.min(d)));
+    if !acted.rejected.is_empty() {
+        sooner(CREATE_RETRY);
     }
-    ready::publish_events(ctx, pipeline, &plan.events, &current.conditions, &problems).await;
-    record_metrics(ctx, &namespace, &name, &plan, &jobs);
-
-    let mut requeue = plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));
-    if create_failed {
-        requeue = Some(requeue.map_or(Duration::from_secs(30), |r| r.min(Duration::from_secs(30))));
+    if !acted.conflicts.is_empty() {
+        sooner(NAME_CONFLICT_RETRY);
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn build_job(
-    pipeline: &Pipeline,
-    namespace: &str,
-    uid: &str,
-    step: &StepSpec,
-    create: &crate::plan::pipeline::JobToCreate,
-) -> Job {
-    let mut owner = pipeline.controller_owner_ref(&()).unwrap_or_default();
-    owner.uid = uid.to_string();
-    jobs::build(&StepJob {
-        namespace,
-        pipeline: &pipeline.name_any(),
-        run_id: &create.run_id,
-        window: create.window,
-        step,
-        attempt: create.attempt,
-        backfill: None,
-        owner,
-    })
+/// Events and metrics of a recorded decision.
+async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
+    let pipeline = &acted.pipeline;
+    let name = pipeline.name_any();
+    if acted.status_changed {
+        ctx.metrics.status_writes.with_label_values(&["pipeline"]).inc();
+    }
+    for create in &acted.created {
+        ctx.metrics.jobs_created.with_label_values(&[namespace, "pipeline"]).inc();
+        if create.attempt == 0
+            && let Some(started) = acted.plan.started.iter().find(|s| s.run_id == create.run_id)
+            && let Some(tick) = started.tick
+        {
+            let lag = Timestamp::now().duration_since(tick).as_secs_f64().max(0.0);
+            ctx.metrics.schedule_lag.with_label_values(&[namespace, name.as_str()]).observe(lag);
+        }
+    }
+    for conflict in &acted.conflicts {
+        let note = format!(
+            "Job {} of run {} is held by {}: not launched; the run is resolved once the cache shows it",
+            conflict.job, conflict.run_id, conflict.holder
+        );
+        ctx.event(pipeline, EventType::Warning, "NameConflict", note, "CreateJob").await;
+    }
+    for (job, message) in &acted.rejected {
+        let note = format!("could not create Job {job}: {message}");
+        ctx.event(pipeline, EventType::Warning, "JobCreateFailed", note, "CreateJob").await;
+    }
+    let previous = pipeline.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    ready::publish_events(ctx, pipeline, &acted.plan.events, previous, &acted.observed.problems).await;
+    record_metrics(ctx, namespace, &name, &acted.plan, &acted.observed);
 }
 
-fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, jobs: &[crate::plan::runs::ObservedJob]) {
+/// The Pipeline API over the real API server and the operator's caches.
+struct KubePipelines<'a> {
+    ctx: &'a Context,
+    namespace: String,
+    free_job_slots: usize,
+}
+
+impl JobApi for KubePipelines<'_> {
+    async fn create_job(&self, job: &Job) -> Result<Created> {
+        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        match api.create(&PostParams::default(), job).await {
+            Ok(_) => Ok(Created::Created),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Ok(Created::Exists(api.get_opt(&job.name_any()).await?.map(Box::new)))
+            }
+            Err(kube::Error::Api(status)) => Ok(Created::Rejected(status.message)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
+        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), namespace);
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+impl PipelineApi for KubePipelines<'_> {
+    async fn get_pipeline(&self, namespace: &str, name: &str) -> Result<Option<Pipeline>> {
+        Ok(Api::<Pipeline>::namespaced(self.ctx.client.clone(), namespace).get_opt(name).await?)
+    }
+
+    async fn write_status(&self, pipeline: &Pipeline, status: &PipelineStatus) -> Result<Written> {
+        let api: Api<Pipeline> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
+        let status = serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?;
+        let patch = serde_json::json!({
+            "apiVersion": Pipeline::api_version(&()),
+            "kind": Pipeline::kind(&()),
+            "metadata": {"resourceVersion": pipeline.resource_version()},
+            "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch_status(&pipeline.name_any(), &params, &Patch::Apply(&patch)).await {
+            Ok(_) => Ok(Written::Applied),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Written::Gone),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn observe(&self, pipeline: &Pipeline) -> Observed {
+        let ctx = self.ctx;
+        let uid = pipeline.uid().unwrap_or_default();
+        Observed {
+            jobs: job_cache::owned_by(&ctx.jobs, &self.namespace, &uid),
+            foreign: foreign_jobs(ctx, &self.namespace, pipeline, &uid),
+            upstream: upstream(ctx, &self.namespace, pipeline),
+            blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
+            free_job_slots: self.free_job_slots,
+            problems: validation::pipeline(&pipeline.spec, &ctx.namespace(&self.namespace)),
+        }
+    }
+}
+
+/// Jobs with the Pipeline's label that another object controls, including ones being deleted
+/// (their names are still taken).
+fn foreign_jobs(ctx: &Context, namespace: &str, pipeline: &Pipeline, uid: &str) -> Vec<ForeignJob> {
+    let label = crate::jobs::label_value(&pipeline.name_any());
+    ctx.jobs
+        .state()
+        .iter()
+        .filter(|j| j.namespace().as_deref() == Some(namespace) && j.labels().get(labels::PIPELINE) == Some(&label))
+        .filter(|j| !j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid))
+        .filter_map(|j| {
+            let observed = job_cache::observe(j)?;
+            let controller = j.owner_references().iter().find(|o| o.controller == Some(true));
+            Some(ForeignJob {
+                name: observed.name,
+                run_id: observed.run_id,
+                step: observed.step,
+                attempt: observed.attempt,
+                holder: crate::act::pipeline::holder(j),
+                backfill: controller
+                    .is_some_and(|o| o.kind == Backfill::kind(&()) && o.api_version == Backfill::api_version(&())),
+            })
+        })
+        .collect()
+}
+
+fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, observed: &Observed) {
     let m = &ctx.metrics;
     let labels = [namespace, name];
     m.runs_started.with_label_values(&labels).inc_by(plan.started.len() as u64);
@@ -156,7 +213,7 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, jobs:
         if let Some(d) = finished.duration {
             m.run_duration.with_label_values(&labels).observe(d.as_secs_f64());
         }
-        for job in jobs.iter().filter(|j| j.run_id == finished.run_id) {
+        for job in observed.jobs.iter().filter(|j| j.run_id == finished.run_id) {
             let (result, end) = match &job.state {
                 JobState::Succeeded { finished } => ("succeeded", *finished),
                 JobState::Failed { finished, .. } => ("failed", *finished),
@@ -168,6 +225,16 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, jobs:
     }
 }
 
+/// Why a Dataset in the cache holds its readers: it violates its contract under policy `Block`.
+fn contract_block(ctx: &Context, namespace: &str, name: &str) -> Option<String> {
+    let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+    let blocks = dataset.spec.contract.as_ref().is_some_and(|c| c.policy == DriftPolicy::Block);
+    let status = dataset.status.as_ref()?;
+    conditions::find(&status.conditions, types::SCHEMA_CONFORMANT)
+        .filter(|c| blocks && c.status == "False")
+        .map(|c| c.message.clone())
+}
+
 /// The trigger datasets as observed in the cache.
 fn upstream(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<Upstream> {
     let Some(trigger) = &pipeline.spec.trigger else { return Vec::new() };
@@ -177,11 +244,6 @@ fn upstream(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<Upstream
         .filter_map(|name| {
             let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
             let status = dataset.status.as_ref();
-            let blocks = dataset.spec.contract.as_ref().is_some_and(|c| c.policy == DriftPolicy::Block);
-            let violation = status
-                .and_then(|s| conditions::find(&s.conditions, types::SCHEMA_CONFORMANT))
-                .filter(|c| c.status == "False")
-                .map(|c| c.message.clone());
             Some(Upstream {
                 name: name.clone(),
                 watermark: status.and_then(|s| s.watermark.as_ref()).map(|t| t.0),
@@ -189,8 +251,24 @@ fn upstream(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<Upstream
                     .and_then(|s| s.produced_by.as_ref())
                     .and_then(|p| p.window.as_ref())
                     .map(|w| Window { start: w.start.0, end: w.end.0 }),
-                blocking: violation.filter(|_| blocks),
+                blocking: contract_block(ctx, namespace, name),
             })
+        })
+        .collect()
+}
+
+/// Datasets read by steps (and not trigger datasets) whose contract holds new runs.
+fn blocked_inputs(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<String> {
+    let trigger = pipeline.spec.trigger.as_ref().map(|t| t.datasets.as_slice()).unwrap_or_default();
+    let mut inputs: Vec<&String> = pipeline.spec.steps.iter().flat_map(|s| s.inputs.iter()).collect();
+    inputs.sort();
+    inputs.dedup();
+    inputs
+        .into_iter()
+        .filter(|name| !trigger.contains(name))
+        .filter_map(|name| {
+            contract_block(ctx, namespace, name)
+                .map(|why| format!("dataset {name} violates its contract (policy Block): {why}"))
         })
         .collect()
 }

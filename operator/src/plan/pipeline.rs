@@ -19,8 +19,10 @@ use crate::schedule::{Schedule, Window, WindowRule};
 pub const CAP_RETRY: SignedDuration = SignedDuration::from_secs(5);
 /// Grace for an on-time run under catch-up policy `None` (and the default starting deadline).
 pub const ON_TIME_GRACE: SignedDuration = SignedDuration::from_secs(60);
-/// Most finished runs kept in `status.recentRuns`.
+/// Fewest finished runs kept in `status.recentRuns` (more when `spec.history` keeps more).
 pub const MAX_RECENT_RUNS: usize = 20;
+/// Most records kept in `status.skippedRuns`.
+pub const MAX_SKIPPED_RUNS: usize = 20;
 
 /// What the Pipeline reconciler observed.
 pub struct Input<'a> {
@@ -32,6 +34,9 @@ pub struct Input<'a> {
     pub now: Timestamp,
     /// This pipeline's Jobs that are not being deleted.
     pub jobs: Vec<ObservedJob>,
+    /// Jobs with this pipeline's label that another object controls (a Backfill, or a
+    /// squatter): their names are taken.
+    pub foreign: Vec<ForeignJob>,
     /// Value of the `sluice.dev/run-now` annotation.
     pub run_now: Option<&'a str>,
     /// Jobs that may still be created under the namespace and operator-wide caps.
@@ -40,6 +45,22 @@ pub struct Input<'a> {
     pub problems: Vec<String>,
     /// The datasets of `trigger.datasets`, as observed (missing ones are left out).
     pub upstream: Vec<Upstream>,
+    /// Datasets read by steps (`steps[].inputs`, not already in `upstream`) that hold new runs
+    /// because they violate their contract under policy `Block`: one message each.
+    pub blocked_inputs: Vec<String>,
+}
+
+/// A Job whose name belongs to one of this pipeline's runs but that another object controls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignJob {
+    pub name: String,
+    pub run_id: String,
+    pub step: String,
+    pub attempt: u32,
+    /// Who controls it, for messages: `Backfill/oct`, or `no controller`.
+    pub holder: String,
+    /// Whether a Backfill of this pipeline controls it: the window then is the Backfill's.
+    pub backfill: bool,
 }
 
 /// An upstream dataset of a data-aware trigger.
@@ -53,8 +74,9 @@ pub struct Upstream {
     pub blocking: Option<String>,
 }
 
-/// Condition type saying that a data-aware trigger is held by an upstream contract violation.
-pub const HELD: &str = "TriggerHeld";
+/// Condition type saying that new runs are held because a Dataset the pipeline reads (a step
+/// input or a trigger dataset) violates its contract under policy `Block`.
+pub const HELD: &str = "InputsHeld";
 
 /// A Job to create.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,8 +114,8 @@ pub struct Plan {
     pub requeue_after: Option<SignedDuration>,
     pub started: Vec<StartedRun>,
     pub finished: Vec<FinishedRun>,
-    /// Set when a data-aware trigger is held: why.
-    pub trigger_held: Option<String>,
+    /// Set when new runs are held by an input's contract: why.
+    pub held: Option<String>,
 }
 
 fn time(t: Timestamp) -> Time {
@@ -122,7 +144,73 @@ pub fn window_rule(spec: &PipelineSpec) -> WindowRule {
     }
 }
 
+/// A run in progress: recorded in `status.activeRuns` (or starting in this decision).
+#[derive(Clone, Debug)]
+struct ActiveRun {
+    id: String,
+    run: RunState,
+    manual: bool,
+}
+
+/// A window that may start in this decision.
+#[derive(Clone, Debug)]
+struct Candidate {
+    window: Window,
+    id: String,
+    manual: bool,
+    /// The tick it is due at (scheduled windows only).
+    tick: Option<Timestamp>,
+    /// Set for the window of a data-aware trigger: what starting it consumes.
+    trigger: Option<TriggerWindow>,
+}
+
+impl Candidate {
+    fn new(window: Window, id: String) -> Self {
+        Self { window, id, manual: false, tick: None, trigger: None }
+    }
+}
+
+/// The window a data-aware trigger makes due, and the upstream watermarks it consumes.
+#[derive(Clone, Debug)]
+struct TriggerWindow {
+    end: Timestamp,
+    consumed: BTreeMap<String, Timestamp>,
+}
+
+/// Everything decided about runs so far: the working state of `decide`.
+#[derive(Default)]
+struct Runs {
+    active: Vec<ActiveRun>,
+    to_start: Vec<Candidate>,
+    /// Runs recorded finished in this decision (Succeeded, Failed).
+    finished: Vec<RunRecord>,
+    /// Windows recorded as not run here in this decision (Skipped, Replaced).
+    skipped: Vec<RunRecord>,
+}
+
+impl Runs {
+    /// Whether run `id` is already in progress, starting, or recorded (here or in `recorded`).
+    fn knows(&self, id: &str, recorded: &BTreeSet<&str>) -> bool {
+        recorded.contains(id)
+            || self.active.iter().any(|a| a.id == id)
+            || self.to_start.iter().any(|c| c.id == id)
+            || self.finished.iter().chain(&self.skipped).any(|r| r.id == id)
+    }
+
+    fn slots_taken(&self) -> usize {
+        self.active.len() + self.to_start.len()
+    }
+}
+
 /// Decides what to do for one Pipeline.
+///
+/// The rules that keep every window exactly once:
+/// - a run becomes active in status before any of its Jobs exists (the status write precedes
+///   the creations), so Jobs of a run that is neither active nor recorded are leftovers, pruned
+///   and never recorded as a new finish;
+/// - a run is recorded finished only when it moves out of `activeRuns`, so once;
+/// - a window whose Job names another object holds is not run here: a Backfill's window is
+///   recorded `Skipped` (`RunByBackfill`), any other holder fails the run (`NameConflict`).
 pub fn decide(input: &Input<'_>) -> Plan {
     let spec = input.spec;
     let now = input.now;
@@ -137,326 +225,559 @@ pub fn decide(input: &Input<'_>) -> Plan {
         .and_then(|expr| Schedule::parse(expr, spec.time_zone.as_deref()).ok())
         .filter(|_| input.problems.is_empty());
     let rule = window_rule(spec);
-    let all_steps: Vec<&StepSpec> = spec.steps.iter().collect();
 
-    // Runs already recorded as finished (including skipped and replaced) are final.
-    let finished_ids: BTreeSet<&str> = input.status.recent_runs.iter().map(|r| r.id.as_str()).collect();
+    // Records: finished runs, and windows that did not run here (older statuses kept both in
+    // recentRuns).
+    let (old_finished, old_skipped) = split_records(&input.status.recent_runs, &input.status.skipped_runs);
+    let recorded: BTreeSet<&str> = old_finished.iter().chain(&old_skipped).map(|r| r.id.as_str()).collect();
 
-    // Observe: every run with Jobs, plus runs recorded active whose Jobs are not in the cache yet.
-    let mut jobs_by_run: BTreeMap<&str, Vec<&ObservedJob>> = BTreeMap::new();
-    for job in &input.jobs {
-        jobs_by_run.entry(job.run_id.as_str()).or_default().push(job);
+    let mut runs = observe_active_runs(input, &recorded, &mut plan);
+    let held = held_by_inputs(input);
+    plan.held = held.clone();
+
+    if input.problems.is_empty() && !spec.suspend {
+        let mut candidates = manual_candidate(input, schedule.as_ref(), rule, &mut status);
+        let mut queue: Vec<PartitionWindow> = std::mem::take(&mut status.queued_windows);
+        if let Some(schedule) = schedule.as_ref() {
+            candidates.extend(due_ticks(input, schedule, rule, &mut status, &mut plan));
+        }
+        candidates.extend(trigger_candidate(input));
+        let concurrency = spec.concurrency.clone().unwrap_or_default();
+        let admission = Admission {
+            max_active: concurrency.max_concurrent_runs.unwrap_or(1).max(1) as usize,
+            max_queued: concurrency.max_queued.unwrap_or(10).max(1) as usize,
+            policy: concurrency.policy,
+        };
+        if let Some(why) = &held {
+            hold(candidates, why, &mut runs, &recorded, &mut plan);
+        } else {
+            dequeue(&mut queue, &admission, input, &recorded, &mut runs, &mut plan);
+            for candidate in candidates {
+                admit(candidate, &admission, input, &recorded, &mut queue, &mut runs, &mut status, &mut plan);
+            }
+        }
+        status.queued_windows = queue;
     }
-    let mut runs: BTreeMap<String, (RunState, bool)> = BTreeMap::new();
-    for (run_id, jobs) in &jobs_by_run {
-        let window = jobs[0].window;
-        let manual =
-            input.status.active_runs.iter().any(|r| r.id == *run_id && r.manual) || run_id.contains("-manual-");
-        runs.insert(run_id.to_string(), (derive_run(spec, &all_steps, run_id, window, jobs, now), manual));
+
+    start_runs(input, &mut runs, &mut plan);
+    let wake = launch(input, &runs, &mut plan);
+    let recent = history(input, &runs, old_finished, old_skipped, &mut status, &mut plan);
+    finish_status(input, schedule.as_ref(), &runs, recent, ready, &mut status, &mut plan);
+
+    // When to look again: the next tick, the next retry, or a free slot.
+    let mut next = status.next_schedule_time.as_ref().map(|t| t.0);
+    if let Some(w) = wake.at {
+        next = Some(next.map_or(w, |n| n.min(w)));
     }
+    plan.requeue_after = next.map(|t| t.duration_since(now).max(SignedDuration::from_millis(10)));
+    if wake.capped {
+        plan.requeue_after = Some(plan.requeue_after.map_or(CAP_RETRY, |r| r.min(CAP_RETRY)));
+    }
+    plan.status = status;
+    plan
+}
+
+/// Finished and skipped records, each newest window first. Skipped and Replaced records that an
+/// older status kept in `recentRuns` move to the skipped list.
+fn split_records(recent: &[RunRecord], skipped: &[RunRecord]) -> (Vec<RunRecord>, Vec<RunRecord>) {
+    let is_finish = |r: &&RunRecord| matches!(r.phase, RunPhase::Succeeded | RunPhase::Failed);
+    let finished: Vec<RunRecord> = recent.iter().filter(is_finish).cloned().collect();
+    let mut not_run: Vec<RunRecord> = skipped.iter().chain(recent.iter().filter(|r| !is_finish(r))).cloned().collect();
+    sort_newest_first(&mut not_run);
+    (finished, not_run)
+}
+
+fn sort_newest_first(records: &mut [RunRecord]) {
+    records.sort_by(|a, b| b.window.start.0.cmp(&a.window.start.0).then(b.id.cmp(&a.id)));
+}
+
+/// The runs recorded active, derived from their Jobs; those that finished are recorded, those
+/// whose Job names another object holds are handed over or failed.
+fn observe_active_runs(input: &Input<'_>, recorded: &BTreeSet<&str>, plan: &mut Plan) -> Runs {
+    let all_steps: Vec<&StepSpec> = input.spec.steps.iter().collect();
+    let mut runs = Runs::default();
     for record in &input.status.active_runs {
-        runs.entry(record.id.clone()).or_insert_with(|| {
-            (derive_run(spec, &all_steps, &record.id, window_of(&record.window), &[], now), record.manual)
-        });
-    }
-
-    // Runs that finished since the last decision.
-    let mut newly_finished: Vec<RunRecord> = Vec::new();
-    for (run_id, (run, manual)) in &runs {
-        if finished_ids.contains(run_id.as_str()) || !run.finished() {
+        if recorded.contains(record.id.as_str()) || runs.knows(&record.id, recorded) {
             continue;
         }
-        let failed = run.failed_step();
-        let phase = if failed.is_some() { RunPhase::Failed } else { RunPhase::Succeeded };
-        let record = RunRecord {
-            id: run_id.clone(),
-            window: record_window(&run.window),
-            phase,
-            started: run.started.map(time),
-            finished: run.finished_at().map(time),
-            failed_step: failed.map(|(s, _)| s.to_string()),
-            reason: failed.map(|(_, r)| r.to_string()),
-            manual: *manual,
-        };
-        let duration = match (run.started, run.finished_at()) {
-            (Some(s), Some(f)) => Some(f.duration_since(s)),
-            _ => None,
-        };
-        plan.finished.push(FinishedRun { run_id: run_id.clone(), phase, duration });
-        plan.events.push(match failed {
-            Some((step, reason)) => event(true, "RunFailed", format!("run {run_id} failed at step {step}: {reason}")),
-            None => event(false, "RunSucceeded", format!("run {run_id} succeeded")),
-        });
-        newly_finished.push(record);
+        let own: Vec<&ObservedJob> = input.jobs.iter().filter(|j| j.run_id == record.id).collect();
+        let run = derive_run(input.spec, &all_steps, &record.id, window_of(&record.window), &own, input.now);
+        if let Some(foreign) = conflict(&run, &input.foreign) {
+            resolve_conflict(&run, foreign, own.is_empty(), record.manual, input.now, &mut runs, plan);
+        } else if run.finished() {
+            record_finished(&run, record.manual, &mut runs, plan);
+        } else {
+            runs.active.push(ActiveRun { id: record.id.clone(), run, manual: record.manual });
+        }
     }
-    let mut active: Vec<(String, RunState, bool)> = runs
-        .into_iter()
-        .filter(|(id, (run, _))| !finished_ids.contains(id.as_str()) && !run.finished())
-        .map(|(id, (run, manual))| (id, run, manual))
+    runs
+}
+
+/// The foreign Job that holds the name of a Job `run` is about to launch, if any.
+fn conflict<'a>(run: &RunState, foreign: &'a [ForeignJob]) -> Option<&'a ForeignJob> {
+    run.steps.iter().find_map(|(step, state)| match state {
+        StepState::Launch { attempt } => {
+            foreign.iter().find(|f| f.run_id == run.run_id && &f.step == step && f.attempt == *attempt)
+        }
+        _ => None,
+    })
+}
+
+/// A run whose next Job name is held by `foreign`: a Backfill that holds a run not started here
+/// runs that window (recorded Skipped, `RunByBackfill`); any other holder fails the run.
+fn resolve_conflict(
+    run: &RunState,
+    foreign: &ForeignJob,
+    nothing_launched: bool,
+    manual: bool,
+    now: Timestamp,
+    runs: &mut Runs,
+    plan: &mut Plan,
+) {
+    if foreign.backfill && nothing_launched {
+        plan.events.push(event(
+            false,
+            "RunByBackfill",
+            format!("window {} is run by {}: not started here", run.run_id, foreign.holder),
+        ));
+        runs.skipped.push(skipped_record(&run.window, &run.run_id, "RunByBackfill"));
+        return;
+    }
+    let reason = format!("NameConflict: Job {} is held by {}", foreign.name, foreign.holder);
+    plan.events.push(event(
+        true,
+        "NameConflict",
+        format!("run {} failed at step {}: {reason}", run.run_id, foreign.step),
+    ));
+    let record = RunRecord {
+        id: run.run_id.clone(),
+        window: record_window(&run.window),
+        phase: RunPhase::Failed,
+        started: run.started.map(time),
+        finished: Some(time(now)),
+        failed_step: Some(foreign.step.clone()),
+        reason: Some(reason),
+        manual,
+    };
+    plan.finished.push(FinishedRun { run_id: run.run_id.clone(), phase: RunPhase::Failed, duration: None });
+    runs.finished.push(record);
+}
+
+fn record_finished(run: &RunState, manual: bool, runs: &mut Runs, plan: &mut Plan) {
+    let failed = run.failed_step();
+    let phase = if failed.is_some() { RunPhase::Failed } else { RunPhase::Succeeded };
+    let run_id = &run.run_id;
+    let duration = run.started.zip(run.finished_at()).map(|(s, f)| f.duration_since(s));
+    plan.finished.push(FinishedRun { run_id: run_id.clone(), phase, duration });
+    plan.events.push(match failed {
+        Some((step, reason)) => event(true, "RunFailed", format!("run {run_id} failed at step {step}: {reason}")),
+        None => event(false, "RunSucceeded", format!("run {run_id} succeeded")),
+    });
+    runs.finished.push(RunRecord {
+        id: run_id.clone(),
+        window: record_window(&run.window),
+        phase,
+        started: run.started.map(time),
+        finished: run.finished_at().map(time),
+        failed_step: failed.map(|(s, _)| s.to_string()),
+        reason: failed.map(|(_, r)| r.to_string()),
+        manual,
+    });
+}
+
+/// Why new runs are held: Datasets the pipeline reads that violate their contract under `Block`.
+fn held_by_inputs(input: &Input<'_>) -> Option<String> {
+    let reasons: Vec<String> = input
+        .upstream
+        .iter()
+        .filter_map(|u| {
+            u.blocking.as_ref().map(|why| format!("dataset {} violates its contract (policy Block): {why}", u.name))
+        })
+        .chain(input.blocked_inputs.iter().cloned())
         .collect();
-    active.sort_by(|a, b| (a.1.window.start, &a.0).cmp(&(b.1.window.start, &b.0)));
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
 
-    let concurrency = spec.concurrency.clone().unwrap_or_default();
-    let max_active = concurrency.max_concurrent_runs.unwrap_or(1).max(1) as usize;
-    let max_queued = concurrency.max_queued.unwrap_or(10).max(1) as usize;
-    let mut skipped: Vec<RunRecord> = Vec::new();
-    let mut queue: Vec<PartitionWindow> = status.queued_windows.clone();
-    let mut to_start: Vec<(Window, String, bool, Option<Timestamp>)> = Vec::new();
-    let known =
-        |id: &str, active: &[(String, RunState, bool)], to_start: &[(Window, String, bool, Option<Timestamp>)]| {
-            finished_ids.contains(id)
-                || active.iter().any(|(a, _, _)| a == id)
-                || to_start.iter().any(|(_, s, _, _)| s == id)
+/// One run of the latest complete window per new value of the run-now annotation.
+fn manual_candidate(
+    input: &Input<'_>,
+    schedule: Option<&Schedule>,
+    rule: WindowRule,
+    status: &mut PipelineStatus,
+) -> Vec<Candidate> {
+    let (Some(value), Some(schedule)) = (input.run_now, schedule) else { return Vec::new() };
+    if input.status.last_manual_trigger.as_deref() == Some(value) {
+        return Vec::new();
+    }
+    status.last_manual_trigger = Some(value.to_string());
+    let Some(window) = schedule.latest_at_or_before(input.now).and_then(|t| schedule.window_at(t, rule)) else {
+        return Vec::new();
+    };
+    let id = format!("{}-manual-{}", window.run_id(), short_hash(value));
+    vec![Candidate { manual: true, ..Candidate::new(window, id) }]
+}
+
+/// The scheduled windows due since the last handled tick, oldest first, under the catch-up
+/// policy and starting deadline; the others are counted missed.
+fn due_ticks(
+    input: &Input<'_>,
+    schedule: &Schedule,
+    rule: WindowRule,
+    status: &mut PipelineStatus,
+    plan: &mut Plan,
+) -> Vec<Candidate> {
+    let spec = input.spec;
+    let now = input.now;
+    {
+        let catch_up = spec.catch_up.clone().unwrap_or_default();
+        let limit = match catch_up.policy {
+            CatchUpPolicy::All => catch_up.max_runs.unwrap_or(10).max(1) as usize,
+            CatchUpPolicy::Latest | CatchUpPolicy::None => 1,
         };
-
-    let suspended = spec.suspend;
-    if input.problems.is_empty() && !suspended {
-        // Manual trigger: one run of the latest complete window per new annotation value.
-        if let (Some(value), Some(schedule)) = (input.run_now, schedule.as_ref())
-            && input.status.last_manual_trigger.as_deref() != Some(value)
-        {
-            status.last_manual_trigger = Some(value.to_string());
-            if let Some(window) = schedule.latest_at_or_before(now).and_then(|t| schedule.window_at(t, rule)) {
-                let id = format!("{}-manual-{}", window.run_id(), short_hash(value));
-                if !known(&id, &active, &to_start) {
-                    to_start.push((window, id, true, None));
-                }
-            }
+        let after = input.status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(input.created);
+        let (mut ticks, more) = schedule.due_ticks(after, now, limit);
+        let mut missed = if more { 1 } else { 0 };
+        if let Some(newest) = ticks.first() {
+            status.last_schedule_time = Some(time(*newest));
         }
-
-        // Queued windows start first, in order, as slots free.
-        while active.len() + to_start.len() < max_active && !queue.is_empty() {
-            let w = window_of(&queue.remove(0));
-            let id = w.run_id();
-            if !known(&id, &active, &to_start) {
-                to_start.push((w, id, false, None));
-            }
+        let deadline = spec.starting_deadline_seconds.map(SignedDuration::from_secs);
+        let on_time = |t: &Timestamp| match (catch_up.policy, deadline) {
+            (_, Some(d)) if now.duration_since(*t) > d => false,
+            (CatchUpPolicy::None, d) => now.duration_since(*t) <= d.unwrap_or(ON_TIME_GRACE),
+            _ => true,
+        };
+        let before = ticks.len();
+        ticks.retain(on_time);
+        missed += before - ticks.len();
+        if missed > 0 {
+            status.missed_windows += missed as i64;
+            plan.events.push(event(
+                true,
+                "WindowsMissed",
+                format!(
+                    "{}{missed} due window(s) not run (catch-up policy {:?}{})",
+                    if more { "at least " } else { "" },
+                    catch_up.policy,
+                    deadline.map(|d| format!(", starting deadline {}s", d.as_secs())).unwrap_or_default()
+                ),
+            ));
         }
+        ticks.reverse();
+        ticks
+            .into_iter()
+            .filter_map(|tick| {
+                let window = schedule.window_at(tick, rule)?;
+                Some(Candidate { tick: Some(tick), ..Candidate::new(window, window.run_id()) })
+            })
+            .collect()
+    }
+}
 
-        // Due ticks since the last one handled.
-        let mut due: Vec<(Window, Option<Timestamp>)> = Vec::new();
-        if let Some(schedule) = schedule.as_ref() {
-            let catch_up = spec.catch_up.clone().unwrap_or_default();
-            let limit = match catch_up.policy {
-                CatchUpPolicy::All => catch_up.max_runs.unwrap_or(10).max(1) as usize,
-                CatchUpPolicy::Latest | CatchUpPolicy::None => 1,
-            };
-            let after = input.status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(input.created);
-            let (mut ticks, more) = schedule.due_ticks(after, now, limit);
-            let mut missed = if more { 1 } else { 0 };
-            if let Some(newest) = ticks.first() {
-                status.last_schedule_time = Some(time(*newest));
-            }
-            let deadline = spec.starting_deadline_seconds.map(SignedDuration::from_secs);
-            let on_time = |t: &Timestamp| match (catch_up.policy, deadline) {
-                (_, Some(d)) if now.duration_since(*t) > d => false,
-                (CatchUpPolicy::None, d) => now.duration_since(*t) <= d.unwrap_or(ON_TIME_GRACE),
-                _ => true,
-            };
-            let before = ticks.len();
-            ticks.retain(on_time);
-            missed += before - ticks.len();
-            if missed > 0 {
-                status.missed_windows += missed as i64;
-                plan.events.push(event(
-                    true,
-                    "WindowsMissed",
-                    format!(
-                        "{}{missed} due window(s) not run (catch-up policy {:?}{})",
-                        if more { "at least " } else { "" },
-                        catch_up.policy,
-                        deadline.map(|d| format!(", starting deadline {}s", d.as_secs())).unwrap_or_default()
-                    ),
-                ));
-            }
-            ticks.reverse();
-            due.extend(ticks.into_iter().filter_map(|tick| Some((schedule.window_at(tick, rule)?, Some(tick)))));
+/// The window due because upstream datasets advanced, if any. Nothing is consumed here: the
+/// consumed watermarks are recorded only when the window starts or is queued, so a window that
+/// cannot start now (Forbid, a full queue, a held input) stays due.
+///
+/// `All` covers from the end of the last trigger window up to the oldest upstream watermark and
+/// is due once every upstream dataset has a watermark past that start; `Any` covers up to the
+/// newest watermark and is due once one is past the start. The first trigger window starts at
+/// the start of the upstream run that produced the data.
+fn trigger_candidate(input: &Input<'_>) -> Option<Candidate> {
+    let trigger = input.spec.trigger.as_ref()?;
+    let watermarks: Vec<(&Upstream, Timestamp)> =
+        input.upstream.iter().filter_map(|u| u.watermark.map(|w| (u, w))).collect();
+    let all_present = trigger.datasets.iter().all(|d| watermarks.iter().any(|(u, _)| &u.name == d));
+    let end = match trigger.mode {
+        crate::api::TriggerMode::All if all_present => watermarks.iter().map(|(_, w)| *w).min()?,
+        crate::api::TriggerMode::All => return None,
+        crate::api::TriggerMode::Any => watermarks.iter().map(|(_, w)| *w).max()?,
+    };
+    let start = match input.status.trigger_watermark.as_ref() {
+        Some(t) => t.0,
+        None => watermarks.iter().filter_map(|(u, _)| u.produced_window.map(|w| w.start)).min().unwrap_or(end),
+    };
+    if end <= start {
+        return None;
+    }
+    let window = Window { start, end };
+    let consumed = watermarks.iter().map(|(u, w)| (u.name.clone(), *w)).collect();
+    Some(Candidate { trigger: Some(TriggerWindow { end, consumed }), ..Candidate::new(window, window.run_id()) })
+}
+
+/// The concurrency settings with defaults.
+struct Admission {
+    max_active: usize,
+    max_queued: usize,
+    policy: ConcurrencyPolicy,
+}
+
+/// Inputs hold: no window starts. Scheduled and manual windows are recorded Skipped
+/// (`InputContractViolated`, a Backfill can run them later); a trigger window stays due; queued
+/// windows stay queued.
+fn hold(candidates: Vec<Candidate>, why: &str, runs: &mut Runs, recorded: &BTreeSet<&str>, plan: &mut Plan) {
+    for c in candidates.into_iter().filter(|c| c.trigger.is_none()) {
+        if runs.knows(&c.id, recorded) {
+            continue;
         }
+        plan.events.push(event(true, "RunSkipped", format!("window {} skipped: inputs held: {why}", c.id)));
+        runs.skipped.push(skipped_record(&c.window, &c.id, "InputContractViolated"));
+    }
+}
 
-        // Upstream datasets that advanced: one window from the last trigger window's end to
-        // their watermark.
-        if let Some(window) = trigger_window(input, &mut status, &mut plan) {
-            due.push((window, None));
-        }
-
-        {
-            for (window, tick) in due {
-                let id = window.run_id();
-                if known(&id, &active, &to_start) {
-                    continue;
-                }
-                if active.len() + to_start.len() < max_active {
-                    to_start.push((window, id, false, tick));
-                    continue;
-                }
-                match concurrency.policy {
-                    ConcurrencyPolicy::Forbid => {
-                        plan.events.push(event(
-                            true,
-                            "RunSkipped",
-                            format!("window {id} skipped: {max_active} run(s) active and policy Forbid"),
-                        ));
-                        skipped.push(skipped_record(&window, &id, "ConcurrencyLimit"));
-                    }
-                    ConcurrencyPolicy::Replace => {
-                        if let Some((old_id, old, _)) = (!active.is_empty()).then(|| active.remove(0)) {
-                            plan.delete
-                                .extend(input.jobs.iter().filter(|j| j.run_id == old_id).map(|j| j.name.clone()));
-                            plan.events.push(event(
-                                false,
-                                "RunReplaced",
-                                format!("run {old_id} stopped and replaced by {id} (policy Replace)"),
-                            ));
-                            let mut record = skipped_record(&old.window, &old_id, "Replaced");
-                            record.phase = RunPhase::Replaced;
-                            record.started = old.started.map(time);
-                            record.finished = Some(time(now));
-                            skipped.push(record);
-                            to_start.push((window, id, false, tick));
-                        } else {
-                            plan.events.push(event(
-                                true,
-                                "RunSkipped",
-                                format!("window {id} skipped: {max_active} run(s) starting in this reconcile"),
-                            ));
-                            skipped.push(skipped_record(&window, &id, "ConcurrencyLimit"));
-                        }
-                    }
-                    ConcurrencyPolicy::Queue => {
-                        if queue.len() < max_queued {
-                            queue.push(record_window(&window));
-                        } else {
-                            plan.events.push(event(
-                                true,
-                                "RunSkipped",
-                                format!("window {id} skipped: queue full ({max_queued} windows)"),
-                            ));
-                            skipped.push(skipped_record(&window, &id, "QueueFull"));
-                        }
-                    }
-                }
-            }
+/// Queued windows start first, in order, as slots free.
+fn dequeue(
+    queue: &mut Vec<PartitionWindow>,
+    admission: &Admission,
+    input: &Input<'_>,
+    recorded: &BTreeSet<&str>,
+    runs: &mut Runs,
+    plan: &mut Plan,
+) {
+    while runs.slots_taken() < admission.max_active && !queue.is_empty() {
+        let window = window_of(&queue.remove(0));
+        let candidate = Candidate::new(window, window.run_id());
+        if !runs.knows(&candidate.id, recorded) && !taken_elsewhere(&candidate, input, runs, plan) {
+            runs.to_start.push(candidate);
         }
     }
-    status.queued_windows = queue;
+}
 
-    // Start the new runs: they join the active runs with their root steps ready to launch.
-    for (window, id, manual, tick) in to_start {
-        let run = derive_run(spec, &all_steps, &id, window, &[], now);
-        plan.started.push(StartedRun { run_id: id.clone(), tick });
+/// Whether another object holds the first Job name of `candidate`: then it is handed over
+/// (a Backfill) or failed (anyone else) instead of started.
+fn taken_elsewhere(candidate: &Candidate, input: &Input<'_>, runs: &mut Runs, plan: &mut Plan) -> bool {
+    let Some(foreign) = input.foreign.iter().find(|f| f.run_id == candidate.id) else { return false };
+    let all_steps: Vec<&StepSpec> = input.spec.steps.iter().collect();
+    let run = derive_run(input.spec, &all_steps, &candidate.id, candidate.window, &[], input.now);
+    resolve_conflict(&run, foreign, true, candidate.manual, input.now, runs, plan);
+    true
+}
+
+/// A due window: start it when a slot is free (a manual run always), otherwise apply the
+/// concurrency policy.
+#[allow(clippy::too_many_arguments)]
+fn admit(
+    candidate: Candidate,
+    admission: &Admission,
+    input: &Input<'_>,
+    recorded: &BTreeSet<&str>,
+    queue: &mut Vec<PartitionWindow>,
+    runs: &mut Runs,
+    status: &mut PipelineStatus,
+    plan: &mut Plan,
+) {
+    let id = candidate.id.clone();
+    if runs.knows(&id, recorded) {
+        consume_trigger(&candidate, status);
+        return;
+    }
+    if taken_elsewhere(&candidate, input, runs, plan) {
+        consume_trigger(&candidate, status);
+        return;
+    }
+    let max_active = admission.max_active;
+    // A manual run is asked for explicitly: it starts beside the active runs.
+    if candidate.manual || runs.slots_taken() < max_active {
+        consume_trigger(&candidate, status);
+        runs.to_start.push(candidate);
+        return;
+    }
+    let is_trigger = candidate.trigger.is_some();
+    let window = candidate.window;
+    let skip = |plan: &mut Plan, runs: &mut Runs, note: String, reason: &str| {
+        if is_trigger {
+            // Left unconsumed: due again once a slot frees.
+            return;
+        }
+        plan.events.push(event(true, "RunSkipped", note));
+        runs.skipped.push(skipped_record(&window, &id, reason));
+    };
+    match admission.policy {
+        ConcurrencyPolicy::Forbid => skip(
+            plan,
+            runs,
+            format!("window {id} skipped: {max_active} run(s) active and policy Forbid"),
+            "ConcurrencyLimit",
+        ),
+        ConcurrencyPolicy::Replace if !runs.active.is_empty() => {
+            let old = runs.active.remove(0);
+            plan.delete.extend(input.jobs.iter().filter(|j| j.run_id == old.id).map(|j| j.name.clone()));
+            plan.events.push(event(
+                false,
+                "RunReplaced",
+                format!("run {} stopped and replaced by {id} (policy Replace)", old.id),
+            ));
+            let mut record = skipped_record(&old.run.window, &old.id, "Replaced");
+            record.phase = RunPhase::Replaced;
+            record.started = old.run.started.map(time);
+            record.finished = Some(time(input.now));
+            record.manual = old.manual;
+            runs.skipped.push(record);
+            consume_trigger(&candidate, status);
+            runs.to_start.push(candidate);
+        }
+        ConcurrencyPolicy::Replace => skip(
+            plan,
+            runs,
+            format!("window {id} skipped: {max_active} run(s) starting in this reconcile"),
+            "ConcurrencyLimit",
+        ),
+        ConcurrencyPolicy::Queue if queue.len() < admission.max_queued => {
+            consume_trigger(&candidate, status);
+            queue.push(record_window(&candidate.window));
+        }
+        ConcurrencyPolicy::Queue => {
+            skip(plan, runs, format!("window {id} skipped: queue full ({} windows)", admission.max_queued), "QueueFull")
+        }
+    }
+}
+
+/// Records what a trigger window consumed (it started, was queued or is already known).
+fn consume_trigger(candidate: &Candidate, status: &mut PipelineStatus) {
+    if let Some(trigger) = &candidate.trigger {
+        status.trigger_watermark = Some(time(trigger.end));
+        for (name, watermark) in &trigger.consumed {
+            status.consumed_watermarks.insert(name.clone(), time(*watermark));
+        }
+    }
+}
+
+/// The new runs join the active runs with their root steps ready to launch.
+fn start_runs(input: &Input<'_>, runs: &mut Runs, plan: &mut Plan) {
+    let all_steps: Vec<&StepSpec> = input.spec.steps.iter().collect();
+    for c in std::mem::take(&mut runs.to_start) {
+        let run = derive_run(input.spec, &all_steps, &c.id, c.window, &[], input.now);
+        plan.started.push(StartedRun { run_id: c.id.clone(), tick: c.tick });
         plan.events.push(event(
             false,
             "RunStarted",
             format!(
-                "run {id} started for window [{}, {}){}",
-                window.start,
-                window.end,
-                if manual { " (manual)" } else { "" }
+                "run {} started for window [{}, {}){}",
+                c.id,
+                c.window.start,
+                c.window.end,
+                if c.manual { " (manual)" } else { "" }
             ),
         ));
-        active.push((id, run, manual));
+        runs.active.push(ActiveRun { id: c.id, run, manual: c.manual });
     }
     // One order for the same set of runs, whatever the order they were found in.
-    active.sort_by(|a, b| (a.1.window.start, &a.0).cmp(&(b.1.window.start, &b.0)));
+    runs.active.sort_by(|a, b| (a.run.window.start, &a.id).cmp(&(b.run.window.start, &b.id)));
+}
 
-    // Launch what is ready, within the free Job slots; note the earliest retry.
+/// When the active runs need a look again, and whether the Job caps held a launch back.
+struct Wake {
+    at: Option<Timestamp>,
+    capped: bool,
+}
+
+/// Launch what is ready, within the free Job slots, in run and step order.
+fn launch(input: &Input<'_>, runs: &Runs, plan: &mut Plan) -> Wake {
     let mut slots = input.free_job_slots;
-    let mut wake: Option<Timestamp> = None;
-    let mut capped = false;
-    for (id, run, _) in &active {
-        for (step, state) in &run.steps {
+    let mut wake = Wake { at: None, capped: false };
+    for active in &runs.active {
+        for (step, state) in &active.run.steps {
             if let StepState::Launch { attempt } = state {
                 if slots == 0 {
-                    capped = true;
+                    wake.capped = true;
                     continue;
                 }
                 slots -= 1;
                 plan.create.push(JobToCreate {
-                    run_id: id.clone(),
-                    window: run.window,
+                    run_id: active.id.clone(),
+                    window: active.run.window,
                     step: step.clone(),
                     attempt: *attempt,
                 });
             }
         }
-        if let Some(at) = run.next_wake() {
-            wake = Some(wake.map_or(at, |w| w.min(at)));
+        if let Some(at) = active.run.next_wake() {
+            wake.at = Some(wake.at.map_or(at, |w| w.min(at)));
         }
     }
+    wake
+}
 
-    // Recent runs: newest first, bounded.
-    let mut recent: Vec<RunRecord> = newly_finished.into_iter().chain(skipped).collect();
-    recent.sort_by(|a, b| b.window.start.0.cmp(&a.window.start.0).then(b.id.cmp(&a.id)));
-    recent.extend(input.status.recent_runs.iter().cloned());
-    recent.truncate(MAX_RECENT_RUNS);
-
-    // History: keep the Jobs of the newest `successful` and `failed` finished runs.
-    let history = spec.history.clone().unwrap_or_default();
+/// Records and history: the finished runs (at least `MAX_RECENT_RUNS`, and every run whose Jobs
+/// history keeps) and the skipped windows, newest first; the Jobs of runs beyond the history,
+/// of replaced runs and of runs no record or active run names are deleted. Returns the finished
+/// records.
+fn history(
+    input: &Input<'_>,
+    runs: &Runs,
+    old_finished: Vec<RunRecord>,
+    old_skipped: Vec<RunRecord>,
+    status: &mut PipelineStatus,
+    plan: &mut Plan,
+) -> Vec<RunRecord> {
+    let history = input.spec.history.clone().unwrap_or_default();
     let keep_ok = history.successful.unwrap_or(3).max(0) as usize;
     let keep_failed = history.failed.unwrap_or(3).max(0) as usize;
-    let active_ids: BTreeSet<&str> = active.iter().map(|(id, _, _)| id.as_str()).collect();
-    let mut finished_with_jobs: Vec<&RunRecord> = recent
-        .iter()
-        .filter(|r| {
-            matches!(r.phase, RunPhase::Succeeded | RunPhase::Failed) && jobs_by_run.contains_key(r.id.as_str())
-        })
-        .collect();
-    finished_with_jobs.sort_by(|a, b| b.finished.as_ref().map(|t| t.0).cmp(&a.finished.as_ref().map(|t| t.0)));
+
+    let mut recent: Vec<RunRecord> = runs.finished.clone();
+    recent.extend(old_finished);
+    sort_newest_first(&mut recent);
+    recent.truncate(MAX_RECENT_RUNS.max(keep_ok + keep_failed));
+    let mut skipped: Vec<RunRecord> = runs.skipped.clone();
+    skipped.extend(old_skipped);
+    sort_newest_first(&mut skipped);
+    skipped.truncate(MAX_SKIPPED_RUNS);
+
+    // Keep the Jobs of the newest `successful` and `failed` finished runs and of active runs.
+    let mut keep: BTreeSet<&str> = runs.active.iter().map(|a| a.id.as_str()).collect();
     let (mut ok_seen, mut failed_seen) = (0, 0);
-    let mut prune: BTreeSet<&str> = BTreeSet::new();
-    for r in finished_with_jobs {
-        let (seen, keep) =
+    for r in &recent {
+        let (seen, limit) =
             if r.phase == RunPhase::Succeeded { (&mut ok_seen, keep_ok) } else { (&mut failed_seen, keep_failed) };
         *seen += 1;
-        if *seen > keep {
-            prune.insert(r.id.as_str());
+        if *seen <= limit {
+            keep.insert(r.id.as_str());
         }
-    }
-    // Runs that dropped out of recentRuns but still have Jobs are pruned too.
-    for run_id in jobs_by_run.keys() {
-        if !active_ids.contains(run_id) && !recent.iter().any(|r| r.id == *run_id) {
-            prune.insert(run_id);
-        }
-    }
-    // A replaced run's Jobs that the cache shows only now are stopped too.
-    for record in recent.iter().filter(|r| r.phase == RunPhase::Replaced) {
-        prune.insert(record.id.as_str());
     }
     for job in &input.jobs {
-        if prune.contains(job.run_id.as_str()) && !plan.delete.contains(&job.name) {
+        if !keep.contains(job.run_id.as_str()) && !plan.delete.contains(&job.name) {
             plan.delete.push(job.name.clone());
         }
     }
+    status.skipped_runs = skipped;
+    recent
+}
 
-    // Status.
+/// The rest of the status: active runs, phase, ratio, next tick, conditions.
+fn finish_status(
+    input: &Input<'_>,
+    schedule: Option<&Schedule>,
+    runs: &Runs,
+    recent: Vec<RunRecord>,
+    ready: DesiredCondition,
+    status: &mut PipelineStatus,
+    plan: &mut Plan,
+) {
+    let spec = input.spec;
+    let now = input.now;
+    let active = &runs.active;
     status.active_runs = active
         .iter()
-        .map(|(id, run, manual)| RunRecord {
-            id: id.clone(),
-            window: record_window(&run.window),
-            phase: if run.started.is_some() { RunPhase::Running } else { RunPhase::Pending },
-            started: run.started.map(time),
+        .map(|a| RunRecord {
+            id: a.id.clone(),
+            window: record_window(&a.run.window),
+            phase: if a.run.started.is_some() { RunPhase::Running } else { RunPhase::Pending },
+            started: a.run.started.map(time),
             finished: None,
             failed_step: None,
             reason: None,
-            manual: *manual,
+            manual: a.manual,
         })
         .collect();
     status.active_run_count = active.len() as i32;
-    status.last_run_phase = status
-        .active_runs
-        .last()
-        .map(|r| r.phase)
-        .or_else(|| recent.iter().find(|r| r.phase != RunPhase::Skipped).map(|r| r.phase));
+    status.last_run_phase = status.active_runs.last().map(|r| r.phase).or_else(|| recent.first().map(|r| r.phase));
     let (ok, failed) = recent.iter().fold((0, 0), |(o, f), r| match r.phase {
         RunPhase::Succeeded => (o + 1, f),
         RunPhase::Failed => (o, f + 1),
         _ => (o, f),
     });
     status.success_ratio = (ok + failed > 0).then(|| format!("{:.2}", ok as f64 / (ok + failed) as f64));
-    let newest_finished = recent.iter().find(|r| matches!(r.phase, RunPhase::Succeeded | RunPhase::Failed)).cloned();
+    let newest_finished = recent.first().cloned();
     status.recent_runs = recent;
-    status.next_schedule_time = match (&schedule, suspended) {
+    status.next_schedule_time = match (schedule, spec.suspend) {
         (Some(s), false) => s.next_after(now).map(time),
         _ => None,
     };
@@ -486,97 +807,28 @@ pub fn decide(input: &Input<'_>) -> Plan {
             "the most recent finished run succeeded or none finished yet",
         ),
     };
-    let suspended_condition = if suspended {
+    let suspended_condition = if spec.suspend {
         DesiredCondition::new(types::SUSPENDED, true, "Suspended", "spec.suspend is true: no new runs start")
     } else {
         DesiredCondition::new(types::SUSPENDED, false, "Active", "runs start on schedule")
     };
     let mut desired = vec![ready, running, degraded, suspended_condition];
-    if spec.trigger.is_some() {
-        desired.push(match &plan.trigger_held {
+    let reads_datasets = spec.trigger.is_some() || spec.steps.iter().any(|s| !s.inputs.is_empty());
+    if reads_datasets {
+        desired.push(match &plan.held {
             Some(why) => DesiredCondition::new(HELD, true, "UpstreamContractViolated", why.clone()),
-            None => DesiredCondition::new(HELD, false, "NotHeld", "no upstream dataset blocks the trigger"),
+            None => DesiredCondition::new(HELD, false, "NotHeld", "no input dataset blocks new runs"),
         });
+        let was_held = conditions::is_true(&input.status.conditions, HELD);
+        match (&plan.held, was_held) {
+            (Some(why), false) => plan.events.push(event(true, "InputsHeld", why.clone())),
+            (None, true) => {
+                plan.events.push(event(false, "InputsReleased", "input contracts are met again".to_string()))
+            }
+            _ => {}
+        }
     }
     status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
-
-    // When to look again: the next tick, the next retry, or a free slot.
-    let mut next = status.next_schedule_time.as_ref().map(|t| t.0);
-    if let Some(w) = wake {
-        next = Some(next.map_or(w, |n| n.min(w)));
-    }
-    plan.requeue_after = next.map(|t| t.duration_since(now).max(SignedDuration::from_millis(10)));
-    if capped {
-        plan.requeue_after = Some(plan.requeue_after.map_or(CAP_RETRY, |r| r.min(CAP_RETRY)));
-    }
-    plan.status = status;
-    plan
-}
-
-/// The window of a run due because upstream datasets advanced, if one is due. Records the
-/// consumed watermarks in `status` (so one advance causes one run, also across restarts: the run
-/// id is derived from the window), or holds when an upstream dataset blocks.
-///
-/// `All` waits until every listed dataset advanced past what the last trigger run consumed and
-/// covers up to the oldest of their watermarks; `Any` runs when one advanced and covers up to the
-/// newest. The window starts at the end of the last trigger window, or for the first trigger run
-/// at the start of the upstream run that produced the data.
-fn trigger_window(input: &Input<'_>, status: &mut PipelineStatus, plan: &mut Plan) -> Option<Window> {
-    let trigger = input.spec.trigger.as_ref()?;
-    let consumed = &input.status.consumed_watermarks;
-    let advanced: Vec<&Upstream> = input
-        .upstream
-        .iter()
-        .filter(|u| u.watermark.is_some_and(|w| consumed.get(&u.name).is_none_or(|c| w > c.0)))
-        .collect();
-    let all_present =
-        trigger.datasets.iter().all(|d| input.upstream.iter().any(|u| &u.name == d && u.watermark.is_some()));
-    let fire = match trigger.mode {
-        crate::api::TriggerMode::All => all_present && advanced.len() == trigger.datasets.len(),
-        crate::api::TriggerMode::Any => !advanced.is_empty(),
-    };
-    let blocking: Vec<String> = input
-        .upstream
-        .iter()
-        .filter_map(|u| {
-            u.blocking.as_ref().map(|why| format!("dataset {} violates its contract (policy Block): {why}", u.name))
-        })
-        .collect();
-    let was_held = conditions::is_true(&input.status.conditions, HELD);
-    if fire && !blocking.is_empty() {
-        if !was_held {
-            plan.events.push(event(true, "TriggerHeld", blocking.join("; ")));
-        }
-        plan.trigger_held = Some(blocking.join("; "));
-        return None;
-    }
-    if was_held && (!fire || blocking.is_empty()) {
-        plan.events.push(event(false, "TriggerReleased", "upstream contracts are met again".to_string()));
-    }
-    if !fire {
-        return None;
-    }
-    let end = match trigger.mode {
-        crate::api::TriggerMode::All => input.upstream.iter().filter_map(|u| u.watermark).min()?,
-        crate::api::TriggerMode::Any => advanced.iter().filter_map(|u| u.watermark).max()?,
-    };
-    let start = input
-        .status
-        .trigger_watermark
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| advanced.iter().filter_map(|u| u.produced_window.map(|w| w.start)).min())
-        .unwrap_or(end);
-    for u in &advanced {
-        if let Some(w) = u.watermark {
-            status.consumed_watermarks.insert(u.name.clone(), time(w));
-        }
-    }
-    if end <= start {
-        return None;
-    }
-    status.trigger_watermark = Some(time(end));
-    Some(Window { start, end })
 }
 
 fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {

@@ -68,10 +68,12 @@ fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> I
         created: ts(CREATED),
         now: ts(now),
         jobs: vec![],
+        foreign: vec![],
         run_now: None,
         free_job_slots: 100,
         problems: vec![],
         upstream: vec![],
+        blocked_inputs: vec![],
     }
 }
 
@@ -504,7 +506,7 @@ fn catch_up_all_beyond_max_concurrent_runs_forbids_the_rest() {
     let plan = decide(&input(&spec, &status, "2026-11-24T11:00:30Z"));
     assert_eq!(started_ids(&plan), ["20261124-0600-1h"]);
     let skipped: Vec<(&str, Option<&str>)> =
-        plan.status.recent_runs.iter().map(|r| (r.id.as_str(), r.reason.as_deref())).collect();
+        plan.status.skipped_runs.iter().map(|r| (r.id.as_str(), r.reason.as_deref())).collect();
     assert_eq!(
         skipped,
         [
@@ -514,7 +516,7 @@ fn catch_up_all_beyond_max_concurrent_runs_forbids_the_rest() {
             ("20261124-0700-1h", Some("ConcurrencyLimit")),
         ]
     );
-    assert!(plan.status.recent_runs.iter().all(|r| r.phase == RunPhase::Skipped));
+    assert!(plan.status.skipped_runs.iter().all(|r| r.phase == RunPhase::Skipped));
     assert_eq!(event_reasons(&plan).iter().filter(|r| **r == "RunSkipped").count(), 4);
     // Skipped runs are not a run phase to show as "last run".
     assert_eq!(plan.status.last_run_phase, Some(RunPhase::Pending));
@@ -534,7 +536,7 @@ fn catch_up_all_beyond_max_concurrent_runs_queues_up_to_max_queued() {
         [record_window(&hour("2026-11-24T07:00:00Z")), record_window(&hour("2026-11-24T08:00:00Z"))]
     );
     let skipped: Vec<(&str, Option<&str>)> =
-        plan.status.recent_runs.iter().map(|r| (r.id.as_str(), r.reason.as_deref())).collect();
+        plan.status.skipped_runs.iter().map(|r| (r.id.as_str(), r.reason.as_deref())).collect();
     assert_eq!(skipped, [("20261124-1000-1h", Some("QueueFull")), ("20261124-0900-1h", Some("QueueFull"))]);
 }
 
@@ -621,7 +623,7 @@ fn forbid_skips_a_due_window_while_max_concurrent_runs_are_active() {
     assert!(plan.delete.is_empty());
     assert_eq!(active_ids(&plan.status), [FIRST_RUN]);
     assert_eq!(
-        plan.status.recent_runs,
+        plan.status.skipped_runs,
         [RunRecord {
             id: SECOND_RUN.into(),
             window: record_window(&hour("2026-11-24T11:00:00Z")),
@@ -655,8 +657,8 @@ fn replace_deletes_the_active_runs_jobs_and_starts_the_new_window() {
     assert_eq!(started_ids(&plan), [SECOND_RUN]);
     assert_eq!(plan.create, [to_create(next, "extract", 0), to_create(next, "audit", 0)]);
     assert_eq!(active_ids(&plan.status), [SECOND_RUN]);
-    let replaced = &plan.status.recent_runs[0];
-    assert_eq!(plan.status.recent_runs.len(), 1);
+    let replaced = &plan.status.skipped_runs[0];
+    assert_eq!(plan.status.skipped_runs.len(), 1);
     assert_eq!(replaced.id, FIRST_RUN);
     assert_eq!(replaced.phase, RunPhase::Replaced);
     assert_eq!(replaced.reason.as_deref(), Some("Replaced"));
@@ -671,7 +673,7 @@ fn replace_deletes_the_active_runs_jobs_and_starts_the_new_window() {
     let again = decide(&later);
     assert!(again.events.is_empty(), "{:?}", again.events);
     assert!(again.delete.is_empty());
-    assert_eq!(again.status.recent_runs, plan.status.recent_runs);
+    assert_eq!(again.status.skipped_runs, plan.status.skipped_runs);
 }
 
 #[test]
@@ -681,7 +683,7 @@ fn replace_also_deletes_jobs_of_the_replaced_run_that_become_visible_later() {
     // At the tick the old run's Jobs are not in the cache yet (just created, or a next step just
     // launched): nothing to delete in this decision.
     let plan = decide(&input(&spec, &status, SECOND_TICK));
-    assert_eq!(plan.status.recent_runs[0].phase, RunPhase::Replaced);
+    assert_eq!(plan.status.skipped_runs[0].phase, RunPhase::Replaced);
     assert!(plan.delete.is_empty());
 
     // They show up a moment later, still running: the replaced run must be stopped.
@@ -712,8 +714,8 @@ fn replace_without_an_active_run_to_replace_reports_the_skipped_window() {
     let status = scheduled_until("2026-11-24T09:00:00Z");
     let plan = decide(&input(&spec, &status, "2026-11-24T11:00:30Z"));
     assert_eq!(started_ids(&plan), ["20261124-0900-1h"]);
-    assert_eq!(plan.status.recent_runs[0].id, "20261124-1000-1h");
-    assert_eq!(plan.status.recent_runs[0].phase, RunPhase::Skipped);
+    assert_eq!(plan.status.skipped_runs[0].id, "20261124-1000-1h");
+    assert_eq!(plan.status.skipped_runs[0].phase, RunPhase::Skipped);
     // Every other Skipped record (Forbid, QueueFull) comes with a RunSkipped event.
     assert!(event_reasons(&plan).contains(&"RunSkipped"), "{:?}", plan.events);
 }
@@ -730,7 +732,7 @@ fn queue_keeps_due_windows_up_to_max_queued_and_starts_them_when_the_active_run_
     assert!(plan.started.is_empty());
     assert!(plan.create.is_empty());
     assert!(plan.events.is_empty(), "{:?}", plan.events);
-    assert!(plan.status.recent_runs.is_empty());
+    assert!(plan.status.skipped_runs.is_empty());
     assert_eq!(plan.status.queued_windows, [record_window(&queued)]);
     assert!(condition(&plan.status, types::RUNNING).message.contains("1 queued"));
 
@@ -740,7 +742,7 @@ fn queue_keeps_due_windows_up_to_max_queued_and_starts_them_when_the_active_run_
     let plan = decide(&full);
     assert!(plan.started.is_empty());
     assert_eq!(plan.status.queued_windows, [record_window(&queued)]);
-    let skipped = &plan.status.recent_runs[0];
+    let skipped = &plan.status.skipped_runs[0];
     assert_eq!((skipped.id.as_str(), skipped.phase), ("20261124-1200-1h", RunPhase::Skipped));
     assert_eq!(skipped.reason.as_deref(), Some("QueueFull"));
     assert_eq!(event_reasons(&plan), ["RunSkipped"]);
@@ -1180,15 +1182,15 @@ fn a_blocking_upstream_holds_the_trigger_until_its_contract_is_met() {
     assert!(held.status.consumed_watermarks.is_empty(), "a held advance is not consumed");
     let c = held.status.conditions.iter().find(|c| c.type_ == HELD).unwrap();
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "UpstreamContractViolated"));
-    assert!(held.events.iter().any(|e| e.reason == "TriggerHeld"));
+    assert!(held.events.iter().any(|e| e.reason == "InputsHeld"));
     // Still held: no repeated Event.
     let mut again = input(&spec, &held.status, "2026-11-24T11:00:20Z");
     again.upstream = vec![orders.clone()];
-    assert!(decide(&again).events.iter().all(|e| e.reason != "TriggerHeld"));
+    assert!(decide(&again).events.iter().all(|e| e.reason != "InputsHeld"));
     // Contract met again: the held advance runs.
     orders.blocking = None;
     again.upstream = vec![orders];
     let released = decide(&again);
     assert_eq!(released.started.len(), 1);
-    assert!(released.events.iter().any(|e| e.reason == "TriggerReleased"));
+    assert!(released.events.iter().any(|e| e.reason == "InputsReleased"));
 }
