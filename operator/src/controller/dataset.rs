@@ -68,6 +68,10 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
         problems: problems.clone(),
     });
 
+    if !plan.waiting_for_reports.is_empty() {
+        tracing::debug!(dataset = %name, runs = ?plan.waiting_for_reports, "waiting for the reports of finished runs");
+    }
+
     // Act.
     let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &namespace);
     if write_if_changed(&api, dataset, dataset.status.as_ref(), &plan.status).await? {
