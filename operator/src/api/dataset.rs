@@ -165,9 +165,20 @@ pub struct DatasetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freshness: Option<FreshnessStatus>,
 
-    /// Schema the producing step last reported.
+    /// Schema reported by the most recently finished producing run that reported one
+    /// (`schemaReportedBy`), whether or not that run moved the watermark.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub observed_schema: Vec<ColumnSpec>,
+
+    /// The run whose report gave `observedSchema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_reported_by: Option<CheckedRun>,
+
+    /// The most recently finished producing run whose report has been checked (validity,
+    /// watermark bounds, contract). Every run that finishes after it is checked once, also a
+    /// re-run or backfill of an old window; runs that finished before it are not checked again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked_run: Option<CheckedRun>,
 
     /// Pipelines that produce this dataset (a step lists it in `outputs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -192,6 +203,23 @@ pub struct ProducedBy {
     /// The partition window of that run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<super::PartitionWindow>,
+}
+
+/// A producing run whose report was checked. Runs are ordered by `finished`, then pipeline, run
+/// id and step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckedRun {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Run id.
+    pub run: String,
+    /// Step name.
+    pub step: String,
+    /// The partition window of that run.
+    pub window: super::PartitionWindow,
+    /// When the step's Job finished.
+    pub finished: Time,
 }
 
 /// Freshness of a dataset.

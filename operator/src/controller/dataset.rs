@@ -19,7 +19,7 @@ use super::ready;
 use super::status::write_if_changed;
 use crate::api::{Dataset, Pipeline};
 use crate::error::{Error, Result};
-use crate::jobs::labels;
+use crate::jobs::{self, labels};
 use crate::plan::dataset::{Input, ProducedRun, decide};
 use crate::plan::runs::JobState;
 use crate::{report, validation};
@@ -68,6 +68,10 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
         problems: problems.clone(),
     });
 
+    if !plan.waiting_for_reports.is_empty() {
+        tracing::debug!(dataset = %name, runs = ?plan.waiting_for_reports, "waiting for the reports of finished runs");
+    }
+
     // Act.
     let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &namespace);
     if write_if_changed(&api, dataset, dataset.status.as_ref(), &plan.status).await? {
@@ -90,36 +94,57 @@ fn produced_runs(
     if producing.is_empty() {
         return Vec::new();
     }
-    let pods = pods.state();
+    let pods: Vec<Arc<Pod>> =
+        pods.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace)).collect();
     jobs.state()
         .iter()
         .filter(|j| j.namespace().as_deref() == Some(namespace))
-        .filter_map(|job| {
-            let l = job.labels();
-            let key = (l.get(labels::PIPELINE)?.clone(), l.get(labels::STEP)?.clone());
-            if !producing.contains(&key) {
-                return None;
-            }
-            let observed = job_cache::observe(job)?;
-            let JobState::Succeeded { finished } = observed.state else { return None };
-            let job_name = job.name_any();
-            let report = pods
-                .iter()
-                .filter(|p| {
-                    p.namespace().as_deref() == Some(namespace) && p.labels().get(JOB_NAME_LABEL) == Some(&job_name)
-                })
-                .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
-                .map(|pod| report::parse(&termination_message(pod)));
-            Some(ProducedRun {
-                pipeline: key.0,
-                run_id: observed.run_id,
-                step: key.1,
-                window: observed.window,
-                finished,
-                report,
-            })
-        })
+        .filter_map(|job| produced_run(job, &pods, producing))
         .collect()
+}
+
+/// The (pipeline, step) of `producing` that `job` ran, if any. The pipeline label holds
+/// `jobs::label_value` of the name (hashed when longer than 63 characters), so it is compared
+/// with that; a Job the Pipeline controls must also name it as its owner (a Backfill's Jobs are
+/// owned by the Backfill and carry the same labels).
+pub fn producing_step<'a>(job: &Job, producing: &'a BTreeSet<(String, String)>) -> Option<&'a (String, String)> {
+    let l = job.labels();
+    let (pipeline_label, step) = (l.get(labels::PIPELINE)?, l.get(labels::STEP)?);
+    let owner = job.owner_references().iter().find(|o| o.controller == Some(true) && o.kind == Pipeline::kind(&()));
+    producing.iter().find(|(pipeline, s)| {
+        s == step && jobs::label_value(pipeline) == *pipeline_label && owner.is_none_or(|o| &o.name == pipeline)
+    })
+}
+
+/// Whether `pod` is a pod of `job`: controlled by it (by uid, so a pod of an earlier Job of the
+/// same name is not), or, when either has no uid, labelled with its name.
+fn pod_of_job(pod: &Pod, job: &Job) -> bool {
+    let controller = pod.owner_references().iter().find(|o| o.controller == Some(true));
+    match (controller, job.uid()) {
+        (Some(o), Some(uid)) => o.uid == uid,
+        _ => pod.labels().get(JOB_NAME_LABEL).map(String::as_str) == Some(job.name_any().as_str()),
+    }
+}
+
+/// `job` as a run of one of the `producing` steps, if it succeeded, with the report of its
+/// succeeded pod among `pods` (the pods of the Job's namespace).
+pub fn produced_run(job: &Job, pods: &[Arc<Pod>], producing: &BTreeSet<(String, String)>) -> Option<ProducedRun> {
+    let (pipeline, step) = producing_step(job, producing)?;
+    let observed = job_cache::observe(job)?;
+    let JobState::Succeeded { finished } = observed.state else { return None };
+    let report = pods
+        .iter()
+        .filter(|p| pod_of_job(p, job))
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
+        .map(|pod| report::parse(&termination_message(pod)));
+    Some(ProducedRun {
+        pipeline: pipeline.clone(),
+        run_id: observed.run_id,
+        step: step.clone(),
+        window: observed.window,
+        finished,
+        report,
+    })
 }
 
 /// The first non-empty termination message of a pod's containers.
@@ -143,7 +168,12 @@ pub fn datasets_of_step(
     let (Some(ns), Some(pipeline), Some(step)) = (namespace, l.get(labels::PIPELINE), l.get(labels::STEP)) else {
         return Vec::new();
     };
-    let Some(p) = pipelines.get(&ObjectRef::new(pipeline).within(&ns)) else { return Vec::new() };
+    // The label is the name, or (longer than 63 characters) a hash of it: then look further.
+    let p = pipelines.get(&ObjectRef::new(pipeline).within(&ns)).or_else(|| {
+        pipelines
+            .find(|p| p.namespace().as_deref() == Some(ns.as_str()) && jobs::label_value(&p.name_any()) == *pipeline)
+    });
+    let Some(p) = p else { return Vec::new() };
     p.spec
         .steps
         .iter()
@@ -151,4 +181,119 @@ pub fn datasets_of_step(
         .flat_map(|s| s.outputs.iter())
         .map(|d| ObjectRef::new(d).within(&ns))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+    use crate::jobs::StepJob;
+    use crate::schedule::Window;
+
+    const LONG: &str = "orders-ingest-from-the-eu-west-warehouse-into-the-curated-layer-nightly";
+
+    fn pipeline(name: &str) -> Pipeline {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline",
+            "metadata": {"name": name, "namespace": "team-a", "uid": "p-uid"},
+            "spec": {"schedule": "0 * * * *", "steps": [{"name": "extract", "kind": "Extract", "outputs": ["orders"],
+                "template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}}]}
+        }))
+        .unwrap()
+    }
+
+    /// The Job `jobs::build` makes for run `20261124-1000-1h` of `pipeline`'s step, Complete.
+    fn complete_job(pipeline: &Pipeline, uid: &str) -> Job {
+        let name = pipeline.name_any();
+        let mut job = jobs::build(&StepJob {
+            namespace: "team-a",
+            pipeline: &name,
+            run_id: "20261124-1000-1h",
+            window: Window {
+                start: "2026-11-24T10:00:00Z".parse().unwrap(),
+                end: "2026-11-24T11:00:00Z".parse().unwrap(),
+            },
+            step: &pipeline.spec.steps[0],
+            attempt: 0,
+            backfill: None,
+            owner: OwnerReference {
+                api_version: "sluice.dev/v1alpha1".into(),
+                kind: "Pipeline".into(),
+                name: name.clone(),
+                uid: "p-uid".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        });
+        job.metadata.uid = Some(uid.into());
+        job.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-24T11:00:05Z"}],
+                "completionTime": "2026-11-24T11:00:05Z"
+            }))
+            .unwrap(),
+        );
+        job
+    }
+
+    /// A succeeded pod of `job` (as the Job controller labels and owns it) whose container
+    /// terminated with `message`.
+    fn pod_of(job: &Job, job_uid: &str, message: &str) -> Arc<Pod> {
+        let mut labels = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        labels.insert(JOB_NAME_LABEL.into(), job.name_any());
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("{}-x1", job.name_any()), "namespace": "team-a", "labels": labels,
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job.name_any(),
+                        "uid": job_uid, "controller": true}]},
+                "status": {"phase": "Succeeded", "containerStatuses": [{"name": "main", "image": "busybox",
+                    "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "message": message}}}]}
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn producing(pipeline: &str) -> BTreeSet<(String, String)> {
+        BTreeSet::from([(pipeline.to_string(), "extract".to_string())])
+    }
+
+    #[test]
+    fn a_pipeline_with_a_name_longer_than_a_label_value_produces_its_dataset() {
+        let p = pipeline(LONG);
+        let job = complete_job(&p, "j-uid");
+        assert_ne!(job.labels()[labels::PIPELINE], LONG, "the label is hashed");
+        let pods = vec![pod_of(&job, "j-uid", r#"{"rowsWritten": 3}"#)];
+        let run = produced_run(&job, &pods, &producing(LONG)).expect("the Job is a run of the producing step");
+        assert_eq!(run.pipeline, LONG);
+        assert_eq!(run.step, "extract");
+        assert_eq!(run.finished, "2026-11-24T11:00:05Z".parse::<Timestamp>().unwrap());
+        assert_eq!(run.report, Some(Ok(Some(report::Report { rows_written: Some(3), ..Default::default() }))));
+        // A Job of another pipeline is not one.
+        assert_eq!(produced_run(&job, &pods, &producing("orders-ingest")), None);
+    }
+
+    #[test]
+    fn the_jobs_and_pods_of_a_long_named_pipeline_wake_its_datasets() {
+        let p = pipeline(LONG);
+        let (store, mut writer) = reflector::store::<Pipeline>();
+        writer.apply_watcher_event(&watcher::Event::Apply(p.clone()));
+        let job = complete_job(&p, "j-uid");
+        let pod = pod_of(&job, "j-uid", "");
+        for l in [job.labels(), pod.labels()] {
+            assert_eq!(datasets_of_step(&store, Some("team-a".into()), l), [ObjectRef::new("orders").within("team-a")]);
+        }
+        assert!(datasets_of_step(&store, Some("team-b".into()), job.labels()).is_empty());
+    }
+
+    #[test]
+    fn the_pod_of_an_earlier_job_with_the_same_name_gives_no_report() {
+        let p = pipeline("orders-ingest");
+        let job = complete_job(&p, "j-uid-2");
+        let earlier = pod_of(&job, "j-uid-1", r#"{"rowsWritten": 3}"#);
+        let run = produced_run(&job, &[earlier], &producing("orders-ingest")).unwrap();
+        assert_eq!(run.report, None, "the report is not read yet");
+    }
 }

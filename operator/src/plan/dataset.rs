@@ -7,19 +7,40 @@
 //! old partition recomputed cannot make a stale dataset look fresh. A step that rewrites a whole
 //! table (no partitions) should report `watermark` = the time its data is complete up to;
 //! otherwise the end of its run's window is used.
+//!
+//! A run is applied only once its report is read (its pod is in the cache), so that a report's
+//! earlier watermark, its rows and its schema are never lost to a window end taken too early;
+//! after [`REPORT_GRACE`] without the pod the window end is used, with a Warning. A reported
+//! watermark is accepted up to [`ProducedRun::watermark_bound`]: the run's finish (or now, if
+//! earlier) plus [`MAX_CLOCK_SKEW`]. Every run's report is checked once (validity, watermark
+//! bounds, contract), in finish order after `status.lastCheckedRun`.
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ready::{PlannedEvent, ready_condition};
 use crate::api::conditions::{self, DesiredCondition, types};
-use crate::api::{DatasetSpec, DatasetStatus, FreshnessState, FreshnessStatus, PartitionWindow, ProducedBy};
+use crate::api::{
+    CheckedRun, ContractSpec, DatasetSpec, DatasetStatus, FreshnessState, FreshnessStatus, PartitionWindow, ProducedBy,
+};
 use crate::duration;
 use crate::report::{self, Report};
 use crate::schedule::Window;
 
 /// Condition type for the validity of the producing step's report.
 pub const REPORT_VALID: &str = "ReportValid";
+
+/// How soon to look again when a finished run's report is not read yet (its pod is not in the
+/// cache): the pod watch is normally at most a moment behind the Job watch.
+pub const REPORT_WAIT: SignedDuration = SignedDuration::from_secs(2);
+
+/// How long after a run finished its report is waited for. After that the pod is taken to be gone
+/// (deleted, garbage-collected) and the run is applied with its window end and a Warning.
+pub const REPORT_GRACE: SignedDuration = SignedDuration::from_secs(30);
+
+/// How far a step's clock may be ahead of the cluster's: a reported watermark is accepted up to
+/// the run's finish plus this.
+pub const MAX_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
 
 /// A successful attempt of a step that lists this dataset in its outputs.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,10 +60,54 @@ impl ProducedRun {
         self.report.as_ref().and_then(|r| r.as_ref().ok()).and_then(Option::as_ref)
     }
 
-    /// The watermark this run establishes: the reported one, else the window's end.
-    pub fn watermark(&self) -> Timestamp {
-        self.report().and_then(|r| r.watermark).unwrap_or(self.window.end)
+    /// Whether the run waits for its report at `now`: not read yet, within the grace.
+    pub fn report_pending(&self, now: Timestamp) -> bool {
+        self.report.is_none() && now.duration_since(self.finished) <= REPORT_GRACE
     }
+
+    /// The latest watermark this run may claim: a step cannot know its data complete beyond the
+    /// moment it finished (the Job's completion time, on the cluster's clock), nor beyond now;
+    /// [`MAX_CLOCK_SKEW`] is allowed for the step's own clock. The window end is not the bound:
+    /// a whole-table step legitimately reports a time between its window end and its finish.
+    pub fn watermark_bound(&self, now: Timestamp) -> Timestamp {
+        self.finished.min(now).saturating_add(MAX_CLOCK_SKEW).unwrap_or(Timestamp::MAX)
+    }
+
+    /// The reported watermark when it is beyond [`Self::watermark_bound`], so refused.
+    pub fn refused_watermark(&self, now: Timestamp) -> Option<Timestamp> {
+        self.report().and_then(|r| r.watermark).filter(|w| *w > self.watermark_bound(now))
+    }
+
+    /// The watermark this run establishes: the reported one within bounds, else the window's end.
+    pub fn watermark(&self, now: Timestamp) -> Timestamp {
+        match self.report().and_then(|r| r.watermark) {
+            Some(w) if w <= self.watermark_bound(now) => w,
+            _ => self.window.end,
+        }
+    }
+
+    /// The order in which runs are checked: by finish, then pipeline, run id and step.
+    fn key(&self) -> (Timestamp, &str, &str, &str) {
+        (self.finished, &self.pipeline, &self.run_id, &self.step)
+    }
+
+    fn checked(&self) -> CheckedRun {
+        CheckedRun {
+            pipeline: self.pipeline.clone(),
+            run: self.run_id.clone(),
+            step: self.step.clone(),
+            window: PartitionWindow { start: time(self.window.start), end: time(self.window.end) },
+            finished: time(self.finished),
+        }
+    }
+
+    fn describe(&self) -> String {
+        describe_checked(&self.checked())
+    }
+}
+
+fn checked_key(c: &CheckedRun) -> (Timestamp, &str, &str, &str) {
+    (c.finished.0, &c.pipeline, &c.run, &c.step)
 }
 
 /// What the Dataset reconciler observed.
@@ -65,6 +130,9 @@ pub struct Plan {
     pub status: DatasetStatus,
     pub events: Vec<PlannedEvent>,
     pub requeue_after: Option<SignedDuration>,
+    /// Finished runs not applied yet because their report is not read: the reason for a short
+    /// requeue, for the log.
+    pub waiting_for_reports: Vec<String>,
 }
 
 /// Freshness thresholds with defaults applied.
@@ -110,75 +178,44 @@ pub fn decide(input: &Input<'_>) -> Plan {
     status.producers = input.producers.clone();
     status.consumers = input.consumers.clone();
 
-    // Watermark: only forward. The run that defines it also gives rows and schema.
-    let current = status.watermark.as_ref().map(|t| t.0);
-    let best = input.produced.iter().max_by_key(|r| (r.watermark(), r.finished));
-    if let Some(best) = best {
-        let wm = best.watermark();
-        let same_run = status.produced_by.as_ref().is_some_and(|p| p.run == best.run_id && p.pipeline == best.pipeline);
-        if current.is_none_or(|c| wm > c) || (Some(wm) == current && same_run) {
-            if current.is_none_or(|c| wm > c) {
-                status.watermark = Some(time(wm));
-                status.last_updated = Some(time(best.finished));
-                status.produced_by = Some(ProducedBy {
-                    pipeline: best.pipeline.clone(),
-                    run: best.run_id.clone(),
-                    step: Some(best.step.clone()),
-                    window: Some(PartitionWindow { start: time(best.window.start), end: time(best.window.end) }),
-                });
-                status.rows_written = None;
-            }
-            if let Some(report) = best.report() {
-                if report.rows_written.is_some() {
-                    status.rows_written = report.rows_written;
-                }
-                if let Some(schema) = &report.schema {
-                    status.observed_schema = schema.clone();
-                }
-            }
+    // Runs whose report is not read yet are not applied: look again soon.
+    let (waiting, applicable): (Vec<&ProducedRun>, Vec<&ProducedRun>) =
+        input.produced.iter().partition(|r| r.report_pending(now));
+    plan.waiting_for_reports = waiting.iter().map(|r| r.describe()).collect();
+    advance_watermark(&mut status, &applicable, now);
+
+    // Every run's report is checked once, in finish order after the last checked one. A run
+    // still waiting for its report holds back the later ones, so that none is passed over.
+    let mut checks = Checks::default();
+    let mut new_runs: Vec<&ProducedRun> = input
+        .produced
+        .iter()
+        .filter(|r| status.last_checked_run.as_ref().is_none_or(|c| r.key() > checked_key(c)))
+        .collect();
+    new_runs.sort_by(|a, b| a.key().cmp(&b.key()));
+    for run in new_runs.into_iter().take_while(|r| !r.report_pending(now)) {
+        checks.check(run, input.spec.contract.as_ref(), &mut status, now);
+    }
+    let report_condition = checks.report_condition;
+
+    // Contract: the schema of the most recently finished run that reported one.
+    let contract_condition = input.spec.contract.as_ref().map(|c| contract_condition(c, &status));
+    if let Some(desired) = &contract_condition {
+        let previous = conditions::find(&input.status.conditions, desired.type_);
+        let changed = previous.is_none_or(|p| p.status != "False" || p.message != desired.message);
+        // A contract edited so that the current schema violates it: no run to blame, one Event.
+        if !desired.status
+            && !desired.unknown
+            && changed
+            && !checks.events.iter().any(|e| e.reason == CONTRACT_VIOLATED)
+        {
+            checks.events.push(PlannedEvent {
+                warning: true,
+                reason: CONTRACT_VIOLATED,
+                note: desired.message.clone(),
+            });
         }
     }
-
-    // Report validity, judged on the most recently finished producing run.
-    let latest = input.produced.iter().max_by_key(|r| r.finished);
-    let report_condition = match latest.and_then(|r| r.report.as_ref().map(|rep| (r, rep))) {
-        Some((run, Err(why))) => Some(DesiredCondition::new(
-            REPORT_VALID,
-            false,
-            "MalformedReport",
-            format!("step {} of run {} ({}): {why}", run.step, run.run_id, run.pipeline),
-        )),
-        Some((_, Ok(Some(_)))) => {
-            Some(DesiredCondition::new(REPORT_VALID, true, "Reported", "the producing step's report is valid"))
-        }
-        Some((_, Ok(None))) => {
-            Some(DesiredCondition::new(REPORT_VALID, true, "NoReport", "the producing step reported nothing"))
-        }
-        None => None,
-    };
-
-    // Contract.
-    let contract_condition = input.spec.contract.as_ref().map(|contract| {
-        if status.observed_schema.is_empty() {
-            DesiredCondition::unknown(
-                types::SCHEMA_CONFORMANT,
-                "NoSchemaReported",
-                "no producing step has reported a schema yet",
-            )
-        } else {
-            let violations = report::contract_violations(contract, &status.observed_schema);
-            if violations.is_empty() {
-                DesiredCondition::new(
-                    types::SCHEMA_CONFORMANT,
-                    true,
-                    "Conformant",
-                    "the reported schema meets the contract",
-                )
-            } else {
-                DesiredCondition::new(types::SCHEMA_CONFORMANT, false, "ContractViolated", violations.join("; "))
-            }
-        }
-    });
 
     // Freshness.
     let objective = objective(input.spec);
@@ -241,19 +278,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
         });
     }
 
-    // Events for contract and report changes.
-    for desired in contract_condition.iter().chain(report_condition.iter()) {
-        let previous = conditions::find(&input.status.conditions, desired.type_);
-        let changed = previous
-            .is_none_or(|p| p.status != if desired.status { "True" } else { "False" } || p.message != desired.message);
-        if !desired.status && !desired.unknown && changed {
-            plan.events.push(PlannedEvent {
-                warning: true,
-                reason: if desired.type_ == REPORT_VALID { "MalformedReport" } else { "ContractViolated" },
-                note: desired.message.clone(),
-            });
-        }
-    }
+    plan.events.extend(checks.events);
 
     let mut desired = vec![ready_condition(&input.problems), fresh_condition];
     desired.extend(contract_condition);
@@ -267,8 +292,152 @@ pub fn decide(input: &Input<'_>) -> Plan {
         .filter(|t| *t > now)
         .min()
         .map(|t| t.duration_since(now).max(SignedDuration::from_millis(1)));
+    if !waiting.is_empty() {
+        plan.requeue_after = Some(plan.requeue_after.map_or(REPORT_WAIT, |d| d.min(REPORT_WAIT)));
+    }
     plan.status = status;
     plan
+}
+
+const CONTRACT_VIOLATED: &str = "ContractViolated";
+
+/// Moves the watermark forward to the best of the applicable runs, and takes the rows of the run
+/// that produced it (also when that run's report is read after the watermark moved).
+fn advance_watermark(status: &mut DatasetStatus, applicable: &[&ProducedRun], now: Timestamp) {
+    let current = status.watermark.as_ref().map(|t| t.0);
+    let best = applicable.iter().max_by_key(|r| (r.watermark(now), r.finished));
+    if let Some(best) = best.filter(|b| current.is_none_or(|c| b.watermark(now) > c)) {
+        status.watermark = Some(time(best.watermark(now)));
+        status.last_updated = Some(time(best.finished));
+        status.produced_by = Some(ProducedBy {
+            pipeline: best.pipeline.clone(),
+            run: best.run_id.clone(),
+            step: Some(best.step.clone()),
+            window: Some(PartitionWindow { start: time(best.window.start), end: time(best.window.end) }),
+        });
+        status.rows_written = None;
+    }
+    let Some(by) = status.produced_by.as_ref() else { return };
+    let producer = applicable.iter().find(|r| r.pipeline == by.pipeline && r.run_id == by.run);
+    if let Some(rows) = producer.and_then(|r| r.report()).and_then(|r| r.rows_written) {
+        status.rows_written = Some(rows);
+    }
+}
+
+/// The outcome of checking the newly finished runs' reports.
+#[derive(Default)]
+struct Checks {
+    /// `ReportValid` for the newest checked run; `None` when no run was checked (the condition
+    /// stays as it is).
+    report_condition: Option<DesiredCondition>,
+    /// One Warning per problem found, naming the run.
+    events: Vec<PlannedEvent>,
+}
+
+impl Checks {
+    /// Checks one run's report (read, or given up on), records its schema and marks it checked.
+    fn check(
+        &mut self,
+        run: &ProducedRun,
+        contract: Option<&ContractSpec>,
+        status: &mut DatasetStatus,
+        now: Timestamp,
+    ) {
+        let what = run.describe();
+        let condition = match &run.report {
+            None => DesiredCondition::unknown(
+                REPORT_VALID,
+                "ReportUnavailable",
+                format!(
+                    "the pod of {what} was not found within {REPORT_GRACE:#} after it finished; its report is lost and the window end {} is used",
+                    run.window.end
+                ),
+            ),
+            Some(Err(why)) => DesiredCondition::new(REPORT_VALID, false, "MalformedReport", format!("{what}: {why}")),
+            Some(Ok(_)) => match run.refused_watermark(now) {
+                Some(w) => DesiredCondition::new(
+                    REPORT_VALID,
+                    false,
+                    "WatermarkOutOfBounds",
+                    format!(
+                        "{what} reported watermark {w}, beyond {} (its finish plus {MAX_CLOCK_SKEW:#} of clock skew); the window end {} is used",
+                        run.watermark_bound(now),
+                        run.window.end
+                    ),
+                ),
+                None if run.report().is_some() => {
+                    DesiredCondition::new(REPORT_VALID, true, "Reported", format!("the report of {what} is valid"))
+                }
+                None => DesiredCondition::new(REPORT_VALID, true, "NoReport", format!("{what} reported nothing")),
+            },
+        };
+        if !condition.status {
+            self.events.push(PlannedEvent {
+                warning: true,
+                reason: report_reason(&condition),
+                note: condition.message.clone(),
+            });
+        }
+        self.report_condition = Some(condition);
+        if let Some(schema) = run.report().and_then(|r| r.schema.as_ref()) {
+            status.observed_schema = schema.clone();
+            status.schema_reported_by = Some(run.checked());
+            let violations = contract.map(|c| report::contract_violations(c, schema)).unwrap_or_default();
+            if !violations.is_empty() {
+                self.events.push(PlannedEvent {
+                    warning: true,
+                    reason: CONTRACT_VIOLATED,
+                    note: format!("{what} reported a schema that violates the contract: {}", violations.join("; ")),
+                });
+            }
+        }
+        status.last_checked_run = Some(run.checked());
+    }
+}
+
+/// The Event reason of a `ReportValid` that is not True.
+fn report_reason(condition: &DesiredCondition) -> &'static str {
+    match condition.reason.as_str() {
+        "ReportUnavailable" => "ReportUnavailable",
+        "WatermarkOutOfBounds" => "WatermarkOutOfBounds",
+        _ => "MalformedReport",
+    }
+}
+
+/// `SchemaConformant` for the observed schema, naming the run that reported it.
+fn contract_condition(contract: &ContractSpec, status: &DatasetStatus) -> DesiredCondition {
+    if status.observed_schema.is_empty() {
+        return DesiredCondition::unknown(
+            types::SCHEMA_CONFORMANT,
+            "NoSchemaReported",
+            "no producing step has reported a schema yet",
+        );
+    }
+    let by = status.schema_reported_by.as_ref().map(describe_checked).unwrap_or_else(|| "the producing step".into());
+    let violations = report::contract_violations(contract, &status.observed_schema);
+    if violations.is_empty() {
+        DesiredCondition::new(
+            types::SCHEMA_CONFORMANT,
+            true,
+            "Conformant",
+            format!("the schema reported by {by} meets the contract"),
+        )
+    } else {
+        DesiredCondition::new(
+            types::SCHEMA_CONFORMANT,
+            false,
+            CONTRACT_VIOLATED,
+            format!("the schema reported by {by} violates the contract: {}", violations.join("; ")),
+        )
+    }
+}
+
+/// "step S of run R (pipeline P, window [a, b))", for messages.
+fn describe_checked(c: &CheckedRun) -> String {
+    format!(
+        "step {} of run {} (pipeline {}, window [{}, {}))",
+        c.step, c.run, c.pipeline, c.window.start.0, c.window.end.0
+    )
 }
 
 #[cfg(test)]
