@@ -4,6 +4,7 @@
 mod api_validation;
 mod backfills;
 mod datasets;
+mod exactly_once;
 mod operator_process;
 mod pipelines;
 mod ready;

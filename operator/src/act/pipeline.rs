@@ -223,3 +223,7 @@ pub fn holder(job: &Job) -> String {
         .map(|o| format!("{}/{}", o.kind, o.name))
         .unwrap_or_else(|| "no controller".to_string())
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

@@ -1194,3 +1194,229 @@ fn a_blocking_upstream_holds_the_trigger_until_its_contract_is_met() {
     assert_eq!(released.started.len(), 1);
     assert!(released.events.iter().any(|e| e.reason == "InputsReleased"));
 }
+
+// Exactly once (issue 10).
+
+/// A Job of `window`'s scheduled run that a Backfill controls.
+fn backfill_job(window: Window, step: &str) -> ForeignJob {
+    ForeignJob {
+        name: job_name("p", step, &window.run_id(), 0),
+        run_id: window.run_id(),
+        step: step.into(),
+        attempt: 0,
+        holder: "Backfill/oct".into(),
+        backfill: true,
+    }
+}
+
+/// Defect 1: a decision on a status that does not show the run (a stale cache after the
+/// history pruned its Jobs, or a run that dropped out of the records) must not record it again.
+#[test]
+fn jobs_of_a_run_that_is_neither_active_nor_recorded_are_pruned_never_recorded_as_a_new_finish() {
+    let spec = hourly();
+    let w = hour("2026-11-24T10:00:00Z");
+    let status = scheduled_until("2026-11-24T11:00:00Z");
+    let mut observed = input(&spec, &status, "2026-11-24T11:30:00Z");
+    observed.jobs = all_succeeded(w, "2026-11-24T11:20:00Z");
+    let plan = decide(&observed);
+    assert!(plan.finished.is_empty(), "recorded again: {:?}", plan.finished);
+    assert!(plan.status.recent_runs.is_empty());
+    assert!(!event_reasons(&plan).contains(&"RunSucceeded"));
+    assert_eq!(sorted(plan.delete.clone()), names(&observed.jobs));
+}
+
+/// Defect 1: with `history.successful: 0` a run is recorded and its Jobs deleted in one
+/// decision; deciding again on that status (Jobs still cached, or already gone) neither records
+/// it again nor relaunches it.
+#[test]
+fn a_history_zero_run_is_recorded_once_and_never_relaunched() {
+    let spec = spec_with(json!({"history": {"successful": 0}}));
+    let status = after_first_tick(&spec);
+    let w = hour("2026-11-24T10:00:00Z");
+    let mut done = input(&spec, &status, "2026-11-24T11:20:01Z");
+    done.jobs = all_succeeded(w, "2026-11-24T11:20:00Z");
+    let plan = decide(&done);
+    assert_eq!(plan.finished.len(), 1);
+    assert_eq!(sorted(plan.delete.clone()), names(&done.jobs));
+    for jobs in [done.jobs.clone(), vec![]] {
+        let mut again = input(&spec, &plan.status, "2026-11-24T11:20:02Z");
+        again.jobs = jobs;
+        let next = decide(&again);
+        assert!(next.finished.is_empty() && next.create.is_empty() && next.started.is_empty(), "{next:?}");
+    }
+}
+
+/// Defect 3: history above 20 runs is honoured, and skipped windows never push finished runs
+/// out of `recentRuns`.
+#[test]
+fn history_beyond_twenty_runs_keeps_every_record_and_its_jobs() {
+    let spec = spec_with(json!({"history": {"successful": 30}}));
+    let windows: Vec<Window> =
+        (0..25).map(|h| hour(&(ts("2026-11-23T00:00:00Z") + SignedDuration::from_hours(h)).to_string())).collect();
+    let mut recent: Vec<RunRecord> =
+        windows.iter().map(|w| succeeded_record(*w, &(w.end + SignedDuration::from_mins(5)).to_string())).collect();
+    recent.reverse();
+    let status = PipelineStatus { last_schedule_time: at("2026-11-24T01:00:00Z"), recent_runs: recent, ..Default::default() };
+    let mut observed = input(&spec, &status, "2026-11-24T01:30:00Z");
+    observed.jobs =
+        windows.iter().flat_map(|w| all_succeeded(*w, &(w.end + SignedDuration::from_mins(5)).to_string())).collect();
+    let plan = decide(&observed);
+    assert!(plan.delete.is_empty(), "history.successful 30 prunes {} Jobs", plan.delete.len());
+    assert_eq!(plan.status.recent_runs.len(), 25);
+    assert!(plan.finished.is_empty());
+}
+
+#[test]
+fn skipped_windows_are_kept_apart_and_never_push_finished_runs_out() {
+    let spec = spec_with(json!({"catchUp": {"policy": "All", "maxRuns": 30}}));
+    let finished: Vec<RunRecord> = (0..20)
+        .map(|h| {
+            let w = hour(&(ts("2026-11-20T00:00:00Z") + SignedDuration::from_hours(h)).to_string());
+            succeeded_record(w, &w.end.to_string())
+        })
+        .rev()
+        .collect();
+    let status =
+        PipelineStatus { last_schedule_time: at("2026-11-23T11:00:00Z"), recent_runs: finished.clone(), ..Default::default() };
+    // 24 ticks due with one slot: one starts, 23 are skipped by Forbid.
+    let plan = decide(&input(&spec, &status, "2026-11-24T11:00:30Z"));
+    assert_eq!(plan.started.len(), 1);
+    assert_eq!(plan.status.recent_runs, finished, "finished runs stay recorded");
+    assert_eq!(plan.status.skipped_runs.len(), MAX_SKIPPED_RUNS);
+    assert!(plan.status.skipped_runs.iter().all(|r| r.phase == RunPhase::Skipped));
+}
+
+/// Defect 2: a queued window whose first Job a Backfill holds is the Backfill's: it is not
+/// started here and does not hold a slot.
+#[test]
+fn a_queued_window_run_by_a_backfill_is_handed_over_and_frees_its_slot() {
+    let spec = spec_with(json!({"concurrency": {"policy": "Queue"}}));
+    let taken = hour("2026-11-24T09:00:00Z");
+    let next = hour("2026-11-24T08:00:00Z");
+    let status = PipelineStatus {
+        last_schedule_time: at("2026-11-24T11:00:00Z"),
+        queued_windows: vec![record_window(&taken), record_window(&next)],
+        ..Default::default()
+    };
+    let mut observed = input(&spec, &status, "2026-11-24T11:30:00Z");
+    observed.foreign = vec![backfill_job(taken, "extract")];
+    let plan = decide(&observed);
+    assert_eq!(started_ids(&plan), [next.run_id().as_str()], "the slot goes to the next queued window");
+    assert!(plan.create.iter().all(|c| c.run_id != taken.run_id()));
+    assert!(plan.status.queued_windows.is_empty());
+    let record = plan.status.skipped_runs.iter().find(|r| r.id == taken.run_id()).expect("recorded");
+    assert_eq!(record.reason.as_deref(), Some("RunByBackfill"));
+    assert!(event(&plan, "RunByBackfill").note.contains("Backfill/oct"));
+}
+
+/// Defect 2: an active run whose first Job create met a Backfill's Job (the cache shows it only
+/// now) is handed over instead of holding a slot forever.
+#[test]
+fn an_active_run_whose_first_job_a_backfill_holds_is_handed_over() {
+    let spec = hourly();
+    let w = hour("2026-11-24T10:00:00Z");
+    let status = PipelineStatus {
+        last_schedule_time: at("2026-11-24T11:00:00Z"),
+        active_runs: vec![active_record(w)],
+        ..Default::default()
+    };
+    let mut observed = input(&spec, &status, "2026-11-24T11:00:05Z");
+    observed.foreign = vec![backfill_job(w, "extract"), backfill_job(w, "audit")];
+    let plan = decide(&observed);
+    assert!(plan.create.is_empty(), "{:?}", plan.create);
+    assert!(plan.status.active_runs.is_empty());
+    assert_eq!(plan.status.skipped_runs[0].reason.as_deref(), Some("RunByBackfill"));
+}
+
+/// Defect 2: a Job name held by something that is not a Backfill of this pipeline fails the run
+/// with the reason, rather than counting as launched.
+#[test]
+fn a_name_held_by_a_stranger_fails_the_run_with_name_conflict() {
+    let spec = hourly();
+    let w = hour("2026-11-24T10:00:00Z");
+    let status = PipelineStatus {
+        last_schedule_time: at("2026-11-24T11:00:00Z"),
+        active_runs: vec![active_record(w)],
+        ..Default::default()
+    };
+    let mut observed = input(&spec, &status, "2026-11-24T11:05:00Z");
+    observed.jobs = vec![job(w, "extract", 0, succeeded("2026-11-24T11:04:00Z")), job(w, "audit", 0, JobState::Active)];
+    observed.foreign =
+        vec![ForeignJob { holder: "no controller".into(), backfill: false, ..backfill_job(w, "load") }];
+    let plan = decide(&observed);
+    assert!(plan.create.is_empty());
+    let record = &plan.status.recent_runs[0];
+    assert_eq!((record.phase, record.failed_step.as_deref()), (RunPhase::Failed, Some("load")));
+    assert!(record.reason.as_deref().unwrap().starts_with("NameConflict"), "{record:?}");
+    assert!(event(&plan, "NameConflict").warning);
+    assert_eq!(condition(&plan.status, types::DEGRADED).status, "True");
+}
+
+/// Defect 6: in `All` mode, a window complete for every input runs as soon as it is, even when
+/// one input was ahead at the last trigger.
+#[test]
+fn all_mode_runs_once_every_input_is_past_the_last_window_even_if_one_was_ahead() {
+    let spec = triggered("All");
+    let status = PipelineStatus::default();
+    let mut i = input(&spec, &status, "2026-11-24T12:00:10Z");
+    i.upstream = vec![
+        upstream("orders", "2026-11-24T12:00:00Z", hour("2026-11-24T11:00:00Z")),
+        upstream("customers", "2026-11-24T11:00:00Z", hour("2026-11-24T10:00:00Z")),
+    ];
+    let first = decide(&i);
+    assert_eq!(first.status.trigger_watermark, at("2026-11-24T11:00:00Z"));
+    // customers catches up to 12:00; orders (ahead) did not move: [11:00, 12:00) is complete.
+    let mut next = input(&spec, &first.status, "2026-11-24T12:05:00Z");
+    next.upstream = vec![
+        upstream("orders", "2026-11-24T12:00:00Z", hour("2026-11-24T11:00:00Z")),
+        upstream("customers", "2026-11-24T12:00:00Z", hour("2026-11-24T11:00:00Z")),
+    ];
+    let plan = decide(&next);
+    assert_eq!(started_ids(&plan), [hour("2026-11-24T11:00:00Z").run_id().as_str()]);
+}
+
+/// Defect 6: a trigger window that `Forbid` cannot start stays due (not consumed, no hole) and
+/// runs, widened, once the slot is free.
+#[test]
+fn a_trigger_window_that_forbid_cannot_start_stays_due() {
+    let mut spec = triggered("Any");
+    spec.concurrency = Some(crate::api::ConcurrencySpec { max_concurrent_runs: Some(1), ..Default::default() });
+    let busy = hour("2026-11-24T09:00:00Z");
+    let status = PipelineStatus {
+        active_runs: vec![active_record(busy)],
+        trigger_watermark: at("2026-11-24T10:00:00Z"),
+        ..Default::default()
+    };
+    let mut i = input(&spec, &status, "2026-11-24T11:00:10Z");
+    i.jobs = vec![job(busy, "extract", 0, JobState::Active), job(busy, "audit", 0, JobState::Active)];
+    i.upstream = vec![upstream("orders", "2026-11-24T11:00:00Z", hour("2026-11-24T10:00:00Z"))];
+    let plan = decide(&i);
+    assert!(plan.started.is_empty());
+    assert_eq!(plan.status.trigger_watermark, at("2026-11-24T10:00:00Z"), "not consumed while it cannot start");
+    assert!(plan.status.skipped_runs.is_empty());
+    // The active run finished and orders advanced again: one run covers the whole gap.
+    let mut freed = input(&spec, &plan.status, "2026-11-24T12:00:10Z");
+    freed.jobs = all_succeeded(busy, "2026-11-24T11:30:00Z");
+    freed.upstream = vec![upstream("orders", "2026-11-24T12:00:00Z", hour("2026-11-24T11:00:00Z"))];
+    let plan = decide(&freed);
+    let gap = Window { start: ts("2026-11-24T10:00:00Z"), end: ts("2026-11-24T12:00:00Z") };
+    assert_eq!(started_ids(&plan), [gap.run_id().as_str()]);
+}
+
+/// Defect 13: under policy `Block`, a scheduled pipeline that reads the violating Dataset holds:
+/// its due window is recorded Skipped with the reason, and it says why in status.
+#[test]
+fn a_scheduled_pipeline_reading_a_blocked_dataset_holds_and_records_the_window() {
+    let mut spec = hourly();
+    spec.steps[0].inputs = vec!["orders".into()];
+    let status = PipelineStatus::default();
+    let mut i = input(&spec, &status, FIRST_TICK);
+    i.blocked_inputs = vec!["dataset orders violates its contract (policy Block): column \"id\" is missing".into()];
+    let plan = decide(&i);
+    assert!(plan.started.is_empty() && plan.create.is_empty());
+    assert_eq!(plan.status.skipped_runs[0].reason.as_deref(), Some("InputContractViolated"));
+    let held = condition(&plan.status, HELD);
+    assert_eq!((held.status.as_str(), held.reason.as_str()), ("True", "UpstreamContractViolated"));
+    assert!(held.message.contains("orders"));
+    assert!(event_reasons(&plan).contains(&"InputsHeld"));
+}

@@ -1,0 +1,81 @@
+//! Exactly once on a real API server: many Pipelines that keep no history on a seconds schedule,
+//! so every finished run's Jobs are deleted right after it is recorded. Before the status was
+//! written with a `resourceVersion` precondition, a reconcile that saw the delete events before
+//! its own status write relaunched the run (29 of about 620 windows twice in 60 s, issue 10).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_e2e::namespace::with_namespace;
+use sluice_e2e::{usage, wait, yaml};
+
+const PIPELINES: usize = 20;
+const RUN_FOR: Duration = Duration::from_secs(60);
+
+fn pipeline(name: &str) -> serde_json::Value {
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
+        "spec": {"schedule": "*/2 * * * * *", "history": {"successful": 0, "failed": 0},
+                 "concurrency": {"maxConcurrentRuns": 2},
+                 "steps": [{"name": "extract", "kind": "Extract",
+                            "template": {"metadata": {"annotations": {"kwok.sluice.dev/duration": "300ms"}},
+                                         "spec": {"containers": [{"name": "main", "image": "example.com/step:1"}]}}}]}})
+}
+
+/// The sum over this namespace's pipelines of a counter's samples.
+fn counter(metrics: &str, name: &str, namespace: &str) -> f64 {
+    let ns = format!("namespace=\"{namespace}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&ns))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn history_zero_pipelines_on_a_seconds_schedule_never_create_a_job_name_twice() {
+    let client = sluice_e2e::setup().await;
+    with_namespace(&client, "once", |ns| async move {
+        let client = ns.client.clone();
+        let n = ns.name.as_str();
+        let seen = usage::watch(&client, n);
+        for i in 0..PIPELINES {
+            yaml::apply(&client, n, &pipeline(&format!("p{i:02}"))).await.expect("pipeline");
+        }
+        tokio::time::sleep(RUN_FOR).await;
+        // Suspend them all, then give in-flight reconciles and watches a moment to settle.
+        for i in 0..PIPELINES {
+            let patch = json!({"spec": {"suspend": true}});
+            yaml::sluice_api(&client, n, "Pipeline")
+                .patch(&format!("p{i:02}"), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+                .await
+                .expect("suspend");
+        }
+        wait::until(&yaml::sluice_api(&client, n, "Pipeline"), "p00", Duration::from_secs(30), "suspended", |o| {
+            let v = serde_json::to_value(o).expect("json");
+            wait::condition(&v, "Suspended").is_some_and(|c| c.0 == "True")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let seen = seen.lock().unwrap().jobs().cloned().collect::<Vec<_>>();
+        let mut creations: BTreeMap<&str, usize> = BTreeMap::new();
+        for job in &seen {
+            *creations.entry(job.name.as_str()).or_default() += 1;
+        }
+        let twice: Vec<(&&str, &usize)> = creations.iter().filter(|(_, c)| **c > 1).collect();
+        println!("{} Jobs created for {} names; created more than once: {}", seen.len(), creations.len(), twice.len());
+        assert!(creations.len() >= PIPELINES * 10, "too few runs to tell anything: {}", creations.len());
+        assert!(twice.is_empty(), "Job names created more than once: {twice:?}");
+
+        if let Some(addr) = sluice_e2e::operator::shared_http_addr() {
+            let (_, metrics) = sluice_e2e::operator::http_get(addr, "/metrics").await.expect("metrics");
+            let started = counter(&metrics, "sluice_runs_started_total", n);
+            let finished = counter(&metrics, "sluice_runs_finished_total", n);
+            println!("runs started {started}, finished {finished}");
+            assert!(finished <= started, "runs finished {finished} > started {started}: a run recorded twice");
+            assert!(started >= creations.len() as f64, "every Job name is one run's step: {started} started");
+        }
+    })
+    .await;
+}
