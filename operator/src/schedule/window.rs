@@ -63,23 +63,20 @@ impl Schedule {
         self.latest_at_or_before(t.checked_sub(SignedDuration::from_secs(1)).ok()?).filter(|p| *p < t)
     }
 
-    /// The ticks in `(after, until]`, newest first, at most `limit` of them, walking back from
-    /// `until`: a long outage costs `limit` steps, never one step per missed tick. The flag says
-    /// whether more ticks were due than returned.
-    pub fn due_ticks(&self, after: Timestamp, until: Timestamp, limit: usize) -> (Vec<Timestamp>, bool) {
+    /// The ticks in `(after, until]`: the newest `limit` of them, newest first, walked back from
+    /// `until`, and the exact number of older ones, counted without walking them (see
+    /// [`Schedule::count_ticks`]), so a long outage costs `limit` steps plus one per day.
+    pub fn due_ticks(&self, after: Timestamp, until: Timestamp, limit: usize) -> (Vec<Timestamp>, u64) {
         let mut ticks = Vec::new();
         let mut cursor = self.latest_at_or_before(until);
-        while let Some(tick) = cursor {
-            if tick <= after {
-                return (ticks, false);
-            }
+        while let Some(tick) = cursor.filter(|t| *t > after) {
             if ticks.len() == limit {
-                return (ticks, true);
+                return (ticks, self.count_ticks(after, tick));
             }
             ticks.push(tick);
             cursor = self.previous_before(tick);
         }
-        (ticks, false)
+        (ticks, 0)
     }
 
     /// Every window whose tick falls in `[from, to)`, oldest first, at most `limit`.
@@ -136,14 +133,14 @@ mod tests {
     fn due_ticks_are_bounded_after_a_long_outage() {
         let s = Schedule::parse("* * * * *", None).unwrap();
         // A week of minutely ticks missed: 10080 due, only the newest 5 are walked.
-        let (ticks, more) = s.due_ticks(ts("2026-11-17T00:00:00Z"), ts("2026-11-24T00:00:30Z"), 5);
+        let (ticks, older) = s.due_ticks(ts("2026-11-17T00:00:00Z"), ts("2026-11-24T00:00:30Z"), 5);
         assert_eq!(ticks.len(), 5);
-        assert!(more);
+        assert_eq!(older, 10080 - 5);
         assert_eq!(ticks[0], ts("2026-11-24T00:00:00Z"));
         assert_eq!(ticks[4], ts("2026-11-23T23:56:00Z"));
-        let (ticks, more) = s.due_ticks(ts("2026-11-23T23:58:00Z"), ts("2026-11-24T00:00:30Z"), 5);
+        let (ticks, older) = s.due_ticks(ts("2026-11-23T23:58:00Z"), ts("2026-11-24T00:00:30Z"), 5);
         assert_eq!(ticks, [ts("2026-11-24T00:00:00Z"), ts("2026-11-23T23:59:00Z")]);
-        assert!(!more);
+        assert_eq!(older, 0);
     }
 
     /// America/New_York falls back on 2026-11-01: 01:00-02:00 local happens twice. A daily run at
@@ -181,6 +178,55 @@ mod tests {
         assert_eq!(ticks.len(), 2, "{ticks:?}");
         assert_eq!(ticks[0], ts("2026-03-09T06:30:00Z"));
         assert_eq!(ticks[1], ts("2026-03-08T07:00:00Z"));
+    }
+
+    /// Every tick in `(after, until]`, one by one: the reference the counts are checked against.
+    fn brute_force(s: &Schedule, after: Timestamp, until: Timestamp) -> u64 {
+        let mut n = 0;
+        let mut cursor = s.latest_at_or_before(until);
+        while let Some(tick) = cursor.filter(|t| *t > after) {
+            n += 1;
+            cursor = s.previous_before(tick);
+        }
+        n
+    }
+
+    /// All ticks due in `(after, until]` as `due_ticks` reports them: returned plus counted.
+    fn total_due(s: &Schedule, after: Timestamp, until: Timestamp, limit: usize) -> u64 {
+        let (ticks, older) = s.due_ticks(after, until, limit);
+        ticks.len() as u64 + older
+    }
+
+    #[test]
+    fn week_outage_every_five_minutes_is_counted_exactly() {
+        let s = Schedule::parse("*/5 * * * *", None).unwrap();
+        let (after, until) = (ts("2026-11-17T00:00:00Z"), ts("2026-11-24T00:00:30Z"));
+        assert_eq!(brute_force(&s, after, until), 7 * 24 * 12);
+        assert_eq!(total_due(&s, after, until, 10), 7 * 24 * 12);
+    }
+
+    /// Weekdays at 09:00 in Berlin over three weeks that contain the spring-forward Sunday
+    /// (2026-03-29) and over the fall-back one (2026-10-25).
+    #[test]
+    fn weekday_outage_across_dst_is_counted_exactly() {
+        let s = Schedule::parse("0 9 * * 1-5", Some("Europe/Berlin")).unwrap();
+        for (after, until) in [
+            (ts("2026-03-20T08:30:00Z"), ts("2026-04-10T07:00:00Z")),
+            (ts("2026-10-16T07:00:01Z"), ts("2026-11-06T08:00:00Z")),
+        ] {
+            let expected = brute_force(&s, after, until);
+            assert_eq!(expected, 15, "{after}..{until}");
+            assert_eq!(total_due(&s, after, until, 3), expected, "{after}..{until}");
+        }
+    }
+
+    #[test]
+    fn seconds_schedule_over_a_day_is_counted_exactly() {
+        let s = Schedule::parse("*/2 * * * * *", None).unwrap();
+        let (after, until) = (ts("2026-11-23T00:00:01Z"), ts("2026-11-24T00:00:01.5Z"));
+        let expected = brute_force(&s, after, until);
+        assert_eq!(expected, 43200);
+        assert_eq!(total_due(&s, after, until, 10), expected);
     }
 
     #[test]
