@@ -272,9 +272,7 @@ mod tests {
     }
 
     fn sized(size: &str, offset: &str) -> WindowRule {
-        let parse = |d: &str| {
-            SignedDuration::from_secs(d.parse::<jiff::Span>().unwrap().total(jiff::Unit::Second).unwrap() as i64)
-        };
+        let parse = |d: &str| crate::duration::parse(d).unwrap();
         WindowRule { size: Some(parse(size)), offset: parse(offset) }
     }
 
