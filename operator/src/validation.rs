@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{BackfillSpec, DatasetSpec, PipelineSpec};
+use jiff::SignedDuration;
+
+use crate::api::{BackfillSpec, CatchUpPolicy, ConcurrencyPolicy, DatasetSpec, PipelineSpec};
 use crate::duration;
 use crate::schedule::{self, Schedule};
 
@@ -64,6 +66,62 @@ pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
         problems.push(format!("{field}: Dataset {name:?} does not exist in this namespace"));
     }
     problems
+}
+
+/// Settings of a valid Pipeline spec that work against each other, for the `Ready` message: with
+/// `catchUp.policy: All`, fewer than `maxRuns` windows can be caught up when
+/// `startingDeadlineSeconds` drops the older ones, or when the concurrency settings leave no room
+/// for them (the rest are skipped). Measured on the schedule's ticks from 2026-01-01 UTC, so
+/// approximate for schedules whose spacing varies. Empty when nothing is at odds.
+pub fn pipeline_warnings(spec: &PipelineSpec) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(catch_up) = spec.catch_up.as_ref().filter(|c| c.policy == CatchUpPolicy::All) else {
+        return warnings;
+    };
+    let max_runs = catch_up.max_runs.unwrap_or(10).max(1) as u64;
+    let schedule = spec.schedule.as_deref().and_then(|e| Schedule::parse(e, spec.time_zone.as_deref()).ok());
+    if let (Some(schedule), Some(deadline)) = (schedule, spec.starting_deadline_seconds)
+        && let Some((on_time, needed)) = catch_up_reach(&schedule, deadline, max_runs)
+        && on_time < max_runs
+    {
+        warnings.push(format!(
+            "spec.catchUp.maxRuns: at most {on_time} of {max_runs} missed windows can be caught up, because \
+             spec.startingDeadlineSeconds ({deadline}) records older ones as missed; set \
+             startingDeadlineSeconds to at least {needed} or lower maxRuns"
+        ));
+    }
+    let concurrency = spec.concurrency.clone().unwrap_or_default();
+    let active = concurrency.max_concurrent_runs.unwrap_or(1).max(1) as u64;
+    let room = active
+        + match concurrency.policy {
+            ConcurrencyPolicy::Queue => concurrency.max_queued.unwrap_or(10).max(1) as u64,
+            ConcurrencyPolicy::Forbid | ConcurrencyPolicy::Replace => 0,
+        };
+    if room < max_runs {
+        warnings.push(format!(
+            "spec.catchUp.maxRuns: at most {room} of {max_runs} missed windows can start or wait at once \
+             (spec.concurrency: maxConcurrentRuns {active}, policy {:?}{}); the rest are skipped",
+            concurrency.policy,
+            match concurrency.policy {
+                ConcurrencyPolicy::Queue => format!(", maxQueued {}", room - active),
+                _ => String::new(),
+            }
+        ));
+    }
+    warnings
+}
+
+/// How many ticks a catch-up can still start within `deadline` seconds of the newest one, and
+/// the deadline that `max_runs` consecutive ticks need.
+fn catch_up_reach(schedule: &Schedule, deadline: i64, max_runs: u64) -> Option<(u64, i64)> {
+    let first = schedule.next_after("2026-01-01T00:00:00Z".parse().ok()?)?;
+    let within = first.checked_add(SignedDuration::from_secs(deadline)).ok()?;
+    let on_time = 1 + schedule.count_ticks(first, within);
+    let mut last = first;
+    for _ in 1..max_runs {
+        last = schedule.next_after(last)?;
+    }
+    Some((on_time, last.duration_since(first).as_secs()))
 }
 
 /// Step names unique, dependencies known, and no dependency cycle (of any length).
@@ -194,7 +252,9 @@ pub fn backfill(spec: &BackfillSpec, pipeline: Option<&PipelineSpec>, lookup: &d
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{PartitionSpec, StepKind, StepSpec};
+    use serde::Deserialize;
+
+    use crate::api::{CatchUpSpec, ConcurrencySpec, PartitionSpec, StepKind, StepSpec};
 
     struct World {
         datasets: Vec<&'static str>,
@@ -266,6 +326,57 @@ mod tests {
         assert!(problems[0].starts_with("spec.timeZone"));
         assert!(problems[1].starts_with("spec.schedule"));
         assert!(problems[2].starts_with("spec.partition.size"));
+    }
+
+    /// The orders-ingest example as it was: `catchUp: All, maxRuns: 24` with a 900 s starting
+    /// deadline on an hourly schedule (one window on time) and room for 2 + 12 runs.
+    #[test]
+    fn catch_up_that_cannot_reach_max_runs_is_warned() {
+        let mut spec = pipeline_spec(vec![step("a", &[])]);
+        spec.schedule = Some("5 * * * *".into());
+        spec.time_zone = Some("Europe/Berlin".into());
+        spec.starting_deadline_seconds = Some(900);
+        spec.catch_up = Some(CatchUpSpec { policy: CatchUpPolicy::All, max_runs: Some(24) });
+        spec.concurrency = Some(ConcurrencySpec {
+            max_concurrent_runs: Some(2),
+            policy: ConcurrencyPolicy::Queue,
+            max_queued: Some(12),
+        });
+        let warnings = pipeline_warnings(&spec);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("spec.catchUp.maxRuns: at most 1 of 24"), "{}", warnings[0]);
+        assert!(warnings[0].contains("at least 82800"), "{}", warnings[0]);
+        assert!(warnings[1].contains("at most 14 of 24"), "{}", warnings[1]);
+        spec.starting_deadline_seconds = Some(86_400);
+        spec.concurrency.as_mut().unwrap().max_queued = Some(22);
+        assert_eq!(pipeline_warnings(&spec), Vec::<String>::new());
+        spec.catch_up = Some(CatchUpSpec { policy: CatchUpPolicy::Latest, max_runs: Some(24) });
+        spec.starting_deadline_seconds = Some(60);
+        assert_eq!(pipeline_warnings(&spec), Vec::<String>::new());
+    }
+
+    /// Every Pipeline in `manifests/examples` is valid and its settings fit together.
+    #[test]
+    fn example_pipelines_have_no_problems_or_warnings() {
+        let files = [
+            include_str!("../../manifests/examples/pipeline-orders-ingest.yaml"),
+            include_str!("../../manifests/examples/pipeline-clickstream.yaml"),
+        ];
+        let mut world = world();
+        world.datasets.extend(["daily-revenue", "clicks", "sessions", "engagement"]);
+        let mut seen = 0;
+        for doc in files.iter().flat_map(|f| serde_yaml::Deserializer::from_str(f)) {
+            let value = serde_yaml::Value::deserialize(doc).unwrap();
+            if value["kind"] != "Pipeline" {
+                continue;
+            }
+            seen += 1;
+            let name = value["metadata"]["name"].as_str().unwrap().to_string();
+            let spec: PipelineSpec = serde_yaml::from_value(value["spec"].clone()).unwrap();
+            assert_eq!(pipeline(&spec, &world), Vec::<String>::new(), "{name}");
+            assert_eq!(pipeline_warnings(&spec), Vec::<String>::new(), "{name}");
+        }
+        assert_eq!(seen, 3);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct PipelineSpec {
 pub struct PartitionSpec {
     /// Length of the window as a duration ("1h", "24h", "15m"). The window of the run due at tick
     /// T is [T - offset - size, T - offset). Defaults to the time between the previous tick and T.
+    /// A size equal to the schedule's wall-clock period (24h on a daily schedule) follows the wall
+    /// clock across daylight-saving changes (23- and 25-hour windows), so windows stay contiguous.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$"))]
     #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("spec.partition.size must be a positive duration such as 1h or 15m"))]

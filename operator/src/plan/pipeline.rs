@@ -218,7 +218,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let mut status = input.status.clone();
     status.observed_generation = input.generation;
 
-    let ready = ready_condition(&input.problems);
+    let mut ready = ready_condition(&input.problems);
+    let warnings = crate::validation::pipeline_warnings(spec);
+    if input.problems.is_empty() && !warnings.is_empty() {
+        ready.message = format!("spec is valid; warning: {}", warnings.join("; "));
+    }
     let schedule = spec
         .schedule
         .as_deref()
@@ -435,8 +439,8 @@ fn due_ticks(
             CatchUpPolicy::Latest | CatchUpPolicy::None => 1,
         };
         let after = input.status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(input.created);
-        let (mut ticks, more) = schedule.due_ticks(after, now, limit);
-        let mut missed = if more { 1 } else { 0 };
+        let (mut ticks, older) = schedule.due_ticks(after, now, limit);
+        let mut missed = older;
         if let Some(newest) = ticks.first() {
             status.last_schedule_time = Some(time(*newest));
         }
@@ -448,15 +452,14 @@ fn due_ticks(
         };
         let before = ticks.len();
         ticks.retain(on_time);
-        missed += before - ticks.len();
+        missed += (before - ticks.len()) as u64;
         if missed > 0 {
             status.missed_windows += missed as i64;
             plan.events.push(event(
                 true,
                 "WindowsMissed",
                 format!(
-                    "{}{missed} due window(s) not run (catch-up policy {:?}{})",
-                    if more { "at least " } else { "" },
+                    "{missed} due window(s) not run (catch-up policy {:?}{})",
                     catch_up.policy,
                     deadline.map(|d| format!(", starting deadline {}s", d.as_secs())).unwrap_or_default()
                 ),

@@ -1420,3 +1420,13 @@ fn a_scheduled_pipeline_reading_a_blocked_dataset_holds_and_records_the_window()
     assert!(held.message.contains("orders"));
     assert!(event_reasons(&plan).contains(&"InputsHeld"));
 }
+
+/// Catch-up settings at odds with each other are named in the Ready message (still Ready).
+#[test]
+fn catch_up_that_cannot_reach_max_runs_is_warned_in_ready() {
+    let spec = spec_with(json!({"catchUp": {"policy": "All", "maxRuns": 24}, "startingDeadlineSeconds": 900}));
+    let plan = decide(&input(&spec, &PipelineStatus::default(), FIRST_TICK));
+    let ready = condition(&plan.status, types::READY);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Reconciled"));
+    assert!(ready.message.contains("spec.catchUp.maxRuns"), "{}", ready.message);
+}

@@ -1,10 +1,13 @@
 //! Partition windows and run identities. Pure: times are passed in.
 //!
 //! The run due at tick `T` covers `[T - offset - size, T - offset)`, where `size` defaults to the
-//! time since the previous tick. A run id is derived from the window alone, so the same window
+//! time since the previous tick. A `size` equal to the schedule's wall-clock period (24h for a
+//! daily schedule) follows the ticks across UTC-offset changes instead, so windows stay contiguous
+//! on 23- and 25-hour days. A run id is derived from the window alone, so the same window
 //! always has the same id, across restarts and replicas.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp, Zoned};
 
 use super::Schedule;
 
@@ -52,10 +55,39 @@ impl Schedule {
     pub fn window_at(&self, tick: Timestamp, rule: WindowRule) -> Option<Window> {
         let end = tick.checked_sub(rule.offset).ok()?;
         let start = match rule.size {
-            Some(size) => end.checked_sub(size).ok()?,
+            Some(size) => match self.previous_if_period(tick, size) {
+                Some(previous) => previous.checked_sub(rule.offset).ok()?,
+                None => end.checked_sub(size).ok()?,
+            },
             None => self.previous_before(tick)?.checked_sub(rule.offset).ok()?,
         };
         Some(Window { start, end })
+    }
+
+    /// The previous tick when `size` is the schedule's period at `tick` on the wall clock but not
+    /// in real time: across a UTC-offset change (a 23- or 25-hour day for a daily schedule with
+    /// `size: 24h`), where `tick - size` would overlap the previous window or leave a gap. A
+    /// window that starts at the previous tick keeps the windows contiguous; everywhere else the
+    /// two are the same instant, and a size that is not the period stays an exact duration.
+    fn previous_if_period(&self, tick: Timestamp, size: SignedDuration) -> Option<Timestamp> {
+        if self.tz.to_fixed_offset().is_ok() {
+            return None;
+        }
+        let previous = self.previous_before(tick)?;
+        if tick.duration_since(previous) == size {
+            return None;
+        }
+        (self.wall_clock_period(tick)? == size).then_some(previous)
+    }
+
+    /// The time from the scheduled wall-clock time of `tick` back to the one before it, as the
+    /// cron pattern reads the wall clock (without daylight saving). The scheduled time of a tick
+    /// carried past a spring-forward gap is the skipped time, not the instant it ran.
+    fn wall_clock_period(&self, tick: Timestamp) -> Option<SignedDuration> {
+        let wall = Zoned::new(tick, self.tz.clone()).datetime().to_zoned(TimeZone::UTC).ok()?;
+        let scheduled = self.cron.find_previous_occurrence(&wall, true).ok()?;
+        let before = self.cron.find_previous_occurrence(&scheduled, false).ok()?;
+        Some(scheduled.timestamp().duration_since(before.timestamp()))
     }
 
     /// The last tick strictly before `t`.
@@ -63,23 +95,20 @@ impl Schedule {
         self.latest_at_or_before(t.checked_sub(SignedDuration::from_secs(1)).ok()?).filter(|p| *p < t)
     }
 
-    /// The ticks in `(after, until]`, newest first, at most `limit` of them, walking back from
-    /// `until`: a long outage costs `limit` steps, never one step per missed tick. The flag says
-    /// whether more ticks were due than returned.
-    pub fn due_ticks(&self, after: Timestamp, until: Timestamp, limit: usize) -> (Vec<Timestamp>, bool) {
+    /// The ticks in `(after, until]`: the newest `limit` of them, newest first, walked back from
+    /// `until`, and the exact number of older ones, counted without walking them (see
+    /// [`Schedule::count_ticks`]), so a long outage costs `limit` steps plus one per day.
+    pub fn due_ticks(&self, after: Timestamp, until: Timestamp, limit: usize) -> (Vec<Timestamp>, u64) {
         let mut ticks = Vec::new();
         let mut cursor = self.latest_at_or_before(until);
-        while let Some(tick) = cursor {
-            if tick <= after {
-                return (ticks, false);
-            }
+        while let Some(tick) = cursor.filter(|t| *t > after) {
             if ticks.len() == limit {
-                return (ticks, true);
+                return (ticks, self.count_ticks(after, tick));
             }
             ticks.push(tick);
             cursor = self.previous_before(tick);
         }
-        (ticks, false)
+        (ticks, 0)
     }
 
     /// Every window whose tick falls in `[from, to)`, oldest first, at most `limit`.
@@ -136,14 +165,14 @@ mod tests {
     fn due_ticks_are_bounded_after_a_long_outage() {
         let s = Schedule::parse("* * * * *", None).unwrap();
         // A week of minutely ticks missed: 10080 due, only the newest 5 are walked.
-        let (ticks, more) = s.due_ticks(ts("2026-11-17T00:00:00Z"), ts("2026-11-24T00:00:30Z"), 5);
+        let (ticks, older) = s.due_ticks(ts("2026-11-17T00:00:00Z"), ts("2026-11-24T00:00:30Z"), 5);
         assert_eq!(ticks.len(), 5);
-        assert!(more);
+        assert_eq!(older, 10080 - 5);
         assert_eq!(ticks[0], ts("2026-11-24T00:00:00Z"));
         assert_eq!(ticks[4], ts("2026-11-23T23:56:00Z"));
-        let (ticks, more) = s.due_ticks(ts("2026-11-23T23:58:00Z"), ts("2026-11-24T00:00:30Z"), 5);
+        let (ticks, older) = s.due_ticks(ts("2026-11-23T23:58:00Z"), ts("2026-11-24T00:00:30Z"), 5);
         assert_eq!(ticks, [ts("2026-11-24T00:00:00Z"), ts("2026-11-23T23:59:00Z")]);
-        assert!(!more);
+        assert_eq!(older, 0);
     }
 
     /// America/New_York falls back on 2026-11-01: 01:00-02:00 local happens twice. A daily run at
@@ -181,6 +210,139 @@ mod tests {
         assert_eq!(ticks.len(), 2, "{ticks:?}");
         assert_eq!(ticks[0], ts("2026-03-09T06:30:00Z"));
         assert_eq!(ticks[1], ts("2026-03-08T07:00:00Z"));
+    }
+
+    /// Every tick in `(after, until]`, one by one: the reference the counts are checked against.
+    fn brute_force(s: &Schedule, after: Timestamp, until: Timestamp) -> u64 {
+        let mut n = 0;
+        let mut cursor = s.latest_at_or_before(until);
+        while let Some(tick) = cursor.filter(|t| *t > after) {
+            n += 1;
+            cursor = s.previous_before(tick);
+        }
+        n
+    }
+
+    /// All ticks due in `(after, until]` as `due_ticks` reports them: returned plus counted.
+    fn total_due(s: &Schedule, after: Timestamp, until: Timestamp, limit: usize) -> u64 {
+        let (ticks, older) = s.due_ticks(after, until, limit);
+        ticks.len() as u64 + older
+    }
+
+    #[test]
+    fn week_outage_every_five_minutes_is_counted_exactly() {
+        let s = Schedule::parse("*/5 * * * *", None).unwrap();
+        let (after, until) = (ts("2026-11-17T00:00:00Z"), ts("2026-11-24T00:00:30Z"));
+        assert_eq!(brute_force(&s, after, until), 7 * 24 * 12);
+        assert_eq!(total_due(&s, after, until, 10), 7 * 24 * 12);
+    }
+
+    /// Weekdays at 09:00 in Berlin over three weeks that contain the spring-forward Sunday
+    /// (2026-03-29) and over the fall-back one (2026-10-25).
+    #[test]
+    fn weekday_outage_across_dst_is_counted_exactly() {
+        let s = Schedule::parse("0 9 * * 1-5", Some("Europe/Berlin")).unwrap();
+        for (after, until) in [
+            (ts("2026-03-20T08:30:00Z"), ts("2026-04-10T07:00:00Z")),
+            (ts("2026-10-16T07:00:01Z"), ts("2026-11-06T08:00:00Z")),
+        ] {
+            let expected = brute_force(&s, after, until);
+            assert_eq!(expected, 15, "{after}..{until}");
+            assert_eq!(total_due(&s, after, until, 3), expected, "{after}..{until}");
+        }
+    }
+
+    #[test]
+    fn seconds_schedule_over_a_day_is_counted_exactly() {
+        let s = Schedule::parse("*/2 * * * * *", None).unwrap();
+        let (after, until) = (ts("2026-11-23T00:00:01Z"), ts("2026-11-24T00:00:01.5Z"));
+        let expected = brute_force(&s, after, until);
+        assert_eq!(expected, 43200);
+        assert_eq!(total_due(&s, after, until, 10), expected);
+    }
+
+    /// The windows of every tick in `[from, to)`, checked to tile: each ends where the next starts.
+    fn assert_tiles(s: &Schedule, rule: WindowRule, from: &str, to: &str) -> Vec<Window> {
+        let windows = s.windows_between(ts(from), ts(to), rule, 1000);
+        assert!(windows.len() > 1, "{windows:?}");
+        for pair in windows.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "gap or overlap between {:?} and {:?}", pair[0], pair[1]);
+        }
+        windows
+    }
+
+    fn sized(size: &str, offset: &str) -> WindowRule {
+        let parse = |d: &str| crate::duration::parse(d).unwrap();
+        WindowRule { size: Some(parse(size)), offset: parse(offset) }
+    }
+
+    /// Daily at midnight in Berlin with `size: 24h`: the spring-forward day (2026-03-29) has 23
+    /// hours and the fall-back day (2026-10-25) 25; the windows follow the days and tile.
+    #[test]
+    fn daily_size_equal_to_the_period_tiles_across_both_dst_changes() {
+        let s = Schedule::parse("0 0 * * *", Some("Europe/Berlin")).unwrap();
+        let rule = sized("24h", "0s");
+        let spring = assert_tiles(&s, rule, "2026-03-27T00:00:00Z", "2026-04-01T00:00:00Z");
+        let day = |w: &Window| w.end.duration_since(w.start).as_hours();
+        assert_eq!(spring.iter().map(day).collect::<Vec<_>>(), [24, 24, 23, 24, 24]);
+        assert_eq!(spring[2].start, ts("2026-03-28T23:00:00Z"));
+        assert_eq!(spring[2].run_id(), "20260328-2300-23h");
+        let fall = assert_tiles(&s, rule, "2026-10-23T00:00:00Z", "2026-10-28T00:00:00Z");
+        assert_eq!(fall.iter().map(day).collect::<Vec<_>>(), [24, 24, 25, 24, 24]);
+        // Lord Howe shifts by 30 minutes (2026-04-05 and 2026-10-04).
+        let s = Schedule::parse("0 0 * * *", Some("Australia/Lord_Howe")).unwrap();
+        assert_tiles(&s, rule, "2026-04-02T00:00:00Z", "2026-04-08T00:00:00Z");
+        assert_tiles(&s, rule, "2026-10-01T00:00:00Z", "2026-10-07T00:00:00Z");
+    }
+
+    /// The orders-ingest example: hourly at minute 5, `size: 1h`, `offset: 5m`, in Berlin.
+    #[test]
+    fn hourly_with_offset_tiles_across_both_dst_changes() {
+        let s = Schedule::parse("5 * * * *", Some("Europe/Berlin")).unwrap();
+        let rule = sized("1h", "5m");
+        for (from, to) in
+            [("2026-03-28T22:00:00Z", "2026-03-29T04:00:00Z"), ("2026-10-24T22:00:00Z", "2026-10-25T04:00:00Z")]
+        {
+            let windows = assert_tiles(&s, rule, from, to);
+            assert!(
+                windows.iter().all(|w| w.end.duration_since(w.start) == SignedDuration::from_hours(1)),
+                "{windows:?}"
+            );
+        }
+    }
+
+    /// A daily run at 02:30 in New York is carried to 03:00 EDT on 2026-03-08 (02:30 does not
+    /// exist that day); with `size: 24h` the windows around it still tile.
+    #[test]
+    fn carried_tick_in_the_gap_still_tiles() {
+        let s = Schedule::parse("30 2 * * *", Some("America/New_York")).unwrap();
+        assert_tiles(&s, sized("24h", "0s"), "2026-03-06T00:00:00Z", "2026-03-11T00:00:00Z");
+        assert_tiles(&s, sized("24h", "0s"), "2026-10-30T00:00:00Z", "2026-11-04T00:00:00Z");
+    }
+
+    /// Every two hours in New York: at spring-forward 02:00 does not exist, so 00:00 EST is
+    /// followed by 04:00 EDT, three real hours later; the window covers all three.
+    #[test]
+    fn interval_schedule_skipping_a_tick_in_the_gap_still_tiles() {
+        let s = Schedule::parse("0 */2 * * *", Some("America/New_York")).unwrap();
+        assert_tiles(&s, sized("2h", "0s"), "2026-03-07T20:00:00Z", "2026-03-08T14:00:00Z");
+        assert_tiles(&s, sized("2h", "0s"), "2026-10-31T20:00:00Z", "2026-11-01T14:00:00Z");
+        let h = Schedule::parse("0 * * * *", Some("America/New_York")).unwrap();
+        assert_tiles(&h, sized("1h", "0s"), "2026-03-08T03:00:00Z", "2026-03-08T10:00:00Z");
+        assert_tiles(&h, sized("1h", "0s"), "2026-11-01T03:00:00Z", "2026-11-01T10:00:00Z");
+    }
+
+    /// A size that is not the schedule's spacing is a rolling window of exactly that length,
+    /// DST or not: weekdays at 09:00 looking back 24 real hours, hourly looking back a day.
+    #[test]
+    fn other_sizes_stay_exact_durations() {
+        let s = Schedule::parse("0 9 * * 1-5", Some("Europe/Berlin")).unwrap();
+        // Monday 2026-03-30 09:00 CEST, after the spring-forward Sunday.
+        let w = s.window_at(ts("2026-03-30T07:00:00Z"), sized("24h", "0s")).unwrap();
+        assert_eq!(w, Window { start: ts("2026-03-29T07:00:00Z"), end: ts("2026-03-30T07:00:00Z") });
+        let h = Schedule::parse("0 * * * *", Some("Europe/Berlin")).unwrap();
+        let w = h.window_at(ts("2026-03-29T02:00:00Z"), sized("24h", "0s")).unwrap();
+        assert_eq!(w.end.duration_since(w.start), SignedDuration::from_hours(24));
     }
 
     #[test]
