@@ -711,3 +711,16 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
     assert_eq!(plan.create[0].window.start, ts("2026-10-01T00:00:00Z") + SignedDuration::from_mins(6000));
     assert_eq!(plan.status.partitions.as_ref().unwrap().skipped, 6000);
 }
+
+#[test]
+fn a_window_queued_by_the_pipeline_is_busy_for_a_missing_backfill() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 3})), one_step());
+    // The Pipeline queued window 1 (policy Queue): it will start it under its own Job names.
+    w.pipeline_status.queued_windows = vec![PartitionWindow { start: Time(hour(1).start), end: Time(hour(1).end) }];
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(2), hour(3)], "the queued window is not started");
+    assert_eq!(plan.requeue_after, Some(BUSY_RETRY), "it is looked at again once dequeued");
+    // Whatever reprocess says.
+    w.spec.reprocess = crate::api::Reprocess::All;
+    assert!(!windows(&w.decide()).contains(&hour(1)));
+}
