@@ -184,9 +184,17 @@ pub struct BackfillStatus {
     pub partitions: Option<PartitionCounts>,
 
     /// The schedule the partitions are the windows of, for example
-    /// "0 * * * * UTC, window 1h, offset 0s"; `partitions.total` is recounted when it changes.
+    /// "0 * * * * UTC, window 1h, offset 0s": `partitionBasis` in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_schedule: Option<String>,
+
+    /// The Pipeline's schedule and partition settings whose windows the partitions are, pinned
+    /// when the backfill starts (its first partition started or window judged): a later change
+    /// of the Pipeline's schedule does not change what the backfill covers, so `partitions.total`
+    /// and the processed windows always count the same windows. Until the start it follows the
+    /// Pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_basis: Option<PartitionBasis>,
 
     /// Finished (succeeded, failed or skipped) out of total partitions, for example
     /// "120/720 (16%)".
@@ -229,6 +237,27 @@ pub struct BackfillStatus {
     /// recomputed when a partition finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_completion_time: Option<Time>,
+}
+
+/// The schedule and partition settings of a Pipeline that define a backfill's windows.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionBasis {
+    /// The Pipeline's `spec.schedule` (cron).
+    #[schemars(length(max = 256))]
+    pub schedule: String,
+    /// The Pipeline's `spec.timeZone`; unset means UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+    /// The Pipeline's `spec.partition.size`; unset means the time since the previous tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub size: Option<String>,
+    /// The Pipeline's `spec.partition.offset`; unset means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub offset: Option<String>,
 }
 
 /// Partition counts by phase.

@@ -35,11 +35,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::backfill_partitions::{Partitions, Scan, describe, scan};
+use super::backfill_partitions::{Partitions, Scan, describe, pinned_basis, rule_of, scan};
 use super::backfill_ranges::RangeSet;
 use super::backfill_records::{Records, verdict};
 use super::backfill_status::{self as summary, Outcome, reasons};
-use super::pipeline::window_rule;
 use super::ready::{PlannedEvent, ready_condition};
 use super::runs::{ObservedJob, RunState, StepState, derive_run};
 use crate::api::conditions::{self, types};
@@ -213,20 +212,25 @@ pub fn decide(input: &Input<'_>) -> Plan {
     {
         problems.push(format!("spec.steps: TransformsOnly, but Pipeline {:?} has no Transform steps", p.name));
     }
-    let schedule = pipeline
-        .and_then(|p| Schedule::parse(p.spec.schedule.as_deref()?, p.spec.time_zone.as_deref()).ok().map(|s| (s, p)));
-    let rule = pipeline.map(|p| window_rule(p.spec)).unwrap_or_default();
+    // The windows: of the basis pinned at the start, so that the total and the processed ranges
+    // always count the same windows, whatever the Pipeline's schedule does later.
+    let started = status.start_time.is_some() || !status.processed_ranges.is_empty() || !input.jobs.is_empty();
+    let basis = pinned_basis(status.partition_basis.as_ref(), started, pipeline.map(|p| p.spec));
+    let schedule = basis.as_ref().and_then(|b| Schedule::parse(&b.schedule, b.time_zone.as_deref()).ok());
+    let rule = basis.as_ref().map(rule_of).unwrap_or_default();
     let range = Window { start: spec.range.start.0, end: spec.range.end.0 };
-    let partitions = schedule.as_ref().map(|(s, _)| Partitions::new(s, rule, range, spec.order));
-    if let (Some(p), Some((_, view))) = (&partitions, &schedule) {
-        let described =
-            describe(view.spec.schedule.as_deref().unwrap_or_default(), view.spec.time_zone.as_deref(), rule);
-        if status.partition_schedule.as_deref() != Some(described.as_str()) || status.partitions.is_none() {
-            let total = p.count(MAX_PARTITIONS) as i64;
-            status.partitions = Some(PartitionCounts { total, ..Default::default() });
-            status.partition_schedule = Some(described);
-        }
+    let partitions = schedule.as_ref().map(|s| Partitions::new(s, rule, range, spec.order));
+    if let (Some(p), Some(b)) = (&partitions, &basis)
+        && (status.partition_basis.as_ref() != Some(b) || status.partitions.is_none())
+    {
+        let total = p.count(MAX_PARTITIONS) as i64;
+        status.partitions = Some(PartitionCounts { total, ..Default::default() });
+        status.partition_schedule = Some(describe(&b.schedule, b.time_zone.as_deref(), rule));
+        status.partition_basis = Some(b.clone());
     }
+    // A backfill complete for this generation stays complete: only a spec change reopens it.
+    let settled = conditions::is_true(&input.status.conditions, types::COMPLETE)
+        && input.status.observed_generation == input.generation;
     let total = status.partitions.as_ref().map_or(0, |c| c.total);
     if total as u64 > MAX_PARTITIONS {
         problems.push(format!("spec.range holds more than {MAX_PARTITIONS} partitions; split the backfill"));
@@ -306,7 +310,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let max_failed = spec.failure_policy.as_ref().and_then(|p| p.max_failed_partitions);
     let failed_stop = max_failed.is_some_and(|m| failed.count() >= i64::from(m));
     let invalid = !problems.is_empty() || partitions.is_none();
-    let halted = invalid || spec.suspend || failed_stop || never_fits.is_some();
+    let halted = settled || invalid || spec.suspend || failed_stop || never_fits.is_some();
 
     // Launch: the next steps of partitions in progress first, then new partitions.
     let mut throttle: Option<Throttle> = None;
@@ -340,9 +344,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let parallelism = spec.parallelism.unwrap_or(1).max(1) as usize;
     let want = parallelism.saturating_sub(active.len());
     let mut walk = Scan::default();
-    if let (false, None, Some(p), Some((_, view)), Some(run_spec)) =
-        (halted, &throttle, &partitions, &schedule, &run_spec)
-    {
+    if let (false, None, Some(p), Some(view), Some(run_spec)) = (halted, &throttle, &partitions, pipeline, &run_spec) {
         let running: BTreeSet<Window> = active.iter().map(|a| a.window).collect();
         walk = scan(p, schedule_horizon(view), &processed, &running, want, MAX_SCAN_STEPS, |w| {
             verdict(spec.reprocess, input.records.of(w))
@@ -405,7 +407,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
             None
         };
     }
-    let failure = if let Some((step, never)) = &never_fits {
+    let failure = if settled {
+        None
+    } else if let Some((step, never)) = &never_fits {
         Some((reasons::QUOTA_NEVER_FITS, format!("step {step}: {}", never.describe(quota_name.unwrap_or("?")))))
     } else if failed_stop {
         Some((
@@ -419,8 +423,14 @@ pub fn decide(input: &Input<'_>) -> Plan {
     } else {
         None
     };
-    let complete = !invalid && failure.is_none() && done >= total && active.is_empty();
-    let outcome = Outcome { complete, failed: failure, suspended: spec.suspend, invalid, throttle: throttle.clone() };
+    let complete = settled || (!invalid && failure.is_none() && done >= total && active.is_empty());
+    let outcome = Outcome {
+        complete,
+        failed: failure,
+        suspended: spec.suspend,
+        invalid: invalid && !settled,
+        throttle: throttle.clone(),
+    };
 
     // Status.
     let previous = input.status;

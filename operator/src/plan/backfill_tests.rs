@@ -637,23 +637,22 @@ fn run_spec_overrides_retry_limits_only() {
 }
 
 #[test]
-fn a_changed_pipeline_schedule_is_recounted_and_recorded_windows_stay_recorded() {
-    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), one_step());
-    let plan = w.decide();
-    w.apply(&plan);
-    w.finish_all(|_| false);
+fn a_schedule_change_before_the_start_is_followed() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2, "suspend": true})), one_step());
     let plan = w.decide();
     w.apply(&plan);
     assert_eq!(w.counts().total, 24);
     assert_eq!(w.status.partition_schedule.as_deref(), Some("0 * * * * UTC, window since previous tick, offset 0s"));
-    // Every two hours now: 12 windows of 2 hours; the two hours done are one of them.
+    // Nothing started yet: every two hours now, 12 windows of 2 hours.
     w.pipeline.schedule = Some("0 */2 * * *".into());
-    w.finish_all(|_| false);
     let plan = w.decide();
-    assert_eq!(plan.status.partitions.as_ref().unwrap().total, 12);
-    assert!(plan.status.partition_schedule.as_deref().unwrap().starts_with("0 */2 * * *"));
+    w.apply(&plan);
+    assert_eq!(w.counts().total, 12);
+    assert_eq!(w.status.partition_basis.as_ref().map(|b| b.schedule.as_str()), Some("0 */2 * * *"));
+    w.spec.suspend = false;
+    let plan = w.decide();
     let two_hours = Window { start: hour(0).start, end: hour(1).end };
-    assert!(plan.create.iter().all(|c| c.window != two_hours), "hours 0 and 1 are recorded");
+    assert_eq!(plan.create[0].window, two_hours);
 }
 
 #[test]
@@ -723,4 +722,77 @@ fn a_window_queued_by_the_pipeline_is_busy_for_a_missing_backfill() {
     // Whatever reprocess says.
     w.spec.reprocess = crate::api::Reprocess::All;
     assert!(!windows(&w.decide()).contains(&hour(1)));
+}
+
+/// Runs the world's backfill until it is complete or `rounds` pass, every Job succeeding.
+fn run_until_complete(w: &mut World, rounds: usize) {
+    for _ in 0..rounds {
+        let plan = w.decide();
+        w.apply(&plan);
+        if w.condition("Complete").0 == "True" {
+            return;
+        }
+        w.now += SignedDuration::from_mins(1);
+        w.finish_all(|_| false);
+    }
+}
+
+#[test]
+fn a_schedule_change_after_the_start_keeps_the_windows_the_backfill_started_with() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 12})), one_step());
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    // Half of the hourly windows ran; the Pipeline now runs every two hours, and no Job slot is
+    // free at this moment.
+    w.pipeline.schedule = Some("0 */2 * * *".into());
+    w.slots = 0;
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.counts().succeeded, 12);
+    assert_eq!(w.counts().total, 24, "the total is the one counted at the start");
+    assert_eq!(w.condition("Complete").0, "False", "12 hourly windows remain: not complete early");
+    assert_eq!(w.status.partition_schedule.as_deref(), Some("0 * * * * UTC, window since previous tick, offset 0s"));
+    w.slots = usize::MAX;
+    let mut lengths = BTreeSet::new();
+    for _ in 0..10 {
+        let plan = w.decide();
+        lengths.extend(plan.create.iter().map(|c| c.window.end.duration_since(c.window.start)));
+        w.apply(&plan);
+        if w.condition("Complete").0 == "True" {
+            break;
+        }
+        w.finish_all(|_| false);
+    }
+    assert_eq!(lengths, BTreeSet::from([SignedDuration::from_hours(1)]), "the rest on the pinned hourly windows");
+    assert_eq!(w.condition("Complete"), ("True".into(), "AllPartitionsProcessed".into()));
+    assert_eq!(w.counts().succeeded, 24);
+}
+
+#[test]
+fn complete_never_goes_back_to_false_without_a_spec_change() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 24})), one_step());
+    w.budget = quota(32_000, 0, 1000);
+    run_until_complete(&mut w, 10);
+    assert_eq!(w.condition("Complete").0, "True");
+    let complete_since = conditions::find(&w.status.conditions, "Complete").unwrap().last_transition_time.clone();
+    // The Pipeline's schedule changes to twice the windows, the quota shrinks below a Job, the
+    // Pipeline goes away: the backfill stays complete.
+    w.pipeline.schedule = Some("*/30 * * * *".into());
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.condition("Complete").0, "True", "a finer schedule does not reopen a complete backfill");
+    assert!(plan.create.is_empty());
+    w.budget = quota(500, 0, 0);
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.condition("Complete").0, "True", "a smaller quota does not fail a complete backfill");
+    assert_eq!(w.condition("Failed").0, "False");
+    w.problems = vec!["spec.pipelineRef: Pipeline \"orders\" does not exist in this namespace".into()];
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.condition("Complete").0, "True", "a deleted Pipeline does not reopen a complete backfill");
+    assert!(plan.events.iter().all(|e| e.reason != "Completed"), "no second Completed Event");
+    let still = conditions::find(&w.status.conditions, "Complete").unwrap();
+    assert_eq!(still.last_transition_time, complete_since);
 }
