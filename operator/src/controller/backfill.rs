@@ -23,7 +23,7 @@
 //! Backfill deletes its Jobs through their owner references (background propagation), which
 //! stops their pods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ use crate::plan::backfill::{Input, JobToCreate, PipelineView, Plan, decide};
 use crate::plan::backfill_ranges::RangeSet;
 use crate::plan::backfill_records::{ForeignJob, Owner, Records, Sibling};
 use crate::plan::runs::{JobState, ObservedJob};
-use crate::quota::{self, Budget, ContainerDefaults, Launch, PodCharge, PodDemand, QuotaBudget, Round};
+use crate::quota::{self, Budget, ContainerDefaults, InFlight, Launch, PodCharge, PodDemand, QuotaBudget, Round};
 use crate::validation;
 
 /// How soon to look again after a Job name turned out to be taken by another owner.
@@ -283,11 +283,30 @@ fn observe_jobs(
     defaults: &ContainerDefaults,
     now: Timestamp,
 ) -> ObservedJobs {
+    // The ledger first, then the snapshot it is pruned against: every Job is in exactly one.
+    let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+    let snapshot = ctx.jobs.state();
+    merge_jobs(&snapshot, &mut ledger, &JobsOf { namespace, uid, pipeline, defaults }, now)
+}
+
+/// Whose Jobs [`merge_jobs`] sorts, and how their pods are charged.
+struct JobsOf<'a> {
+    namespace: &'a str,
+    uid: &'a str,
+    pipeline: Option<&'a Pipeline>,
+    defaults: &'a ContainerDefaults,
+}
+
+/// The Jobs of a namespace as a backfill counts them: those of the cache `snapshot` and those of
+/// the `ledger` of created Jobs that the snapshot does not show. The ledger is pruned against
+/// the same snapshot (not against the cache as it is a moment later), so a Job is counted in
+/// exactly one of them: one the cache received after the snapshot stays in the ledger.
+fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>, now: Timestamp) -> ObservedJobs {
+    let JobsOf { namespace, uid, pipeline, defaults } = *of;
     let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
     let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
     let pipeline_uid = pipeline.and_then(|p| p.uid());
-    let all = ctx.jobs.state();
-    let in_namespace: Vec<&Arc<Job>> = all
+    let in_namespace: Vec<&Arc<Job>> = snapshot
         .iter()
         .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
         .collect();
@@ -318,9 +337,10 @@ fn observe_jobs(
             out.foreign.push(ForeignJob { job: observed, owner });
         }
     }
-    // Jobs created by this process that the cache does not show yet.
-    let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-    ledger.prune(now, |ns, name| ctx.jobs.get(&ObjectRef::new(name).within(ns)).is_some());
+    // Jobs created by this process that the snapshot does not show.
+    let shown: BTreeSet<(&str, &str)> =
+        snapshot.iter().filter_map(|j| Some((j.metadata.namespace.as_deref()?, j.metadata.name.as_deref()?))).collect();
+    ledger.prune(now, |ns, name| shown.contains(&(ns, name)));
     for (name, launch) in ledger.in_namespace(namespace) {
         out.uncounted.push(launch.demand.clone());
         out.committed.push(launch.demand.clone());
@@ -409,5 +429,92 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, quota: Option<&Res
                 .with_label_values(&[namespace, quota_name.as_str(), key.as_str()])
                 .set(*free as f64 / 1000.0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::PipelineSpec;
+    use crate::schedule::Window;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn pipeline() -> Pipeline {
+        let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
+            "schedule": "0 * * * *",
+            "steps": [{"name": "extract", "kind": "Extract", "template": {"spec": {"containers": [
+                {"name": "main", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}}}]
+        }))
+        .unwrap();
+        let mut p = Pipeline::new("orders", spec);
+        p.metadata.namespace = Some("ns".into());
+        p.metadata.uid = Some("pipeline-uid".into());
+        p
+    }
+
+    fn backfill_owner(uid: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: Backfill::api_version(&()).into(),
+            kind: Backfill::kind(&()).into(),
+            name: "fill".into(),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
+    /// A Job of window `h` (hour of Oct 1) that the backfill `uid` created, no pod yet.
+    fn backfill_job(p: &Pipeline, h: i64, uid: &str) -> (Job, Launch) {
+        let start = ts("2026-10-01T00:00:00Z") + jiff::SignedDuration::from_hours(h);
+        let window = Window { start, end: start + jiff::SignedDuration::from_hours(1) };
+        let run_id = window.run_id();
+        let job = jobs::build(&StepJob {
+            namespace: "ns",
+            pipeline: "orders",
+            run_id: &run_id,
+            window,
+            step: &p.spec.steps[0],
+            attempt: 0,
+            backfill: Some("fill"),
+            owner: backfill_owner(uid),
+        });
+        let launch = Launch {
+            owner_uid: uid.into(),
+            run_id,
+            step: "extract".into(),
+            attempt: 0,
+            window,
+            demand: quota::pod_demand(p.spec.steps[0].template.spec.as_ref().unwrap(), &ContainerDefaults::default()),
+            created: ts("2026-11-24T12:00:00Z"),
+        };
+        (job, launch)
+    }
+
+    #[test]
+    fn every_job_is_counted_once_whether_in_the_snapshot_or_in_the_ledger() {
+        let p = pipeline();
+        let now = ts("2026-11-24T12:00:01Z");
+        let defaults = ContainerDefaults::default();
+        let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+        let (seen, seen_launch) = backfill_job(&p, 0, "me");
+        let (late, late_launch) = backfill_job(&p, 1, "me");
+        let mut ledger = InFlight::default();
+        ledger.add("ns", &seen.name_any(), seen_launch);
+        ledger.add("ns", &late.name_any(), late_launch);
+        // The snapshot was taken before the cache received `late` (which the cache may show by
+        // the time the ledger is pruned: that must not matter).
+        let snapshot = vec![Arc::new(seen.clone())];
+        let observed = merge_jobs(&snapshot, &mut ledger, &of, now);
+        let mut own: Vec<String> = observed.own.iter().map(|j| j.name.clone()).collect();
+        own.sort();
+        assert_eq!(own, [seen.name_any(), late.name_any()], "each Job in exactly one of snapshot and ledger");
+        assert_eq!(observed.uncounted.len(), 2, "both pods are still to be counted by the quota");
+        assert_eq!(observed.committed.len(), 2);
+        assert_eq!(observed.own_pods.len(), 2);
+        // The ledger keeps what the snapshot did not show, for the next decision.
+        assert_eq!(ledger.in_namespace("ns").map(|(n, _)| n.to_string()).collect::<Vec<_>>(), [late.name_any()]);
     }
 }
