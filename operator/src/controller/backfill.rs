@@ -41,10 +41,11 @@ use super::context::Context;
 use super::job_cache;
 use super::ready;
 use super::status::FIELD_MANAGER;
-use crate::api::{Backfill, Pipeline};
+use crate::api::conditions::{self, types};
+use crate::api::{Backfill, DriftPolicy, Pipeline};
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob};
-use crate::plan::backfill::{Input, JobToCreate, PipelineView, Plan, decide};
+use crate::plan::backfill::{BlockedInput, Input, JobToCreate, PipelineView, Plan, decide};
 use crate::plan::backfill_ranges::RangeSet;
 use crate::plan::backfill_records::{ForeignJob, Owner, Records, Sibling};
 use crate::plan::runs::{JobState, ObservedJob};
@@ -124,6 +125,7 @@ async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> 
         budget,
         free_job_slots,
         problems,
+        blocked_inputs: blocked_inputs(ctx, &namespace, pipeline.as_deref()),
     });
 
     // Act: first the status, on the condition that the Backfill is still at the version the
@@ -358,6 +360,26 @@ fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>, now
         }
     }
     out
+}
+
+/// The Datasets the Pipeline's steps read (`steps[].inputs`) whose contract has `policy: Block`
+/// and is violated (`SchemaConformant` False), from the Dataset cache.
+fn blocked_inputs(ctx: &Context, namespace: &str, pipeline: Option<&Pipeline>) -> Vec<BlockedInput> {
+    let Some(pipeline) = pipeline else { return Vec::new() };
+    let inputs: BTreeSet<&str> = pipeline.spec.steps.iter().flat_map(|s| s.inputs.iter()).map(String::as_str).collect();
+    inputs
+        .into_iter()
+        .filter_map(|name| {
+            let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+            let blocks = dataset.spec.contract.as_ref().is_some_and(|c| c.policy == DriftPolicy::Block);
+            let violated = dataset
+                .status
+                .as_ref()
+                .and_then(|s| conditions::find(&s.conditions, types::SCHEMA_CONFORMANT))
+                .filter(|c| c.status == "False")?;
+            blocks.then(|| BlockedInput { dataset: name.to_string(), message: violated.message.clone() })
+        })
+        .collect()
 }
 
 /// Other Backfills of the same pipeline, as records.

@@ -65,6 +65,9 @@ pub const DEFAULT_RETRIES: i32 = 2;
 pub const BUSY_RETRY: SignedDuration = SignedDuration::from_secs(10);
 /// How long to wait for a free Job slot under the operator's Job caps.
 pub const CAP_RETRY: SignedDuration = SignedDuration::from_secs(5);
+/// How soon to look again at inputs whose contract is violated (a Dataset's change does not
+/// wake a Backfill).
+pub const CONTRACT_RETRY: SignedDuration = SignedDuration::from_secs(30);
 /// How soon to continue a walk that reached [`MAX_SCAN_STEPS`].
 pub const SCAN_CONTINUE: SignedDuration = SignedDuration::from_millis(10);
 
@@ -100,6 +103,16 @@ pub struct Input<'a> {
     pub free_job_slots: usize,
     /// Problems found by validation; when any, nothing starts.
     pub problems: Vec<String>,
+    /// Datasets whose contract (`policy: Block`) is violated: no partition reading one starts.
+    pub blocked_inputs: Vec<BlockedInput>,
+}
+
+/// A Dataset whose contract has `policy: Block` and whose `SchemaConformant` condition is False.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedInput {
+    pub dataset: String,
+    /// The violation, from the `SchemaConformant` condition.
+    pub message: String,
 }
 
 /// A Job to create.
@@ -311,6 +324,12 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let failed_stop = max_failed.is_some_and(|m| failed.count() >= i64::from(m));
     let invalid = !problems.is_empty() || partitions.is_none();
     let halted = settled || invalid || spec.suspend || failed_stop || never_fits.is_some();
+    // Inputs whose contract blocks: no new partition starts, no step that reads one.
+    let blocked: Vec<&BlockedInput> =
+        input.blocked_inputs.iter().filter(|b| steps.iter().any(|s| s.inputs.contains(&b.dataset))).collect();
+    let reads_blocked = |step: &str| {
+        steps.iter().any(|s| s.name == step && s.inputs.iter().any(|i| blocked.iter().any(|b| &b.dataset == i)))
+    };
 
     // Launch: the next steps of partitions in progress first, then new partitions.
     let mut throttle: Option<Throttle> = None;
@@ -327,6 +346,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
             for (step, state) in &run.steps {
                 let StepState::Launch { attempt } = state else { continue };
                 let Some(demand) = demands.get(step.as_str()) else { continue };
+                if reads_blocked(step) {
+                    continue;
+                }
                 if let Err(t) = try_launch(&mut admission, &mut slots, demand, quota_name) {
                     throttle = Some(t);
                     break 'active;
@@ -344,7 +366,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let parallelism = spec.parallelism.unwrap_or(1).max(1) as usize;
     let want = parallelism.saturating_sub(active.len());
     let mut walk = Scan::default();
-    if let (false, None, Some(p), Some(view), Some(run_spec)) = (halted, &throttle, &partitions, pipeline, &run_spec) {
+    let hold_new = halted || !blocked.is_empty();
+    if let (false, None, Some(p), Some(view), Some(run_spec)) = (hold_new, &throttle, &partitions, pipeline, &run_spec)
+    {
         let running: BTreeSet<Window> = active.iter().map(|a| a.window).collect();
         walk = scan(p, schedule_horizon(view), &processed, &running, want, MAX_SCAN_STEPS, |w| {
             verdict(spec.reprocess, input.records.of(w))
@@ -387,6 +411,8 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let c = summary::counts(total, done, succeeded.count(), failed.count(), active.len() as i64);
     if spec.suspend {
         throttle = Some(summary::throttle(reasons::SUSPENDED, "spec.suspend is true: no new Job starts".into()));
+    } else if !blocked.is_empty() && !settled && (c.pending > 0 || c.running > 0) {
+        throttle = Some(summary::contract_violated(&blocked));
     } else if throttle.is_none() && !halted && c.pending > 0 {
         throttle = if active.len() >= parallelism {
             Some(summary::throttle(
@@ -501,6 +527,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
     if status.throttled.as_ref().is_some_and(|t| t.reason == reasons::JOB_CAP_REACHED) {
         sooner(CAP_RETRY);
+    }
+    if status.throttled.as_ref().is_some_and(|t| t.reason == reasons::INPUT_CONTRACT_VIOLATED) {
+        sooner(CONTRACT_RETRY);
     }
     plan.requeue_after = next;
     if let Some(quota) = &input.budget.quota {

@@ -5,6 +5,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::backfill::BlockedInput;
 use crate::api::conditions::{DesiredCondition, types};
 use crate::api::{PartitionCounts, Throttle};
 use crate::quota::{Refusal, Shortfall, quantity};
@@ -20,6 +21,8 @@ pub mod reasons {
     pub const SUSPENDED: &str = "Suspended";
     pub const QUOTA_NEVER_FITS: &str = "QuotaNeverFits";
     pub const MAX_FAILED_PARTITIONS: &str = "MaxFailedPartitionsReached";
+    pub const INPUT_CONTRACT_VIOLATED: &str = "InputContractViolated";
+    pub const NAME_CONFLICT: &str = "NameConflict";
 }
 
 /// Counts by phase. `processed` holds succeeded, failed and skipped windows.
@@ -96,6 +99,16 @@ pub fn refused(refusal: &Refusal, quota: Option<&str>) -> Throttle {
 /// A throttle without resource details.
 pub fn throttle(reason: &str, message: String) -> Throttle {
     Throttle { reason: reason.to_string(), message: Some(message), resource: None, needed: None, free: None }
+}
+
+/// The throttle for inputs whose contract (`policy: Block`) is violated, naming them.
+pub fn contract_violated(blocked: &[&BlockedInput]) -> Throttle {
+    let named: Vec<String> = blocked.iter().map(|b| format!("Dataset {} ({})", b.dataset, b.message)).collect();
+    let verb = if named.len() == 1 { "violates its contract" } else { "violate their contracts" };
+    throttle(
+        reasons::INPUT_CONTRACT_VIOLATED,
+        format!("{} {verb} with policy Block: no partition reading it starts", named.join(", ")),
+    )
 }
 
 /// How a decision ended, for the conditions.

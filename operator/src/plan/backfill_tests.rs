@@ -84,6 +84,7 @@ struct World {
     slots: usize,
     now: Timestamp,
     problems: Vec<String>,
+    blocked: Vec<BlockedInput>,
 }
 
 impl World {
@@ -101,6 +102,7 @@ impl World {
             slots: usize::MAX,
             now: now(),
             problems: vec![],
+            blocked: vec![],
         }
     }
 
@@ -124,6 +126,7 @@ impl World {
             budget: self.budget.clone(),
             free_job_slots: self.slots,
             problems: self.problems.clone(),
+            blocked_inputs: self.blocked.clone(),
         })
     }
 
@@ -795,4 +798,38 @@ fn complete_never_goes_back_to_false_without_a_spec_change() {
     assert!(plan.events.iter().all(|e| e.reason != "Completed"), "no second Completed Event");
     let still = conditions::find(&w.status.conditions, "Complete").unwrap();
     assert_eq!(still.last_transition_time, complete_since);
+}
+
+#[test]
+fn a_violated_block_contract_of_an_input_holds_new_partitions() {
+    let spec = pipeline(&[("extract", "Extract", &[], "1"), ("stage", "Transform", &["extract"], "1")]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), spec);
+    w.pipeline.steps[1].inputs = vec!["raw-orders".into()];
+    // Window 0 runs its extract step; then raw-orders breaks its contract.
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    w.spec.parallelism = Some(3);
+    w.blocked = vec![BlockedInput { dataset: "raw-orders".into(), message: "column id: missing".into() }];
+    let plan = w.decide();
+    assert!(plan.create.is_empty(), "no new partition, and no step that reads raw-orders: {:?}", plan.create);
+    assert_eq!(plan.admitted, 0);
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "InputContractViolated");
+    let message = throttled.message.unwrap();
+    assert!(message.contains("raw-orders") && message.contains("column id: missing"), "{message}");
+    w.apply(&plan);
+    assert_eq!(w.condition("Throttled"), ("True".into(), "InputContractViolated".into()));
+    assert_eq!(w.condition("Complete").0, "False");
+    assert!(plan.requeue_after.is_some_and(|d| d <= CONTRACT_RETRY), "Dataset changes do not wake backfills");
+    // A Dataset the backfilled steps do not read holds nothing.
+    w.blocked = vec![BlockedInput { dataset: "elsewhere".into(), message: "x".into() }];
+    let plan = w.decide();
+    assert!(!plan.create.is_empty());
+    assert_ne!(plan.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("InputContractViolated"));
+    // The contract holds again: the partitions continue.
+    w.blocked.clear();
+    let plan = w.decide();
+    assert!(plan.create.iter().any(|c| c.step == "stage" && c.window == hour(0)));
+    assert_eq!(windows(&plan).len(), 3);
 }
