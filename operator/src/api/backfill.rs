@@ -48,7 +48,7 @@ pub struct BackfillSpec {
 
     /// Which windows run: `Missing` (no successful run recorded, the default), `Failed` (a failed
     /// run and no successful one recorded) or `All`. Recorded runs are the Pipeline's
-    /// `status.activeRuns` and `status.recentRuns`, the Jobs that exist for the window, and the
+    /// `status.activeRuns`, `status.queuedWindows` and finished runs, the Jobs that exist for the window, and the
     /// ranges of other Backfills of the same Pipeline. A window with a run in progress elsewhere
     /// waits until that run has finished, whatever `reprocess` says.
     #[serde(default)]
@@ -225,6 +225,13 @@ pub struct BackfillStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttled: Option<Throttle>,
 
+    /// Names of Jobs this backfill needs that exist and are neither its own nor Sluice Jobs of
+    /// the Pipeline (at most 10): the partitions that need them wait (`NameConflict`) until
+    /// those Jobs are deleted. Looked at again every minute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub name_conflicts: Vec<String>,
+
     /// When the first partition started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -314,8 +321,10 @@ pub struct Throttle {
     /// `QuotaExhausted` (the quota has no headroom beyond the reserve), `BudgetLimitReached`
     /// (`spec.budget.limits` used up), `ParallelismReached`, `JobCapReached` (the operator's
     /// Job caps), `WaitingForSchedule` (the next windows are not yet handled by the Pipeline's
-    /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere) or
-    /// `Suspended`.
+    /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere),
+    /// `NameConflict` (a Job this backfill needs exists under another owner; see
+    /// `nameConflicts`), `InputContractViolated` (a Dataset the backfilled steps read violates its
+    /// contract with `policy: Block`) or `Suspended`.
     pub reason: String,
     /// Details, for example "requests.cpu needed 1, free 0.5".
     #[serde(default, skip_serializing_if = "Option::is_none")]

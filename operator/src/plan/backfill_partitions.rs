@@ -182,6 +182,8 @@ pub enum Verdict {
     Skip,
     /// A run of it is in progress elsewhere: look again later.
     Busy,
+    /// A Job name it needs is held by another owner: it waits (the reason is shown).
+    Held,
 }
 
 /// What one walk over the partitions found.
@@ -193,6 +195,8 @@ pub struct Scan {
     pub skipped: Vec<Window>,
     /// Windows passed over because a run of them is in progress elsewhere.
     pub busy: usize,
+    /// Windows passed over because a Job name they need is held by another owner.
+    pub held: usize,
     /// The first window not yet handled by the schedule, when the walk reached one.
     pub waiting: Option<Window>,
     /// The walk stopped at its step budget before the end.
@@ -244,6 +248,7 @@ pub fn scan(
                 }
                 Verdict::Skip => out.skipped.push(window),
                 Verdict::Busy => out.busy += 1,
+                Verdict::Held => out.held += 1,
             }
         }
         cursor = partitions.after(&window);

@@ -111,6 +111,32 @@ pub fn contract_violated(blocked: &[&BlockedInput]) -> Throttle {
     )
 }
 
+/// The throttle for Job names held by Jobs that are not Sluice's, naming the first.
+pub fn name_conflict(jobs: &[String]) -> Throttle {
+    let more = match jobs.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more, see status.nameConflicts)", n - 1),
+    };
+    throttle(
+        reasons::NAME_CONFLICT,
+        format!(
+            "Job {}{more} exists and is neither this Backfill's nor a Sluice Job of the Pipeline: the partition \
+             that needs the name waits until that Job is deleted",
+            jobs.first().map_or("?", String::as_str)
+        ),
+    )
+}
+
+/// The Throttled condition for a throttle (or none).
+pub fn throttled_condition(throttle: Option<&Throttle>) -> DesiredCondition {
+    match throttle {
+        Some(t) => {
+            DesiredCondition::new(types::THROTTLED, true, t.reason.clone(), t.message.clone().unwrap_or_default())
+        }
+        None => DesiredCondition::new(types::THROTTLED, false, "NotThrottled", "no admission is held back"),
+    }
+}
+
 /// How a decision ended, for the conditions.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
@@ -151,12 +177,7 @@ pub fn conditions(outcome: &Outcome, c: &PartitionCounts, max_failed: Option<i32
     } else {
         DesiredCondition::new(types::PROGRESSING, true, "PartitionsRemaining", summary.clone())
     };
-    let throttled = match &outcome.throttle {
-        Some(t) => {
-            DesiredCondition::new(types::THROTTLED, true, t.reason.clone(), t.message.clone().unwrap_or_default())
-        }
-        None => DesiredCondition::new(types::THROTTLED, false, "NotThrottled", "no admission is held back"),
-    };
+    let throttled = throttled_condition(outcome.throttle.as_ref());
     let complete = if outcome.complete {
         let reason = if c.failed > 0 { "CompletedWithFailures" } else { "AllPartitionsProcessed" };
         DesiredCondition::new(types::COMPLETE, true, reason, summary.clone())

@@ -85,6 +85,7 @@ struct World {
     now: Timestamp,
     problems: Vec<String>,
     blocked: Vec<BlockedInput>,
+    conflicts: Vec<String>,
 }
 
 impl World {
@@ -103,6 +104,7 @@ impl World {
             now: now(),
             problems: vec![],
             blocked: vec![],
+            conflicts: vec![],
         }
     }
 
@@ -127,6 +129,7 @@ impl World {
             free_job_slots: self.slots,
             problems: self.problems.clone(),
             blocked_inputs: self.blocked.clone(),
+            name_conflicts: self.conflicts.clone(),
         })
     }
 
@@ -210,7 +213,7 @@ fn quota_admits_three_one_cpu_partitions_and_keeps_the_reserve() {
     let plan = w.decide();
     assert_eq!(windows(&plan), [hour(0), hour(1), hour(2)], "oldest first, three fit under 4 - 1 CPU");
     assert_eq!(plan.create[0].run_id, "20261001-0000-1h", "the Pipeline's run id: the same Job names");
-    assert_eq!(plan.admitted, 3);
+    assert_eq!(plan.admitted.len(), 3);
     let throttled = plan.status.throttled.clone().unwrap();
     assert_eq!(throttled.reason, "QuotaExhausted");
     assert_eq!(throttled.resource.as_deref(), Some(CPU));
@@ -813,7 +816,7 @@ fn a_violated_block_contract_of_an_input_holds_new_partitions() {
     w.blocked = vec![BlockedInput { dataset: "raw-orders".into(), message: "column id: missing".into() }];
     let plan = w.decide();
     assert!(plan.create.is_empty(), "no new partition, and no step that reads raw-orders: {:?}", plan.create);
-    assert_eq!(plan.admitted, 0);
+    assert!(plan.admitted.is_empty());
     let throttled = plan.status.throttled.clone().unwrap();
     assert_eq!(throttled.reason, "InputContractViolated");
     let message = throttled.message.unwrap();
@@ -832,4 +835,107 @@ fn a_violated_block_contract_of_an_input_holds_new_partitions() {
     let plan = w.decide();
     assert!(plan.create.iter().any(|c| c.step == "stage" && c.window == hour(0)));
     assert_eq!(windows(&plan).len(), 3);
+}
+
+fn job_of(c: &JobToCreate) -> String {
+    crate::jobs::job_name("orders", &c.step, &c.run_id, c.attempt)
+}
+
+#[test]
+fn a_partition_whose_job_name_is_squatted_waits_and_says_so() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), one_step());
+    let squatted = crate::jobs::job_name("orders", "extract", &hour(0).run_id(), 0);
+    w.conflicts = vec![squatted.clone()];
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(1), hour(2)], "the other partitions proceed");
+    assert!(!plan.admitted.contains(&hour(0).run_id()), "never admitted");
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "NameConflict");
+    assert!(throttled.message.unwrap().contains(&squatted));
+    assert_eq!(plan.status.name_conflicts, std::slice::from_ref(&squatted));
+    assert!(plan.requeue_after.is_some_and(|d| d <= NAME_CONFLICT_RETRY), "{:?}", plan.requeue_after);
+    w.apply(&plan);
+    assert_eq!(w.condition("Throttled"), ("True".into(), "NameConflict".into()));
+    assert_eq!((w.counts().running, w.counts().pending), (2, 22));
+    // The squatter is deleted: the window runs under its own name.
+    w.finish_all(|_| false);
+    w.conflicts.clear();
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(3)]);
+    assert!(plan.status.name_conflicts.is_empty());
+    assert_ne!(plan.status.throttled.map(|t| t.reason), Some("NameConflict".into()));
+}
+
+#[test]
+fn the_next_step_of_a_partition_waits_when_its_job_name_is_squatted() {
+    let spec = pipeline(&[("extract", "Extract", &[], "1"), ("stage", "Transform", &["extract"], "1")]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 1})), spec);
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    w.conflicts = vec![crate::jobs::job_name("orders", "stage", &hour(0).run_id(), 0)];
+    let plan = w.decide();
+    assert!(plan.create.is_empty(), "{:?}", plan.create);
+    assert_eq!(plan.status.throttled.map(|t| t.reason), Some("NameConflict".into()));
+}
+
+#[test]
+fn a_job_name_held_by_another_owner_stops_that_partition_and_is_not_admitted() {
+    // Two root steps: each partition creates two Jobs at once.
+    let spec = pipeline(&[("a", "Extract", &[], "1"), ("b", "Extract", &[], "1")]);
+    let w = World::new(backfill(serde_json::json!({"parallelism": 3})), spec);
+    let plan = w.decide();
+    assert_eq!(plan.create.len(), 6);
+    let mut round = CreateRound::default();
+    let mut attempted = Vec::new();
+    for c in &plan.create {
+        if !round.attempt(c) {
+            continue;
+        }
+        attempted.push((c.window, c.step.clone()));
+        let outcome = match (c.window, c.step.as_str()) {
+            (w, "a") if w == hour(0) => Created::Squatted,
+            (w, "a") if w == hour(1) => Created::TakenByRun,
+            _ => Created::Yes,
+        };
+        round.record(c, &job_of(c), outcome);
+    }
+    let step = |h: i64, s: &str| (hour(h), s.to_string());
+    assert_eq!(
+        attempted,
+        [step(0, "a"), step(1, "a"), step(2, "a"), step(2, "b")],
+        "no further Job of a partition one of whose names another owner holds"
+    );
+    let squatted = job_of(&plan.create[0]);
+    let settled = round.settle(&plan, Some(1), now());
+    assert_eq!(settled.admitted, 1, "only the partition whose Jobs were all created");
+    assert_eq!(settled.new_conflicts, std::slice::from_ref(&squatted));
+    assert_eq!(settled.retry, Some(TAKEN_RETRY), "a Sluice run's Job shows in the cache soon");
+    let status = &settled.status;
+    let throttled = status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "NameConflict");
+    assert!(throttled.message.unwrap().contains(&squatted));
+    assert_eq!(status.name_conflicts, [squatted]);
+    let c = status.partitions.clone().unwrap();
+    assert_eq!((c.running, c.pending), (1, 23), "the partitions that did not start are pending");
+    let cond = conditions::find(&status.conditions, "Throttled").unwrap();
+    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("True", "NameConflict"));
+    // A name held by a Sluice run only: retried soon, shown nowhere, not admitted.
+    let mut round = CreateRound::default();
+    for c in &plan.create {
+        if round.attempt(c) {
+            round.record(c, &job_of(c), if c.window == hour(0) { Created::TakenByRun } else { Created::Yes });
+        }
+    }
+    let settled = round.settle(&plan, Some(1), now());
+    assert_eq!((settled.admitted, settled.retry), (2, Some(TAKEN_RETRY)));
+    assert!(settled.new_conflicts.is_empty() && settled.status.name_conflicts.is_empty());
+    assert_eq!(settled.status.throttled, plan.status.throttled);
+    // Everything created: the plan stands.
+    let mut round = CreateRound::default();
+    for c in &plan.create {
+        round.record(c, &job_of(c), Created::Yes);
+    }
+    let settled = round.settle(&plan, Some(1), now());
+    assert_eq!((settled.admitted, settled.retry, &settled.status), (3, None, &plan.status));
 }
