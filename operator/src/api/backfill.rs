@@ -48,7 +48,7 @@ pub struct BackfillSpec {
 
     /// Which windows run: `Missing` (no successful run recorded, the default), `Failed` (a failed
     /// run and no successful one recorded) or `All`. Recorded runs are the Pipeline's
-    /// `status.activeRuns` and `status.recentRuns`, the Jobs that exist for the window, and the
+    /// `status.activeRuns`, `status.queuedWindows` and finished runs, the Jobs that exist for the window, and the
     /// ranges of other Backfills of the same Pipeline. A window with a run in progress elsewhere
     /// waits until that run has finished, whatever `reprocess` says.
     #[serde(default)]
@@ -184,9 +184,17 @@ pub struct BackfillStatus {
     pub partitions: Option<PartitionCounts>,
 
     /// The schedule the partitions are the windows of, for example
-    /// "0 * * * * UTC, window 1h, offset 0s"; `partitions.total` is recounted when it changes.
+    /// "0 * * * * UTC, window 1h, offset 0s": `partitionBasis` in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_schedule: Option<String>,
+
+    /// The Pipeline's schedule and partition settings whose windows the partitions are, pinned
+    /// when the backfill starts (its first partition started or window judged): a later change
+    /// of the Pipeline's schedule does not change what the backfill covers, so `partitions.total`
+    /// and the processed windows always count the same windows. Until the start it follows the
+    /// Pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_basis: Option<PartitionBasis>,
 
     /// Finished (succeeded, failed or skipped) out of total partitions, for example
     /// "120/720 (16%)".
@@ -217,6 +225,13 @@ pub struct BackfillStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttled: Option<Throttle>,
 
+    /// Names of Jobs this backfill needs that exist and are neither its own nor Sluice Jobs of
+    /// the Pipeline (at most 10): the partitions that need them wait (`NameConflict`) until
+    /// those Jobs are deleted. Looked at again every minute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub name_conflicts: Vec<String>,
+
     /// When the first partition started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -229,6 +244,27 @@ pub struct BackfillStatus {
     /// recomputed when a partition finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_completion_time: Option<Time>,
+}
+
+/// The schedule and partition settings of a Pipeline that define a backfill's windows.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionBasis {
+    /// The Pipeline's `spec.schedule` (cron).
+    #[schemars(length(max = 256))]
+    pub schedule: String,
+    /// The Pipeline's `spec.timeZone`; unset means UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub time_zone: Option<String>,
+    /// The Pipeline's `spec.partition.size`; unset means the time since the previous tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub size: Option<String>,
+    /// The Pipeline's `spec.partition.offset`; unset means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub offset: Option<String>,
 }
 
 /// Partition counts by phase.
@@ -285,8 +321,10 @@ pub struct Throttle {
     /// `QuotaExhausted` (the quota has no headroom beyond the reserve), `BudgetLimitReached`
     /// (`spec.budget.limits` used up), `ParallelismReached`, `JobCapReached` (the operator's
     /// Job caps), `WaitingForSchedule` (the next windows are not yet handled by the Pipeline's
-    /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere) or
-    /// `Suspended`.
+    /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere),
+    /// `NameConflict` (a Job this backfill needs exists under another owner; see
+    /// `nameConflicts`), `InputContractViolated` (a Dataset the backfilled steps read violates its
+    /// contract with `policy: Block`) or `Suspended`.
     pub reason: String,
     /// Details, for example "requests.cpu needed 1, free 0.5".
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,23 +23,31 @@
 //! anyway, the run id gets a suffix derived from the Backfill's UID (`-b<hash>`), still the
 //! same on every decision. Once a partition has Jobs, their run id is used. Retries are further
 //! Jobs with deterministic names (`-aN`). A restart at any moment therefore repeats creations,
-//! which `AlreadyExists` absorbs, and never launches anything twice.
+//! which `AlreadyExists` absorbs when the existing Job is this backfill's, and never launches
+//! anything twice. A name held by another owner is never taken as launched ([`CreateRound`]):
+//! the partition is not admitted, and a holder that is not Sluice's is shown as `NameConflict`.
 //!
 //! # Windows and the schedule
+//! The windows are those of the Pipeline's schedule and partition settings as they were when
+//! the backfill started (`status.partitionBasis`), so the total and the processed ranges always
+//! count the same windows; `Complete`, once True, stays True until the spec changes.
 //! Windows whose tick the Pipeline's schedule has not handled yet (later than both the
 //! Pipeline's creation and its `lastScheduleTime`) are the schedule's: they stay pending until
 //! the schedule has run or passed them, so a backfill never races a scheduled run for a window.
+//!
+//! # Inputs
+//! While a Dataset that a backfilled step reads violates its contract with `policy: Block`, no
+//! new partition starts and no step that reads it is launched (`InputContractViolated`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::backfill_partitions::{Partitions, Scan, describe, scan};
+use super::backfill_partitions::{Partitions, Scan, Verdict, describe, pinned_basis, rule_of, scan};
 use super::backfill_ranges::RangeSet;
 use super::backfill_records::{Records, verdict};
 use super::backfill_status::{self as summary, Outcome, reasons};
-use super::pipeline::window_rule;
 use super::ready::{PlannedEvent, ready_condition};
 use super::runs::{ObservedJob, RunState, StepState, derive_run};
 use crate::api::conditions::{self, types};
@@ -47,6 +55,7 @@ use crate::api::{
     BackfillOrder, BackfillSpec, BackfillStatus, BackfillSteps, FailurePolicy, PartitionCounts, PartitionFailure,
     PipelineSpec, PipelineStatus, RetrySpec, StepKind, StepSpec, Throttle,
 };
+use crate::jobs::job_name;
 use crate::quota::{Admission, Budget, ContainerDefaults, Milli, NeverFits, PodDemand, pod_demand};
 use crate::schedule::{Schedule, Window};
 
@@ -56,6 +65,8 @@ pub const MAX_PARTITIONS: u64 = 1_000_000;
 pub const MAX_SCAN_STEPS: usize = 5_000;
 /// Most entries of `succeededRanges` and `failedRanges`.
 pub const MAX_RANGES: usize = 100;
+/// Most entries of `nameConflicts`.
+pub const MAX_NAME_CONFLICTS: usize = 10;
 /// Most entries of `recentFailures`.
 pub const MAX_RECENT_FAILURES: usize = 10;
 /// The Jobs of this many most recent failed partitions are kept for inspection.
@@ -66,6 +77,15 @@ pub const DEFAULT_RETRIES: i32 = 2;
 pub const BUSY_RETRY: SignedDuration = SignedDuration::from_secs(10);
 /// How long to wait for a free Job slot under the operator's Job caps.
 pub const CAP_RETRY: SignedDuration = SignedDuration::from_secs(5);
+/// How soon to look again at inputs whose contract is violated (a Dataset's change does not
+/// wake a Backfill).
+pub const CONTRACT_RETRY: SignedDuration = SignedDuration::from_secs(30);
+/// How soon to look again after a Job name turned out to be held by a Sluice run of the
+/// Pipeline that the caches do not show yet.
+pub const TAKEN_RETRY: SignedDuration = SignedDuration::from_secs(1);
+/// How soon to look again at Job names held by Jobs that are not Sluice's (see
+/// [`CreateRound`]).
+pub const NAME_CONFLICT_RETRY: SignedDuration = SignedDuration::from_secs(60);
 /// How soon to continue a walk that reached [`MAX_SCAN_STEPS`].
 pub const SCAN_CONTINUE: SignedDuration = SignedDuration::from_millis(10);
 
@@ -101,6 +121,20 @@ pub struct Input<'a> {
     pub free_job_slots: usize,
     /// Problems found by validation; when any, nothing starts.
     pub problems: Vec<String>,
+    /// Datasets whose contract (`policy: Block`) is violated: no partition reading one starts.
+    pub blocked_inputs: Vec<BlockedInput>,
+    /// Names of Jobs this backfill would create that exist under another owner and are not
+    /// Sluice Jobs of the Pipeline (checked just before this decision): the partitions that
+    /// need them wait.
+    pub name_conflicts: Vec<String>,
+}
+
+/// A Dataset whose contract has `policy: Block` and whose `SchemaConformant` condition is False.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedInput {
+    pub dataset: String,
+    /// The violation, from the `SchemaConformant` condition.
+    pub message: String,
 }
 
 /// A Job to create.
@@ -123,8 +157,8 @@ pub struct Plan {
     pub status: BackfillStatus,
     pub events: Vec<PlannedEvent>,
     pub requeue_after: Option<SignedDuration>,
-    /// Partitions started by this decision.
-    pub admitted: usize,
+    /// Run ids of the partitions started by this decision.
+    pub admitted: Vec<String>,
     /// Partitions that finished (succeeded, failed) as observed by this decision.
     pub finished: (usize, usize),
     /// Headroom beyond the reserve left by this decision, per quota key.
@@ -213,20 +247,25 @@ pub fn decide(input: &Input<'_>) -> Plan {
     {
         problems.push(format!("spec.steps: TransformsOnly, but Pipeline {:?} has no Transform steps", p.name));
     }
-    let schedule = pipeline
-        .and_then(|p| Schedule::parse(p.spec.schedule.as_deref()?, p.spec.time_zone.as_deref()).ok().map(|s| (s, p)));
-    let rule = pipeline.map(|p| window_rule(p.spec)).unwrap_or_default();
+    // The windows: of the basis pinned at the start, so that the total and the processed ranges
+    // always count the same windows, whatever the Pipeline's schedule does later.
+    let started = status.start_time.is_some() || !status.processed_ranges.is_empty() || !input.jobs.is_empty();
+    let basis = pinned_basis(status.partition_basis.as_ref(), started, pipeline.map(|p| p.spec));
+    let schedule = basis.as_ref().and_then(|b| Schedule::parse(&b.schedule, b.time_zone.as_deref()).ok());
+    let rule = basis.as_ref().map(rule_of).unwrap_or_default();
     let range = Window { start: spec.range.start.0, end: spec.range.end.0 };
-    let partitions = schedule.as_ref().map(|(s, _)| Partitions::new(s, rule, range, spec.order));
-    if let (Some(p), Some((_, view))) = (&partitions, &schedule) {
-        let described =
-            describe(view.spec.schedule.as_deref().unwrap_or_default(), view.spec.time_zone.as_deref(), rule);
-        if status.partition_schedule.as_deref() != Some(described.as_str()) || status.partitions.is_none() {
-            let total = p.count(MAX_PARTITIONS) as i64;
-            status.partitions = Some(PartitionCounts { total, ..Default::default() });
-            status.partition_schedule = Some(described);
-        }
+    let partitions = schedule.as_ref().map(|s| Partitions::new(s, rule, range, spec.order));
+    if let (Some(p), Some(b)) = (&partitions, &basis)
+        && (status.partition_basis.as_ref() != Some(b) || status.partitions.is_none())
+    {
+        let total = p.count(MAX_PARTITIONS) as i64;
+        status.partitions = Some(PartitionCounts { total, ..Default::default() });
+        status.partition_schedule = Some(describe(&b.schedule, b.time_zone.as_deref(), rule));
+        status.partition_basis = Some(b.clone());
     }
+    // A backfill complete for this generation stays complete: only a spec change reopens it.
+    let settled = conditions::is_true(&input.status.conditions, types::COMPLETE)
+        && input.status.observed_generation == input.generation;
     let total = status.partitions.as_ref().map_or(0, |c| c.total);
     if total as u64 > MAX_PARTITIONS {
         problems.push(format!("spec.range holds more than {MAX_PARTITIONS} partitions; split the backfill"));
@@ -306,7 +345,17 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let max_failed = spec.failure_policy.as_ref().and_then(|p| p.max_failed_partitions);
     let failed_stop = max_failed.is_some_and(|m| failed.count() >= i64::from(m));
     let invalid = !problems.is_empty() || partitions.is_none();
-    let halted = invalid || spec.suspend || failed_stop || never_fits.is_some();
+    let halted = settled || invalid || spec.suspend || failed_stop || never_fits.is_some();
+    // Inputs whose contract blocks: no new partition starts, no step that reads one.
+    let blocked: Vec<&BlockedInput> =
+        input.blocked_inputs.iter().filter(|b| steps.iter().any(|s| s.inputs.contains(&b.dataset))).collect();
+    // Job names held by Jobs that are not Sluice's: the partitions that need them wait.
+    let conflicts: BTreeSet<&str> = input.name_conflicts.iter().map(String::as_str).collect();
+    let pipeline_name = pipeline.map_or("", |p| p.name);
+    let mut conflict_hits: Vec<String> = Vec::new();
+    let reads_blocked = |step: &str| {
+        steps.iter().any(|s| s.name == step && s.inputs.iter().any(|i| blocked.iter().any(|b| &b.dataset == i)))
+    };
 
     // Launch: the next steps of partitions in progress first, then new partitions.
     let mut throttle: Option<Throttle> = None;
@@ -323,6 +372,14 @@ pub fn decide(input: &Input<'_>) -> Plan {
             for (step, state) in &run.steps {
                 let StepState::Launch { attempt } = state else { continue };
                 let Some(demand) = demands.get(step.as_str()) else { continue };
+                if reads_blocked(step) {
+                    continue;
+                }
+                let name = job_name(pipeline_name, step, &a.run_id, *attempt);
+                if conflicts.contains(name.as_str()) {
+                    conflict_hits.push(name);
+                    continue;
+                }
                 if let Err(t) = try_launch(&mut admission, &mut slots, demand, quota_name) {
                     throttle = Some(t);
                     break 'active;
@@ -340,19 +397,39 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let parallelism = spec.parallelism.unwrap_or(1).max(1) as usize;
     let want = parallelism.saturating_sub(active.len());
     let mut walk = Scan::default();
-    if let (false, None, Some(p), Some((_, view)), Some(run_spec)) =
-        (halted, &throttle, &partitions, &schedule, &run_spec)
+    let hold_new = halted || !blocked.is_empty();
+    if let (false, None, Some(p), Some(view), Some(run_spec)) = (hold_new, &throttle, &partitions, pipeline, &run_spec)
     {
         let running: BTreeSet<Window> = active.iter().map(|a| a.window).collect();
+        let new_run = |w: &Window| {
+            let run_id = run_id_for(w, input.records.run_id_taken(&w.run_id()), input.uid);
+            let run = derive_run(run_spec, &steps, &run_id, *w, &[], now);
+            (run_id, run)
+        };
+        let first_conflict = |w: &Window| {
+            let (run_id, run) = new_run(w);
+            run.steps.iter().find_map(|(step, state)| {
+                let StepState::Launch { attempt } = state else { return None };
+                Some(job_name(pipeline_name, step, &run_id, *attempt)).filter(|n| conflicts.contains(n.as_str()))
+            })
+        };
         walk = scan(p, schedule_horizon(view), &processed, &running, want, MAX_SCAN_STEPS, |w| {
-            verdict(spec.reprocess, input.records.of(w))
+            match verdict(spec.reprocess, input.records.of(w)) {
+                Verdict::Select if !conflicts.is_empty() => match first_conflict(w) {
+                    Some(name) => {
+                        conflict_hits.push(name);
+                        Verdict::Held
+                    }
+                    None => Verdict::Select,
+                },
+                v => v,
+            }
         });
         for w in &walk.skipped {
             processed.insert(*w, next_start);
         }
         'new: for window in &walk.selected {
-            let run_id = run_id_for(window, input.records.run_id_taken(&window.run_id()), input.uid);
-            let run = derive_run(run_spec, &steps, &run_id, *window, &[], now);
+            let (run_id, run) = new_run(window);
             let mut started = false;
             for (step, state) in &run.steps {
                 let StepState::Launch { attempt } = state else { continue };
@@ -371,7 +448,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
                 });
             }
             if started {
-                plan.admitted += 1;
+                plan.admitted.push(run_id.clone());
                 active.push(Active { run_id, window: *window, run: Some(run) });
             }
             if throttle.is_some() {
@@ -385,6 +462,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let c = summary::counts(total, done, succeeded.count(), failed.count(), active.len() as i64);
     if spec.suspend {
         throttle = Some(summary::throttle(reasons::SUSPENDED, "spec.suspend is true: no new Job starts".into()));
+    } else if !blocked.is_empty() && !settled && (c.pending > 0 || c.running > 0) {
+        throttle = Some(summary::contract_violated(&blocked));
+    } else if !conflict_hits.is_empty() {
+        conflict_hits.dedup();
+        throttle = Some(summary::name_conflict(&conflict_hits));
     } else if throttle.is_none() && !halted && c.pending > 0 {
         throttle = if active.len() >= parallelism {
             Some(summary::throttle(
@@ -405,7 +487,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
             None
         };
     }
-    let failure = if let Some((step, never)) = &never_fits {
+    let failure = if settled {
+        None
+    } else if let Some((step, never)) = &never_fits {
         Some((reasons::QUOTA_NEVER_FITS, format!("step {step}: {}", never.describe(quota_name.unwrap_or("?")))))
     } else if failed_stop {
         Some((
@@ -419,8 +503,14 @@ pub fn decide(input: &Input<'_>) -> Plan {
     } else {
         None
     };
-    let complete = !invalid && failure.is_none() && done >= total && active.is_empty();
-    let outcome = Outcome { complete, failed: failure, suspended: spec.suspend, invalid, throttle: throttle.clone() };
+    let complete = settled || (!invalid && failure.is_none() && done >= total && active.is_empty());
+    let outcome = Outcome {
+        complete,
+        failed: failure,
+        suspended: spec.suspend,
+        invalid: invalid && !settled,
+        throttle: throttle.clone(),
+    };
 
     // Status.
     let previous = input.status;
@@ -455,6 +545,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     status.failed_ranges = failed.to_status();
     status.recent_failures = recent_failures;
     status.throttled = throttle;
+    status.name_conflicts = if settled { Vec::new() } else { input.name_conflicts.clone() };
     let mut desired = summary::conditions(&outcome, &c, max_failed);
     desired.push(ready_condition(&problems));
     status.conditions = conditions::merge(&previous.conditions, &desired, input.generation, &Time(now));
@@ -492,6 +583,12 @@ pub fn decide(input: &Input<'_>) -> Plan {
     if status.throttled.as_ref().is_some_and(|t| t.reason == reasons::JOB_CAP_REACHED) {
         sooner(CAP_RETRY);
     }
+    if status.throttled.as_ref().is_some_and(|t| t.reason == reasons::INPUT_CONTRACT_VIOLATED) {
+        sooner(CONTRACT_RETRY);
+    }
+    if !conflict_hits.is_empty() {
+        sooner(NAME_CONFLICT_RETRY);
+    }
     plan.requeue_after = next;
     if let Some(quota) = &input.budget.quota {
         plan.headroom =
@@ -499,6 +596,119 @@ pub fn decide(input: &Input<'_>) -> Plan {
     }
     plan.status = status;
     plan
+}
+
+/// What the API server answered to one planned Job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// Created now, or it existed already as this backfill's.
+    Yes,
+    /// The name is held by a Sluice Job of the Pipeline (its own run of the window, or another
+    /// backfill's) that the caches do not show yet.
+    TakenByRun,
+    /// The name is held by a Job that is neither this backfill's nor a Sluice Job of the
+    /// Pipeline.
+    Squatted,
+    /// Refused for another reason (reported as an Event).
+    Refused,
+}
+
+/// The creates of one plan as they are made, and what they change of the plan.
+///
+/// A name that another owner holds is never "launched": no further Job of that partition is
+/// created in this round (so a window's Jobs are not split between two owners), the partition
+/// is not admitted, and one held by a Job that is not Sluice's is shown (`NameConflict`,
+/// `status.nameConflicts`) and looked at again after [`NAME_CONFLICT_RETRY`]: such a Job does
+/// not go away by itself, and its deletion wakes nothing (Sluice watches only its own Jobs),
+/// so a fixed retry of a minute bounds both the cost (one read a minute) and the delay once it
+/// is gone; an exponential backoff would save nothing worth its per-object state.
+#[derive(Clone, Debug, Default)]
+pub struct CreateRound {
+    /// Runs one of whose Job names another owner holds.
+    held: BTreeSet<String>,
+    /// Runs of which a Job was created (or already was this backfill's).
+    created: BTreeSet<String>,
+    /// Names held by Jobs that are not Sluice's, in the order found.
+    squatted: Vec<String>,
+    taken_by_run: bool,
+}
+
+/// A plan after its creates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settled {
+    /// The status that records the creates' outcome (the plan's when every create went through).
+    pub status: BackfillStatus,
+    /// Partitions actually started.
+    pub admitted: usize,
+    /// Job names newly found held by Jobs that are not Sluice's: a Warning Event each.
+    pub new_conflicts: Vec<String>,
+    /// When to look again because of a taken name.
+    pub retry: Option<SignedDuration>,
+}
+
+impl CreateRound {
+    /// Whether to create `create`: not once another Job of its run was found held by another
+    /// owner.
+    pub fn attempt(&self, create: &JobToCreate) -> bool {
+        !self.held.contains(&create.run_id)
+    }
+
+    /// Records what the API server answered to `create`, named `job`.
+    pub fn record(&mut self, create: &JobToCreate, job: &str, outcome: Created) {
+        match outcome {
+            Created::Yes => {
+                self.created.insert(create.run_id.clone());
+            }
+            Created::TakenByRun => {
+                self.held.insert(create.run_id.clone());
+                self.taken_by_run = true;
+            }
+            Created::Squatted => {
+                self.held.insert(create.run_id.clone());
+                if !self.squatted.iter().any(|s| s == job) {
+                    self.squatted.push(job.to_string());
+                }
+            }
+            Created::Refused => {}
+        }
+    }
+
+    /// What the creates change of `plan`: partitions that did not start are pending again and
+    /// not admitted; names held by Jobs that are not Sluice's are recorded and shown.
+    pub fn settle(self, plan: &Plan, generation: Option<i64>, now: Timestamp) -> Settled {
+        let mut status = plan.status.clone();
+        let started = |run: &&String| self.created.contains(*run) && !self.held.contains(*run);
+        let admitted = plan.admitted.iter().filter(started).count();
+        let unstarted = plan.admitted.iter().filter(|r| !self.created.contains(*r)).count() as i64;
+        if let Some(c) = status.partitions.as_mut().filter(|_| unstarted > 0) {
+            c.running = (c.running - unstarted).max(0);
+            c.pending += unstarted;
+        }
+        let known = &plan.status.name_conflicts;
+        let new_conflicts: Vec<String> = self.squatted.iter().filter(|s| !known.contains(s)).cloned().collect();
+        if !self.squatted.is_empty() {
+            status.name_conflicts.extend(new_conflicts.iter().cloned());
+            status.name_conflicts.truncate(MAX_NAME_CONFLICTS);
+            let outranked = status
+                .throttled
+                .as_ref()
+                .is_some_and(|t| t.reason == reasons::SUSPENDED || t.reason == reasons::INPUT_CONTRACT_VIOLATED);
+            if !outranked {
+                let throttle = summary::name_conflict(&self.squatted);
+                let desired = summary::throttled_condition(Some(&throttle));
+                status.conditions = conditions::merge(&status.conditions, &[desired], generation, &Time(now));
+                status.throttled = Some(throttle);
+            }
+        }
+        let mut retry = None;
+        if !self.squatted.is_empty() {
+            retry = Some(NAME_CONFLICT_RETRY);
+        }
+        if self.taken_by_run {
+            retry = Some(TAKEN_RETRY);
+        }
+        Settled { status, admitted, new_conflicts, retry }
+    }
 }
 
 /// The reason of a step failure: the Job condition's reason ("BackoffLimitExceeded",

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use jiff::{SignedDuration, Timestamp};
 
 use super::backfill_ranges::{RangeSet, Span};
-use crate::api::BackfillOrder;
+use crate::api::{BackfillOrder, PartitionBasis, PipelineSpec};
+use crate::duration;
 use crate::schedule::{Schedule, Window, WindowRule, compact_duration};
 
 /// Most ticks walked to find the first window starting at or after a time (windows much longer
@@ -131,8 +132,42 @@ impl<'a> Partitions<'a> {
     }
 }
 
-/// A short description of a schedule's windows, recorded in status so that a change of the
-/// Pipeline's schedule is noticed: "0 * * * * UTC, window 1h, offset 0s".
+/// The schedule and partition settings of a Pipeline, if it has a schedule.
+pub fn basis_of(spec: &PipelineSpec) -> Option<PartitionBasis> {
+    let partition = spec.partition.as_ref();
+    Some(PartitionBasis {
+        schedule: spec.schedule.clone()?,
+        time_zone: spec.time_zone.clone(),
+        size: partition.and_then(|p| p.size.clone()),
+        offset: partition.and_then(|p| p.offset.clone()),
+    })
+}
+
+/// The window rule of a basis, derived as `plan::pipeline::window_rule` derives a Pipeline's.
+pub fn rule_of(basis: &PartitionBasis) -> WindowRule {
+    let parse = |v: &Option<String>| v.as_deref().and_then(|d| duration::parse(d).ok());
+    WindowRule {
+        size: parse(&basis.size).filter(|d| !d.is_zero()),
+        offset: parse(&basis.offset).unwrap_or(SignedDuration::ZERO),
+    }
+}
+
+/// The basis a backfill's windows follow: the one pinned in its status once it has `started`
+/// (a partition started or a window judged), the Pipeline's current one until then. A
+/// backfill that started before bases were pinned pins the Pipeline's current one.
+pub fn pinned_basis(
+    pinned: Option<&PartitionBasis>,
+    started: bool,
+    pipeline: Option<&PipelineSpec>,
+) -> Option<PartitionBasis> {
+    match pinned {
+        Some(p) if started => Some(p.clone()),
+        _ => pipeline.and_then(basis_of),
+    }
+}
+
+/// A short description of a schedule's windows, recorded in status next to the basis:
+/// "0 * * * * UTC, window 1h, offset 0s".
 pub fn describe(cron: &str, time_zone: Option<&str>, rule: WindowRule) -> String {
     let size = rule.size.map_or_else(|| "since previous tick".to_string(), compact_duration);
     format!("{cron} {}, window {size}, offset {}", time_zone.unwrap_or("UTC"), compact_duration(rule.offset))
@@ -147,6 +182,8 @@ pub enum Verdict {
     Skip,
     /// A run of it is in progress elsewhere: look again later.
     Busy,
+    /// A Job name it needs is held by another owner: it waits (the reason is shown).
+    Held,
 }
 
 /// What one walk over the partitions found.
@@ -158,6 +195,8 @@ pub struct Scan {
     pub skipped: Vec<Window>,
     /// Windows passed over because a run of them is in progress elsewhere.
     pub busy: usize,
+    /// Windows passed over because a Job name they need is held by another owner.
+    pub held: usize,
     /// The first window not yet handled by the schedule, when the walk reached one.
     pub waiting: Option<Window>,
     /// The walk stopped at its step budget before the end.
@@ -209,6 +248,7 @@ pub fn scan(
                 }
                 Verdict::Skip => out.skipped.push(window),
                 Verdict::Busy => out.busy += 1,
+                Verdict::Held => out.held += 1,
             }
         }
         cursor = partitions.after(&window);
@@ -353,6 +393,27 @@ mod tests {
         let result = scan(&p, ts("2026-06-01T00:00:00Z"), &processed, &BTreeSet::new(), 1, 3, select_all);
         assert_eq!(result.selected.first().map(|w| w.start), Some(span.end));
         assert!(counted.as_secs() < 5, "counting 8760 windows took {counted:?}");
+    }
+
+    #[test]
+    fn a_basis_has_the_pipelines_window_rule_and_is_pinned_once_started() {
+        let mut spec: PipelineSpec = serde_json::from_value(serde_json::json!({
+            "schedule": "5 * * * *", "timeZone": "Europe/Berlin",
+            "partition": {"size": "1h", "offset": "5m"}, "steps": []
+        }))
+        .unwrap();
+        let basis = basis_of(&spec).unwrap();
+        assert_eq!(rule_of(&basis), crate::plan::pipeline::window_rule(&spec));
+        spec.partition = None;
+        assert_eq!(rule_of(&basis_of(&spec).unwrap()), crate::plan::pipeline::window_rule(&spec));
+        // Started: the pinned basis holds, whatever the Pipeline says now.
+        assert_eq!(pinned_basis(Some(&basis), true, Some(&spec)), Some(basis.clone()));
+        assert_eq!(pinned_basis(Some(&basis), true, None), Some(basis.clone()));
+        // Not started yet (or started before bases were pinned): the Pipeline's.
+        assert_eq!(pinned_basis(Some(&basis), false, Some(&spec)), basis_of(&spec));
+        assert_eq!(pinned_basis(None, true, Some(&spec)), basis_of(&spec));
+        spec.schedule = None;
+        assert_eq!(pinned_basis(None, false, Some(&spec)), None);
     }
 
     #[test]

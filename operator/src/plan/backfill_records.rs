@@ -1,7 +1,9 @@
 //! Which windows are "already recorded", and so which ones `reprocess` selects. Pure.
 //!
 //! A run of a window is recorded by:
-//! - the Pipeline's status: `activeRuns` (in progress) and `recentRuns` (finished, with phase);
+//! - the Pipeline's status: `activeRuns` (in progress), `queuedWindows` (waiting for a slot:
+//!   the Pipeline will start them under its own Job names, so they are busy like running ones)
+//!   and its finished records (with phase; Skipped and Replaced ones mean "not succeeded");
 //! - the Jobs that exist for the window (Sluice Jobs of the same Pipeline, owned by the
 //!   Pipeline, by another Backfill, or by an owner that is gone);
 //! - the status of other Backfills of the same Pipeline: `processedRanges` (done with the
@@ -22,7 +24,7 @@ use jiff::Timestamp;
 use super::backfill_partitions::Verdict;
 use super::backfill_ranges::RangeSet;
 use super::runs::{JobState, ObservedJob};
-use crate::api::{PipelineStatus, Reprocess, RunPhase};
+use crate::api::{PipelineStatus, Reprocess, RunPhase, RunRecord};
 use crate::schedule::Window;
 
 /// The owner of a Job of the pipeline that is not this backfill.
@@ -62,7 +64,8 @@ pub struct Recorded {
 /// Every record, indexed by window.
 #[derive(Clone, Debug, Default)]
 pub struct Records {
-    pipeline_active: Vec<Window>,
+    /// Windows the Pipeline runs or has queued.
+    pipeline_busy: Vec<Window>,
     pipeline_finished: BTreeMap<(Timestamp, Timestamp), Vec<RunPhase>>,
     jobs: BTreeMap<(Timestamp, Timestamp), Vec<ForeignJob>>,
     run_ids: std::collections::BTreeSet<String>,
@@ -77,9 +80,10 @@ impl Records {
     pub fn new(pipeline: Option<&PipelineStatus>, jobs: Vec<ForeignJob>, siblings: Vec<Sibling>) -> Self {
         let mut records = Records { siblings, ..Default::default() };
         if let Some(status) = pipeline {
-            records.pipeline_active =
-                status.active_runs.iter().map(|r| Window { start: r.window.start.0, end: r.window.end.0 }).collect();
-            for run in &status.recent_runs {
+            let active = status.active_runs.iter().map(|r| &r.window);
+            records.pipeline_busy =
+                active.chain(&status.queued_windows).map(|w| Window { start: w.start.0, end: w.end.0 }).collect();
+            for run in finished_records(status) {
                 let w = Window { start: run.window.start.0, end: run.window.end.0 };
                 records.pipeline_finished.entry(key(&w)).or_default().push(run.phase);
             }
@@ -100,7 +104,7 @@ impl Records {
     pub fn of(&self, window: &Window) -> Recorded {
         let finished = self.pipeline_finished.get(&key(window)).map(Vec::as_slice).unwrap_or_default();
         let mut out = Recorded {
-            busy: self.pipeline_active.contains(window),
+            busy: self.pipeline_busy.contains(window),
             succeeded: finished.contains(&RunPhase::Succeeded),
             failed: finished.contains(&RunPhase::Failed),
         };
@@ -121,6 +125,13 @@ impl Records {
         }
         out
     }
+}
+
+/// The Pipeline's records of finished runs: Succeeded and Failed ones, and Skipped or Replaced
+/// ones (which count as "not succeeded").
+fn finished_records(status: &PipelineStatus) -> impl Iterator<Item = &RunRecord> {
+    // When PipelineStatus gains `skippedRuns`: `status.recent_runs.iter().chain(&status.skipped_runs)`.
+    status.recent_runs.iter()
 }
 
 /// What `reprocess` makes of a window with these records.

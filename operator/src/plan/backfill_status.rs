@@ -5,6 +5,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::backfill::BlockedInput;
 use crate::api::conditions::{DesiredCondition, types};
 use crate::api::{PartitionCounts, Throttle};
 use crate::quota::{Refusal, Shortfall, quantity};
@@ -20,6 +21,8 @@ pub mod reasons {
     pub const SUSPENDED: &str = "Suspended";
     pub const QUOTA_NEVER_FITS: &str = "QuotaNeverFits";
     pub const MAX_FAILED_PARTITIONS: &str = "MaxFailedPartitionsReached";
+    pub const INPUT_CONTRACT_VIOLATED: &str = "InputContractViolated";
+    pub const NAME_CONFLICT: &str = "NameConflict";
 }
 
 /// Counts by phase. `processed` holds succeeded, failed and skipped windows.
@@ -98,6 +101,42 @@ pub fn throttle(reason: &str, message: String) -> Throttle {
     Throttle { reason: reason.to_string(), message: Some(message), resource: None, needed: None, free: None }
 }
 
+/// The throttle for inputs whose contract (`policy: Block`) is violated, naming them.
+pub fn contract_violated(blocked: &[&BlockedInput]) -> Throttle {
+    let named: Vec<String> = blocked.iter().map(|b| format!("Dataset {} ({})", b.dataset, b.message)).collect();
+    let verb = if named.len() == 1 { "violates its contract" } else { "violate their contracts" };
+    throttle(
+        reasons::INPUT_CONTRACT_VIOLATED,
+        format!("{} {verb} with policy Block: no partition reading it starts", named.join(", ")),
+    )
+}
+
+/// The throttle for Job names held by Jobs that are not Sluice's, naming the first.
+pub fn name_conflict(jobs: &[String]) -> Throttle {
+    let more = match jobs.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more, see status.nameConflicts)", n - 1),
+    };
+    throttle(
+        reasons::NAME_CONFLICT,
+        format!(
+            "Job {}{more} exists and is neither this Backfill's nor a Sluice Job of the Pipeline: the partition \
+             that needs the name waits until that Job is deleted",
+            jobs.first().map_or("?", String::as_str)
+        ),
+    )
+}
+
+/// The Throttled condition for a throttle (or none).
+pub fn throttled_condition(throttle: Option<&Throttle>) -> DesiredCondition {
+    match throttle {
+        Some(t) => {
+            DesiredCondition::new(types::THROTTLED, true, t.reason.clone(), t.message.clone().unwrap_or_default())
+        }
+        None => DesiredCondition::new(types::THROTTLED, false, "NotThrottled", "no admission is held back"),
+    }
+}
+
 /// How a decision ended, for the conditions.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
@@ -138,12 +177,7 @@ pub fn conditions(outcome: &Outcome, c: &PartitionCounts, max_failed: Option<i32
     } else {
         DesiredCondition::new(types::PROGRESSING, true, "PartitionsRemaining", summary.clone())
     };
-    let throttled = match &outcome.throttle {
-        Some(t) => {
-            DesiredCondition::new(types::THROTTLED, true, t.reason.clone(), t.message.clone().unwrap_or_default())
-        }
-        None => DesiredCondition::new(types::THROTTLED, false, "NotThrottled", "no admission is held back"),
-    };
+    let throttled = throttled_condition(outcome.throttle.as_ref());
     let complete = if outcome.complete {
         let reason = if c.failed > 0 { "CompletedWithFailures" } else { "AllPartitionsProcessed" };
         DesiredCondition::new(types::COMPLETE, true, reason, summary.clone())

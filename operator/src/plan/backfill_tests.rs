@@ -84,6 +84,8 @@ struct World {
     slots: usize,
     now: Timestamp,
     problems: Vec<String>,
+    blocked: Vec<BlockedInput>,
+    conflicts: Vec<String>,
 }
 
 impl World {
@@ -101,6 +103,8 @@ impl World {
             slots: usize::MAX,
             now: now(),
             problems: vec![],
+            blocked: vec![],
+            conflicts: vec![],
         }
     }
 
@@ -124,6 +128,8 @@ impl World {
             budget: self.budget.clone(),
             free_job_slots: self.slots,
             problems: self.problems.clone(),
+            blocked_inputs: self.blocked.clone(),
+            name_conflicts: self.conflicts.clone(),
         })
     }
 
@@ -207,7 +213,7 @@ fn quota_admits_three_one_cpu_partitions_and_keeps_the_reserve() {
     let plan = w.decide();
     assert_eq!(windows(&plan), [hour(0), hour(1), hour(2)], "oldest first, three fit under 4 - 1 CPU");
     assert_eq!(plan.create[0].run_id, "20261001-0000-1h", "the Pipeline's run id: the same Job names");
-    assert_eq!(plan.admitted, 3);
+    assert_eq!(plan.admitted.len(), 3);
     let throttled = plan.status.throttled.clone().unwrap();
     assert_eq!(throttled.reason, "QuotaExhausted");
     assert_eq!(throttled.resource.as_deref(), Some(CPU));
@@ -637,23 +643,22 @@ fn run_spec_overrides_retry_limits_only() {
 }
 
 #[test]
-fn a_changed_pipeline_schedule_is_recounted_and_recorded_windows_stay_recorded() {
-    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), one_step());
-    let plan = w.decide();
-    w.apply(&plan);
-    w.finish_all(|_| false);
+fn a_schedule_change_before_the_start_is_followed() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2, "suspend": true})), one_step());
     let plan = w.decide();
     w.apply(&plan);
     assert_eq!(w.counts().total, 24);
     assert_eq!(w.status.partition_schedule.as_deref(), Some("0 * * * * UTC, window since previous tick, offset 0s"));
-    // Every two hours now: 12 windows of 2 hours; the two hours done are one of them.
+    // Nothing started yet: every two hours now, 12 windows of 2 hours.
     w.pipeline.schedule = Some("0 */2 * * *".into());
-    w.finish_all(|_| false);
     let plan = w.decide();
-    assert_eq!(plan.status.partitions.as_ref().unwrap().total, 12);
-    assert!(plan.status.partition_schedule.as_deref().unwrap().starts_with("0 */2 * * *"));
+    w.apply(&plan);
+    assert_eq!(w.counts().total, 12);
+    assert_eq!(w.status.partition_basis.as_ref().map(|b| b.schedule.as_str()), Some("0 */2 * * *"));
+    w.spec.suspend = false;
+    let plan = w.decide();
     let two_hours = Window { start: hour(0).start, end: hour(1).end };
-    assert!(plan.create.iter().all(|c| c.window != two_hours), "hours 0 and 1 are recorded");
+    assert_eq!(plan.create[0].window, two_hours);
 }
 
 #[test]
@@ -710,4 +715,227 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
     assert_eq!(plan.create.len(), 10, "parallelism 10");
     assert_eq!(plan.create[0].window.start, ts("2026-10-01T00:00:00Z") + SignedDuration::from_mins(6000));
     assert_eq!(plan.status.partitions.as_ref().unwrap().skipped, 6000);
+}
+
+#[test]
+fn a_window_queued_by_the_pipeline_is_busy_for_a_missing_backfill() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 3})), one_step());
+    // The Pipeline queued window 1 (policy Queue): it will start it under its own Job names.
+    w.pipeline_status.queued_windows = vec![PartitionWindow { start: Time(hour(1).start), end: Time(hour(1).end) }];
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(2), hour(3)], "the queued window is not started");
+    assert_eq!(plan.requeue_after, Some(BUSY_RETRY), "it is looked at again once dequeued");
+    // Whatever reprocess says.
+    w.spec.reprocess = crate::api::Reprocess::All;
+    assert!(!windows(&w.decide()).contains(&hour(1)));
+}
+
+/// Runs the world's backfill until it is complete or `rounds` pass, every Job succeeding.
+fn run_until_complete(w: &mut World, rounds: usize) {
+    for _ in 0..rounds {
+        let plan = w.decide();
+        w.apply(&plan);
+        if w.condition("Complete").0 == "True" {
+            return;
+        }
+        w.now += SignedDuration::from_mins(1);
+        w.finish_all(|_| false);
+    }
+}
+
+#[test]
+fn a_schedule_change_after_the_start_keeps_the_windows_the_backfill_started_with() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 12})), one_step());
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    // Half of the hourly windows ran; the Pipeline now runs every two hours, and no Job slot is
+    // free at this moment.
+    w.pipeline.schedule = Some("0 */2 * * *".into());
+    w.slots = 0;
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.counts().succeeded, 12);
+    assert_eq!(w.counts().total, 24, "the total is the one counted at the start");
+    assert_eq!(w.condition("Complete").0, "False", "12 hourly windows remain: not complete early");
+    assert_eq!(w.status.partition_schedule.as_deref(), Some("0 * * * * UTC, window since previous tick, offset 0s"));
+    w.slots = usize::MAX;
+    let mut lengths = BTreeSet::new();
+    for _ in 0..10 {
+        let plan = w.decide();
+        lengths.extend(plan.create.iter().map(|c| c.window.end.duration_since(c.window.start)));
+        w.apply(&plan);
+        if w.condition("Complete").0 == "True" {
+            break;
+        }
+        w.finish_all(|_| false);
+    }
+    assert_eq!(lengths, BTreeSet::from([SignedDuration::from_hours(1)]), "the rest on the pinned hourly windows");
+    assert_eq!(w.condition("Complete"), ("True".into(), "AllPartitionsProcessed".into()));
+    assert_eq!(w.counts().succeeded, 24);
+}
+
+#[test]
+fn complete_never_goes_back_to_false_without_a_spec_change() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 24})), one_step());
+    w.budget = quota(32_000, 0, 1000);
+    run_until_complete(&mut w, 10);
+    assert_eq!(w.condition("Complete").0, "True");
+    let complete_since = conditions::find(&w.status.conditions, "Complete").unwrap().last_transition_time.clone();
+    // The Pipeline's schedule changes to twice the windows, the quota shrinks below a Job, the
+    // Pipeline goes away: the backfill stays complete.
+    w.pipeline.schedule = Some("*/30 * * * *".into());
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.condition("Complete").0, "True", "a finer schedule does not reopen a complete backfill");
+    assert!(plan.create.is_empty());
+    w.budget = quota(500, 0, 0);
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.condition("Complete").0, "True", "a smaller quota does not fail a complete backfill");
+    assert_eq!(w.condition("Failed").0, "False");
+    w.problems = vec!["spec.pipelineRef: Pipeline \"orders\" does not exist in this namespace".into()];
+    let plan = w.decide();
+    w.apply(&plan);
+    assert_eq!(w.condition("Complete").0, "True", "a deleted Pipeline does not reopen a complete backfill");
+    assert!(plan.events.iter().all(|e| e.reason != "Completed"), "no second Completed Event");
+    let still = conditions::find(&w.status.conditions, "Complete").unwrap();
+    assert_eq!(still.last_transition_time, complete_since);
+}
+
+#[test]
+fn a_violated_block_contract_of_an_input_holds_new_partitions() {
+    let spec = pipeline(&[("extract", "Extract", &[], "1"), ("stage", "Transform", &["extract"], "1")]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), spec);
+    w.pipeline.steps[1].inputs = vec!["raw-orders".into()];
+    // Window 0 runs its extract step; then raw-orders breaks its contract.
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    w.spec.parallelism = Some(3);
+    w.blocked = vec![BlockedInput { dataset: "raw-orders".into(), message: "column id: missing".into() }];
+    let plan = w.decide();
+    assert!(plan.create.is_empty(), "no new partition, and no step that reads raw-orders: {:?}", plan.create);
+    assert!(plan.admitted.is_empty());
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "InputContractViolated");
+    let message = throttled.message.unwrap();
+    assert!(message.contains("raw-orders") && message.contains("column id: missing"), "{message}");
+    w.apply(&plan);
+    assert_eq!(w.condition("Throttled"), ("True".into(), "InputContractViolated".into()));
+    assert_eq!(w.condition("Complete").0, "False");
+    assert!(plan.requeue_after.is_some_and(|d| d <= CONTRACT_RETRY), "Dataset changes do not wake backfills");
+    // A Dataset the backfilled steps do not read holds nothing.
+    w.blocked = vec![BlockedInput { dataset: "elsewhere".into(), message: "x".into() }];
+    let plan = w.decide();
+    assert!(!plan.create.is_empty());
+    assert_ne!(plan.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("InputContractViolated"));
+    // The contract holds again: the partitions continue.
+    w.blocked.clear();
+    let plan = w.decide();
+    assert!(plan.create.iter().any(|c| c.step == "stage" && c.window == hour(0)));
+    assert_eq!(windows(&plan).len(), 3);
+}
+
+fn job_of(c: &JobToCreate) -> String {
+    crate::jobs::job_name("orders", &c.step, &c.run_id, c.attempt)
+}
+
+#[test]
+fn a_partition_whose_job_name_is_squatted_waits_and_says_so() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), one_step());
+    let squatted = crate::jobs::job_name("orders", "extract", &hour(0).run_id(), 0);
+    w.conflicts = vec![squatted.clone()];
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(1), hour(2)], "the other partitions proceed");
+    assert!(!plan.admitted.contains(&hour(0).run_id()), "never admitted");
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "NameConflict");
+    assert!(throttled.message.unwrap().contains(&squatted));
+    assert_eq!(plan.status.name_conflicts, std::slice::from_ref(&squatted));
+    assert!(plan.requeue_after.is_some_and(|d| d <= NAME_CONFLICT_RETRY), "{:?}", plan.requeue_after);
+    w.apply(&plan);
+    assert_eq!(w.condition("Throttled"), ("True".into(), "NameConflict".into()));
+    assert_eq!((w.counts().running, w.counts().pending), (2, 22));
+    // The squatter is deleted: the window runs under its own name.
+    w.finish_all(|_| false);
+    w.conflicts.clear();
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(3)]);
+    assert!(plan.status.name_conflicts.is_empty());
+    assert_ne!(plan.status.throttled.map(|t| t.reason), Some("NameConflict".into()));
+}
+
+#[test]
+fn the_next_step_of_a_partition_waits_when_its_job_name_is_squatted() {
+    let spec = pipeline(&[("extract", "Extract", &[], "1"), ("stage", "Transform", &["extract"], "1")]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 1})), spec);
+    let plan = w.decide();
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    w.conflicts = vec![crate::jobs::job_name("orders", "stage", &hour(0).run_id(), 0)];
+    let plan = w.decide();
+    assert!(plan.create.is_empty(), "{:?}", plan.create);
+    assert_eq!(plan.status.throttled.map(|t| t.reason), Some("NameConflict".into()));
+}
+
+#[test]
+fn a_job_name_held_by_another_owner_stops_that_partition_and_is_not_admitted() {
+    // Two root steps: each partition creates two Jobs at once.
+    let spec = pipeline(&[("a", "Extract", &[], "1"), ("b", "Extract", &[], "1")]);
+    let w = World::new(backfill(serde_json::json!({"parallelism": 3})), spec);
+    let plan = w.decide();
+    assert_eq!(plan.create.len(), 6);
+    let mut round = CreateRound::default();
+    let mut attempted = Vec::new();
+    for c in &plan.create {
+        if !round.attempt(c) {
+            continue;
+        }
+        attempted.push((c.window, c.step.clone()));
+        let outcome = match (c.window, c.step.as_str()) {
+            (w, "a") if w == hour(0) => Created::Squatted,
+            (w, "a") if w == hour(1) => Created::TakenByRun,
+            _ => Created::Yes,
+        };
+        round.record(c, &job_of(c), outcome);
+    }
+    let step = |h: i64, s: &str| (hour(h), s.to_string());
+    assert_eq!(
+        attempted,
+        [step(0, "a"), step(1, "a"), step(2, "a"), step(2, "b")],
+        "no further Job of a partition one of whose names another owner holds"
+    );
+    let squatted = job_of(&plan.create[0]);
+    let settled = round.settle(&plan, Some(1), now());
+    assert_eq!(settled.admitted, 1, "only the partition whose Jobs were all created");
+    assert_eq!(settled.new_conflicts, std::slice::from_ref(&squatted));
+    assert_eq!(settled.retry, Some(TAKEN_RETRY), "a Sluice run's Job shows in the cache soon");
+    let status = &settled.status;
+    let throttled = status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "NameConflict");
+    assert!(throttled.message.unwrap().contains(&squatted));
+    assert_eq!(status.name_conflicts, [squatted]);
+    let c = status.partitions.clone().unwrap();
+    assert_eq!((c.running, c.pending), (1, 23), "the partitions that did not start are pending");
+    let cond = conditions::find(&status.conditions, "Throttled").unwrap();
+    assert_eq!((cond.status.as_str(), cond.reason.as_str()), ("True", "NameConflict"));
+    // A name held by a Sluice run only: retried soon, shown nowhere, not admitted.
+    let mut round = CreateRound::default();
+    for c in &plan.create {
+        if round.attempt(c) {
+            round.record(c, &job_of(c), if c.window == hour(0) { Created::TakenByRun } else { Created::Yes });
+        }
+    }
+    let settled = round.settle(&plan, Some(1), now());
+    assert_eq!((settled.admitted, settled.retry), (2, Some(TAKEN_RETRY)));
+    assert!(settled.new_conflicts.is_empty() && settled.status.name_conflicts.is_empty());
+    assert_eq!(settled.status.throttled, plan.status.throttled);
+    // Everything created: the plan stands.
+    let mut round = CreateRound::default();
+    for c in &plan.create {
+        round.record(c, &job_of(c), Created::Yes);
+    }
+    let settled = round.settle(&plan, Some(1), now());
+    assert_eq!((settled.admitted, settled.retry, &settled.status), (3, None, &plan.status));
 }
