@@ -8,7 +8,6 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::backfill_ranges::{RangeSet, Span};
 use crate::api::{BackfillOrder, PartitionBasis, PipelineSpec};
-use crate::duration;
 use crate::schedule::{Schedule, Window, WindowRule, compact_duration};
 
 /// Most ticks walked to find the first window starting at or after a time (windows much longer
@@ -145,11 +144,7 @@ pub fn basis_of(spec: &PipelineSpec) -> Option<PartitionBasis> {
 
 /// The window rule of a basis, derived as `plan::pipeline::window_rule` derives a Pipeline's.
 pub fn rule_of(basis: &PartitionBasis) -> WindowRule {
-    let parse = |v: &Option<String>| v.as_deref().and_then(|d| duration::parse(d).ok());
-    WindowRule {
-        size: parse(&basis.size).filter(|d| !d.is_zero()),
-        offset: parse(&basis.offset).unwrap_or(SignedDuration::ZERO),
-    }
+    super::pipeline::rule_from(basis.size.as_deref(), basis.offset.as_deref())
 }
 
 /// The basis a backfill's windows follow: the one pinned in its status once it has `started`

@@ -130,8 +130,7 @@ impl Records {
 /// The Pipeline's records of finished runs: Succeeded and Failed ones, and Skipped or Replaced
 /// ones (which count as "not succeeded").
 fn finished_records(status: &PipelineStatus) -> impl Iterator<Item = &RunRecord> {
-    // When PipelineStatus gains `skippedRuns`: `status.recent_runs.iter().chain(&status.skipped_runs)`.
-    status.recent_runs.iter()
+    status.recent_runs.iter().chain(&status.skipped_runs)
 }
 
 /// What `reprocess` makes of a window with these records.

@@ -136,12 +136,15 @@ fn event(warning: bool, reason: &'static str, note: String) -> PlannedEvent {
 
 /// The window rule of a spec (validated durations; invalid ones fall back to defaults).
 pub fn window_rule(spec: &PipelineSpec) -> WindowRule {
-    let parse = |v: &Option<String>| v.as_deref().and_then(|d| duration::parse(d).ok());
     let partition = spec.partition.as_ref();
-    WindowRule {
-        size: partition.and_then(|p| parse(&p.size)).filter(|d| !d.is_zero()),
-        offset: partition.and_then(|p| parse(&p.offset)).unwrap_or(SignedDuration::ZERO),
-    }
+    rule_from(partition.and_then(|p| p.size.as_deref()), partition.and_then(|p| p.offset.as_deref()))
+}
+
+/// The window rule of a partition size and offset as written (invalid ones fall back to
+/// defaults: the time between ticks, no offset).
+pub fn rule_from(size: Option<&str>, offset: Option<&str>) -> WindowRule {
+    let parse = |v: Option<&str>| v.and_then(|d| duration::parse(d).ok());
+    WindowRule { size: parse(size).filter(|d| !d.is_zero()), offset: parse(offset).unwrap_or(SignedDuration::ZERO) }
 }
 
 /// A run in progress: recorded in `status.activeRuns` (or starting in this decision).

@@ -1256,7 +1256,8 @@ fn history_beyond_twenty_runs_keeps_every_record_and_its_jobs() {
     let mut recent: Vec<RunRecord> =
         windows.iter().map(|w| succeeded_record(*w, &(w.end + SignedDuration::from_mins(5)).to_string())).collect();
     recent.reverse();
-    let status = PipelineStatus { last_schedule_time: at("2026-11-24T01:00:00Z"), recent_runs: recent, ..Default::default() };
+    let status =
+        PipelineStatus { last_schedule_time: at("2026-11-24T01:00:00Z"), recent_runs: recent, ..Default::default() };
     let mut observed = input(&spec, &status, "2026-11-24T01:30:00Z");
     observed.jobs =
         windows.iter().flat_map(|w| all_succeeded(*w, &(w.end + SignedDuration::from_mins(5)).to_string())).collect();
@@ -1276,8 +1277,11 @@ fn skipped_windows_are_kept_apart_and_never_push_finished_runs_out() {
         })
         .rev()
         .collect();
-    let status =
-        PipelineStatus { last_schedule_time: at("2026-11-23T11:00:00Z"), recent_runs: finished.clone(), ..Default::default() };
+    let status = PipelineStatus {
+        last_schedule_time: at("2026-11-23T11:00:00Z"),
+        recent_runs: finished.clone(),
+        ..Default::default()
+    };
     // 24 ticks due with one slot: one starts, 23 are skipped by Forbid.
     let plan = decide(&input(&spec, &status, "2026-11-24T11:00:30Z"));
     assert_eq!(plan.started.len(), 1);
@@ -1341,8 +1345,7 @@ fn a_name_held_by_a_stranger_fails_the_run_with_name_conflict() {
     };
     let mut observed = input(&spec, &status, "2026-11-24T11:05:00Z");
     observed.jobs = vec![job(w, "extract", 0, succeeded("2026-11-24T11:04:00Z")), job(w, "audit", 0, JobState::Active)];
-    observed.foreign =
-        vec![ForeignJob { holder: "no controller".into(), backfill: false, ..backfill_job(w, "load") }];
+    observed.foreign = vec![ForeignJob { holder: "no controller".into(), backfill: false, ..backfill_job(w, "load") }];
     let plan = decide(&observed);
     assert!(plan.create.is_empty());
     let record = &plan.status.recent_runs[0];
