@@ -1,0 +1,119 @@
+//! Random scenarios: one Pipeline spec per seed (schedule, 1-3 steps with `dependsOn`, history,
+//! concurrency, retries, catch-up, starting deadline), and which fault kinds are on.
+//!
+//! Not generated: data-aware triggers (no Datasets are modelled), `run-now` annotations, time
+//! zones other than UTC, partition size/offset, spec changes after creation, Job caps.
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use sluice::api::PipelineSpec;
+
+use crate::rng::Rng;
+
+/// The fault kinds a run may inject; shrinking turns them off one by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Faults {
+    /// Watch caches lag behind the API server by a random number of events.
+    pub lag: bool,
+    /// A second replica reconciles the same Pipeline with its own caches.
+    pub second_replica: bool,
+    /// A replica restarts between two API calls (its in-flight reconcile is dropped, or its
+    /// last call lands but the answer is lost) and relists its caches.
+    pub restarts: bool,
+    /// The clock jumps forward by minutes or hours.
+    pub clock_jumps: bool,
+    /// Jobs fail (retries in the spec).
+    pub job_failures: bool,
+    /// A Backfill creates Jobs under the Pipeline's names for due windows.
+    pub backfill: bool,
+    /// Deleted Jobs linger with a deletionTimestamp for a while.
+    pub terminating: bool,
+}
+
+impl Faults {
+    pub const ALL: Faults = Faults {
+        lag: true,
+        second_replica: true,
+        restarts: true,
+        clock_jumps: true,
+        job_failures: true,
+        backfill: true,
+        terminating: true,
+    };
+
+    /// Every fault set with exactly one kind turned off, with its name.
+    pub fn without_one(self) -> Vec<(&'static str, Faults)> {
+        let mut out = Vec::new();
+        let mut push = |name, on: bool, f: Faults| {
+            if on {
+                out.push((name, f));
+            }
+        };
+        push("lag", self.lag, Faults { lag: false, ..self });
+        push("second_replica", self.second_replica, Faults { second_replica: false, ..self });
+        push("restarts", self.restarts, Faults { restarts: false, ..self });
+        push("clock_jumps", self.clock_jumps, Faults { clock_jumps: false, ..self });
+        push("job_failures", self.job_failures, Faults { job_failures: false, ..self });
+        push("backfill", self.backfill, Faults { backfill: false, ..self });
+        push("terminating", self.terminating, Faults { terminating: false, ..self });
+        out
+    }
+}
+
+/// One seed's Pipeline and the time scale it runs at.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub spec: PipelineSpec,
+    /// The schedule's period: the unit of Job durations and clock steps.
+    pub period: SignedDuration,
+    pub created: Timestamp,
+}
+
+pub fn scenario(rng: &mut Rng) -> Scenario {
+    let (schedule, period) = *rng.pick(&[
+        ("*/2 * * * * *", 2),
+        ("*/5 * * * * *", 5),
+        ("*/5 * * * * *", 5),
+        ("0 * * * *", 3600),
+        ("*/15 * * * *", 900),
+    ]);
+    let steps = rng.range(1, 3) as usize;
+    let names = ["extract", "load", "audit"];
+    let backoff = (period / 2).max(1);
+    let steps: Vec<_> = (0..steps)
+        .map(|i| {
+            // Step i depends on one earlier step, or on none.
+            let depends: Vec<&str> =
+                if i > 0 && rng.chance(70) { vec![names[rng.below(i as u64) as usize]] } else { vec![] };
+            json!({
+                "name": names[i],
+                "kind": if i == 0 { "Extract" } else { "Transform" },
+                "dependsOn": depends,
+                "retries": {"limit": rng.range(0, 2), "backoffSeconds": rng.range(1, backoff as u64),
+                            "maxBackoffSeconds": backoff * 2},
+                "template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}},
+            })
+        })
+        .collect();
+    let mut spec = json!({
+        "schedule": schedule,
+        "steps": steps,
+        "history": {"successful": rng.range(0, 5), "failed": rng.range(0, 5)},
+        "concurrency": {
+            "policy": rng.pick(&["Forbid", "Replace", "Queue"]),
+            "maxConcurrentRuns": rng.range(1, 3),
+            "maxQueued": rng.range(1, 4),
+        },
+        "catchUp": {"policy": rng.pick(&["Latest", "All", "None"]), "maxRuns": rng.range(1, 5)},
+    });
+    if rng.chance(30) {
+        spec["startingDeadlineSeconds"] = json!(rng.range(1, 3) as i64 * period);
+    }
+    let created: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+    let created = created + SignedDuration::from_secs(rng.below(period as u64) as i64);
+    Scenario {
+        spec: serde_json::from_value(spec).expect("generated spec"),
+        period: SignedDuration::from_secs(period),
+        created,
+    }
+}

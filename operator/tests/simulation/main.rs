@@ -1,0 +1,152 @@
+//! Deterministic simulation of the Pipeline reconciler: the real `decide`, the real act layer
+//! (`sluice::act::pipeline::reconcile`) and the real Job building, against an in-memory API
+//! server with lagging watch caches, two replicas, restarts between any two API calls, Jobs
+//! that finish in any order and fail, clocks that jump, and a Backfill that takes Job names.
+//! See DESIGN.md, "Exactly once: the write-order rules".
+//!
+//! Run: `cargo test -p sluice-operator --test simulation`. Environment:
+//! - `SLUICE_SIM_SEEDS=N` runs seeds `0..N` instead of the CI list;
+//! - `SLUICE_SIM_SEED=s` runs seed `s` alone and prints its trace;
+//! - `SLUICE_SIM_STEPS=n` sets the step budget of the faulty phase.
+//!
+//! On a violation the seed is shrunk (smallest failing step budget, fault kinds turned off one
+//! by one) and the shortest failing trace is printed.
+
+mod generate;
+mod invariants;
+mod model;
+mod replica;
+mod rng;
+mod trace;
+mod world;
+
+use generate::Faults;
+use world::{Config, run};
+
+/// Seeds `0..CI_SEEDS` run in CI, but for `KNOWN_DEFECTS`.
+const CI_SEEDS: u64 = 500;
+/// Seeds that find a defect not fixed yet, each with a test marked `#[ignore]` below.
+const KNOWN_DEFECTS: &[u64] = &[SPLIT_BRAIN_RECREATE];
+
+/// Two replicas act at once: replica B writes an unchanged status (its precondition holds),
+/// replica A then replaces the run and deletes its Jobs, and B, whose Job cache had not shown
+/// A's creation, creates the replaced run's `load` Job again: the same Job name twice.
+/// Found in seeds 0..2500; the same class (with `Replace`) also at 1453, 1454, 1603 and 2277.
+const SPLIT_BRAIN_RECREATE: u64 = 894;
+const SPLIT_BRAIN_MORE: &[u64] = &[1453, 1454, 1603, 2277];
+/// Steps of the faulty phase per seed.
+const STEPS: usize = 250;
+/// Lines of a trace printed at most.
+const MAX_TRACE: usize = 600;
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn seeds(default: u64) -> Vec<u64> {
+    match (env("SLUICE_SIM_SEED"), env("SLUICE_SIM_SEEDS")) {
+        (Some(seed), _) => vec![seed],
+        (None, Some(n)) => (0..n).collect(),
+        (None, None) => (0..default).filter(|s| !KNOWN_DEFECTS.contains(s)).collect(),
+    }
+}
+
+fn config(seed: u64, strict_missed: bool) -> Config {
+    Config { seed, budget: env("SLUICE_SIM_STEPS").map_or(STEPS, |n| n as usize), faults: Faults::ALL, strict_missed }
+}
+
+/// The smallest failing configuration found from a failing one: the shortest step budget
+/// (binary search), then each fault kind off if it still fails without it.
+fn shrink(failing: Config) -> Config {
+    let fails = |c: &Config| run(c).violation.is_some();
+    let shortest = |mut c: Config| {
+        let (mut lo, mut hi) = (0, c.budget);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if fails(&Config { budget: mid, ..c }) { hi = mid } else { lo = mid + 1 }
+        }
+        c.budget = hi;
+        c
+    };
+    let mut best = shortest(failing);
+    for (_, without) in best.faults.without_one() {
+        let candidate = Config { faults: Faults { ..without }, ..best };
+        let candidate = Config { faults: merge_off(best.faults, candidate.faults), ..candidate };
+        if fails(&candidate) {
+            best = shortest(candidate);
+        }
+    }
+    best
+}
+
+/// `current` with the kind that `off` turned off also off.
+fn merge_off(current: Faults, off: Faults) -> Faults {
+    Faults {
+        lag: current.lag && off.lag,
+        second_replica: current.second_replica && off.second_replica,
+        restarts: current.restarts && off.restarts,
+        clock_jumps: current.clock_jumps && off.clock_jumps,
+        job_failures: current.job_failures && off.job_failures,
+        backfill: current.backfill && off.backfill,
+        terminating: current.terminating && off.terminating,
+    }
+}
+
+/// Runs `seeds`; panics with the first failure shrunk and its trace.
+fn simulate(seeds: &[u64], strict_missed: bool) {
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    let mut reconciles = 0;
+    for &seed in seeds {
+        let cfg = config(seed, strict_missed);
+        let report = run(&cfg);
+        reconciles += report.reconciles;
+        if seeds.len() == 1 {
+            println!("seed {seed}: {}\n{}", report.spec, report.trace.render(usize::MAX));
+        }
+        if let Some(v) = report.violation {
+            eprintln!("seed {seed}: {v}");
+            failed.push((cfg, v));
+        }
+    }
+    println!(
+        "{} seeds, {reconciles} reconciles, {:.1} s, {} failed",
+        seeds.len(),
+        started.elapsed().as_secs_f64(),
+        failed.len()
+    );
+    if let Some((cfg, violation)) = failed.first() {
+        let small = shrink(*cfg);
+        let report = run(&small);
+        panic!(
+            "simulation: {} seed(s) violate an invariant: {:?}\nfirst: seed {} ({violation})\n\
+             shrunk to {small:?}: {}\nspec: {}\ntrace ({} lines):\n{}",
+            failed.len(),
+            failed.iter().map(|(c, _)| c.seed).collect::<Vec<_>>(),
+            cfg.seed,
+            report.violation.as_deref().unwrap_or("passes when rerun?"),
+            report.spec,
+            report.trace.len(),
+            report.trace.render(MAX_TRACE)
+        );
+    }
+}
+
+#[test]
+fn pipelines_keep_every_window_exactly_once() {
+    simulate(&seeds(CI_SEEDS), false);
+}
+
+#[test]
+#[ignore = "known defect: two replicas acting at once re-create a Job the other one deleted (seed 894)"]
+fn two_replicas_never_recreate_a_deleted_job() {
+    let mut seeds = vec![SPLIT_BRAIN_RECREATE];
+    seeds.extend(SPLIT_BRAIN_MORE);
+    simulate(&seeds, false);
+}
+
+#[test]
+#[ignore = "known defect 10 of issue 10: status.missedWindows adds 1 for everything beyond the bounded walk"]
+fn missed_windows_are_counted_exactly() {
+    simulate(&seeds(CI_SEEDS), true);
+}
