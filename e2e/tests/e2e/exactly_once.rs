@@ -68,6 +68,16 @@ async fn history_zero_pipelines_on_a_seconds_schedule_never_create_a_job_name_tw
         assert!(creations.len() >= PIPELINES * 10, "too few runs to tell anything: {}", creations.len());
         assert!(twice.is_empty(), "Job names created more than once: {twice:?}");
 
+        // Windows not run are counted, not lost: missed (catch-up) or skipped (concurrency).
+        let list = yaml::sluice_api(&client, n, "Pipeline").list(&Default::default()).await.expect("pipelines");
+        let (mut missed, mut skipped) = (0, 0);
+        for p in &list.items {
+            let status = &serde_json::to_value(p).expect("json")["status"];
+            missed += status["missedWindows"].as_i64().unwrap_or(0);
+            skipped += status["skippedRuns"].as_array().map_or(0, Vec::len);
+        }
+        println!("windows missed {missed}, skipped records {skipped}");
+
         if let Some(addr) = sluice_e2e::operator::shared_http_addr() {
             let (_, metrics) = sluice_e2e::operator::http_get(addr, "/metrics").await.expect("metrics");
             let started = counter(&metrics, "sluice_runs_started_total", n);

@@ -134,7 +134,7 @@ fn simulate(seeds: &[u64], strict_missed: bool) {
 
 #[test]
 fn pipelines_keep_every_window_exactly_once() {
-    simulate(&seeds(CI_SEEDS), false);
+    simulate(&seeds(CI_SEEDS), true);
 }
 
 #[test]
@@ -143,10 +143,4 @@ fn two_replicas_never_recreate_a_deleted_job() {
     let mut seeds = vec![SPLIT_BRAIN_RECREATE];
     seeds.extend(SPLIT_BRAIN_MORE);
     simulate(&seeds, false);
-}
-
-#[test]
-#[ignore = "known defect 10 of issue 10: status.missedWindows adds 1 for everything beyond the bounded walk"]
-fn missed_windows_are_counted_exactly() {
-    simulate(&seeds(CI_SEEDS), true);
 }
