@@ -274,7 +274,7 @@ async fn forbid_skips_windows_while_a_run_is_active() {
         .await
         .expect("pipeline");
         let st = wait_status(&client, n, "slow", "a skipped window", |s| {
-            s["recentRuns"]
+            s["skippedRuns"]
                 .as_array()
                 .is_some_and(|r| r.iter().any(|r| r["phase"] == "Skipped" && r["reason"] == "ConcurrencyLimit"))
         })

@@ -5,9 +5,11 @@
 //! 2. Write the decided status with the Pipeline's `resourceVersion` as precondition, whenever
 //!    the decision changes the status or creates or deletes anything. A decision made on a
 //!    stale Pipeline (the cache has not shown the operator's own last write yet, or a second
-//!    replica wrote meanwhile) fails here and acts on nothing; the Pipeline is then read fresh
-//!    and decided again, once. So a finished run is recorded before its Jobs can disappear,
-//!    and a run started is recorded before its Jobs exist.
+//!    replica wrote meanwhile) fails here and acts on nothing; it is decided again once the
+//!    cache shows the newer Pipeline (the watch event of that write wakes it; the controller
+//!    also requeues soon). So a finished run is recorded before its Jobs can disappear, and a
+//!    run started is recorded before its Jobs exist. No fresh read: the operator needs no `get`
+//!    on Pipelines.
 //! 3. Create the Jobs. `AlreadyExists` counts as launched only when the Job holding the name is
 //!    controlled by this Pipeline and carries the same run, step and attempt; otherwise it is a
 //!    name conflict: the run's other Jobs are not created in this reconcile (so a window's Jobs
@@ -46,8 +48,6 @@ pub struct Observed {
 
 /// Reading and writing Pipelines, and observing what a Pipeline's decision needs.
 pub trait PipelineApi: JobApi {
-    /// The Pipeline as the API server has it now.
-    fn get_pipeline(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Pipeline>>> + Send;
     /// Writes `status` on the condition that the Pipeline is still at `pipeline`'s
     /// `resourceVersion`.
     fn write_status(
@@ -73,7 +73,7 @@ pub struct NameConflict {
 pub enum Outcome {
     /// The Pipeline is gone.
     Gone,
-    /// The status changed under the decision twice: nothing was done; decide again soon.
+    /// The status changed since the cached Pipeline: nothing was done; decide again soon.
     Conflict,
     /// The decision was recorded and acted on.
     Acted(Box<Acted>),
@@ -82,8 +82,7 @@ pub enum Outcome {
 /// A decision that was recorded and acted on.
 #[derive(Debug)]
 pub struct Acted {
-    /// The Pipeline the decision was made on (the cached one, or the fresh read after a
-    /// conflict).
+    /// The Pipeline the decision was made on.
     pub pipeline: Pipeline,
     pub observed: Observed,
     pub plan: Plan,
@@ -96,48 +95,38 @@ pub struct Acted {
     pub rejected: Vec<(String, String)>,
 }
 
-/// Decides for `cached` at `now` and acts, as described in the module documentation.
-pub async fn reconcile<A: PipelineApi>(api: &A, cached: &Pipeline, now: Timestamp) -> Result<Outcome> {
-    let mut pipeline = cached.clone();
-    for fresh_read in [false, true] {
-        if fresh_read {
-            let namespace = pipeline.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-            match api.get_pipeline(&namespace, &pipeline.name_any()).await? {
-                Some(p) => pipeline = p,
-                None => return Ok(Outcome::Gone),
-            }
-        }
-        if pipeline.meta().deletion_timestamp.is_some() {
-            return Ok(Outcome::Gone);
-        }
-        let observed = api.observe(&pipeline);
-        let plan = decide(&input(&pipeline, &observed, now));
-        let unchanged = pipeline.status.as_ref() == Some(&plan.status)
-            || (pipeline.status.is_none() && plan.status == PipelineStatus::default());
-        if !unchanged || !plan.create.is_empty() || !plan.delete.is_empty() {
-            match api.write_status(&pipeline, &plan.status).await? {
-                Written::Applied => {}
-                Written::Conflict => continue,
-                Written::Gone => return Ok(Outcome::Gone),
-            }
-        }
-        let mut acted = Acted {
-            pipeline,
-            observed,
-            plan,
-            status_changed: !unchanged,
-            created: Vec::new(),
-            conflicts: Vec::new(),
-            rejected: Vec::new(),
-        };
-        create_jobs(api, &mut acted).await?;
-        for name in &acted.plan.delete {
-            let namespace = acted.pipeline.namespace().unwrap_or_default();
-            api.delete_job(&namespace, name).await?;
-        }
-        return Ok(Outcome::Acted(Box::new(acted)));
+/// Decides for `pipeline` (as cached) at `now` and acts, as described in the module
+/// documentation.
+pub async fn reconcile<A: PipelineApi>(api: &A, pipeline: &Pipeline, now: Timestamp) -> Result<Outcome> {
+    if pipeline.meta().deletion_timestamp.is_some() {
+        return Ok(Outcome::Gone);
     }
-    Ok(Outcome::Conflict)
+    let observed = api.observe(pipeline);
+    let plan = decide(&input(pipeline, &observed, now));
+    let unchanged = pipeline.status.as_ref() == Some(&plan.status)
+        || (pipeline.status.is_none() && plan.status == PipelineStatus::default());
+    if !unchanged || !plan.create.is_empty() || !plan.delete.is_empty() {
+        match api.write_status(pipeline, &plan.status).await? {
+            Written::Applied => {}
+            Written::Conflict => return Ok(Outcome::Conflict),
+            Written::Gone => return Ok(Outcome::Gone),
+        }
+    }
+    let mut acted = Acted {
+        pipeline: pipeline.clone(),
+        observed,
+        plan,
+        status_changed: !unchanged,
+        created: Vec::new(),
+        conflicts: Vec::new(),
+        rejected: Vec::new(),
+    };
+    create_jobs(api, &mut acted).await?;
+    let namespace = pipeline.namespace().unwrap_or_default();
+    for name in &acted.plan.delete {
+        api.delete_job(&namespace, name).await?;
+    }
+    Ok(Outcome::Acted(Box::new(acted)))
 }
 
 /// The decision's input from the Pipeline and what was observed.

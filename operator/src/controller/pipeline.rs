@@ -31,7 +31,8 @@ use crate::validation;
 
 pub use crate::act::pipeline::RUN_NOW_ANNOTATION;
 
-/// How soon to decide again after the status changed under two decisions in a row.
+/// How soon to decide again after the status changed under a decision (the watch event of the
+/// newer status usually wakes the Pipeline before).
 const CONFLICT_RETRY: Duration = Duration::from_millis(100);
 /// How soon to look again after a Job name turned out to be held by another object.
 const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(1);
@@ -141,10 +142,6 @@ impl JobApi for KubePipelines<'_> {
 }
 
 impl PipelineApi for KubePipelines<'_> {
-    async fn get_pipeline(&self, namespace: &str, name: &str) -> Result<Option<Pipeline>> {
-        Ok(Api::<Pipeline>::namespaced(self.ctx.client.clone(), namespace).get_opt(name).await?)
-    }
-
     async fn write_status(&self, pipeline: &Pipeline, status: &PipelineStatus) -> Result<Written> {
         let api: Api<Pipeline> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
         let status = serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?;

@@ -199,15 +199,6 @@ impl JobApi for SimApi<'_> {
 }
 
 impl PipelineApi for SimApi<'_> {
-    async fn get_pipeline(&self, _namespace: &str, _name: &str) -> Result<Option<Pipeline>> {
-        self.call("get Pipeline".to_string(), |s| {
-            let p = s.pipeline.clone();
-            let said = p.as_ref().map(|p| format!("rv {}", rv(p))).unwrap_or_else(|| "NotFound".into());
-            (p, said)
-        })
-        .await
-    }
-
     async fn write_status(&self, pipeline: &Pipeline, status: &PipelineStatus) -> Result<Written> {
         let what = format!("write status at rv {} ({})", rv(pipeline), crate::world::summary(status));
         self.call(what, |s| {
