@@ -4,8 +4,11 @@
 //! its own status write relaunched the run (29 of about 620 windows twice in 60 s, issue 10).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
 use serde_json::json;
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{usage, wait, yaml};
@@ -86,6 +89,104 @@ async fn history_zero_pipelines_on_a_seconds_schedule_never_create_a_job_name_tw
             assert!(finished <= started, "runs finished {finished} > started {started}: a run recorded twice");
             assert!(started >= creations.len() as f64, "every Job name is one run's step: {started} started");
         }
+    })
+    .await;
+}
+
+/// What the watches saw: the resourceVersion at which each producing Job began to go, and the
+/// Dataset's checked-run marker at each of its resourceVersions.
+#[derive(Default)]
+struct Seen {
+    /// Job name -> (finish time, run id, resourceVersion of its first deletion event).
+    deleted: BTreeMap<String, (String, String, u64)>,
+    /// (resourceVersion, finish time, run id) of each Dataset status seen.
+    checked: Vec<(u64, String, String)>,
+}
+
+fn rv(meta: &kube::api::ObjectMeta) -> u64 {
+    meta.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// Records the deletion of `ns`'s Jobs and the Dataset `raw`'s `lastCheckedRun` over time.
+fn watch_deletions_and_checks(client: &kube::Client, ns: &str) -> Arc<Mutex<Seen>> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (into, jobs) = (seen.clone(), Api::<Job>::namespaced(client.clone(), ns));
+    tokio::spawn(async move {
+        let mut stream = watcher(jobs, watcher::Config::default()).default_backoff().boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            let (job, gone) = match event {
+                watcher::Event::Apply(j) => (j.clone(), j.metadata.deletion_timestamp.is_some()),
+                watcher::Event::Delete(j) => (j, true),
+                _ => continue,
+            };
+            let finished = job.status.as_ref().and_then(|s| s.completion_time.as_ref()).map(|t| t.0.to_string());
+            let run = job.metadata.labels.as_ref().and_then(|l| l.get("sluice.dev/run").cloned());
+            if let (true, Some(finished), Some(run)) = (gone, finished, run) {
+                let name = job.metadata.name.clone().unwrap_or_default();
+                into.lock().unwrap().deleted.entry(name).or_insert((finished, run, rv(&job.metadata)));
+            }
+        }
+    });
+    let (into, datasets) = (seen.clone(), yaml::sluice_api(client, ns, "Dataset"));
+    tokio::spawn(async move {
+        let mut stream = watcher(datasets, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        while let Some(Ok(d)) = stream.next().await {
+            let status = serde_json::to_value(&d).expect("json")["status"]["lastCheckedRun"].clone();
+            if let (Some(f), Some(r)) = (status["finished"].as_str(), status["run"].as_str()) {
+                into.lock().unwrap().checked.push((rv(&d.metadata), f.to_string(), r.to_string()));
+            }
+        }
+    });
+    seen
+}
+
+/// A Pipeline that keeps no history deletes a run's Jobs right after recording it; a producing
+/// Job must still be read by its output Dataset first, or the run's watermark and report are
+/// lost. Proven from the watches: every producing Job began to go only after (in etcd's order
+/// of resourceVersions) the Dataset recorded a checked-run marker at or past that Job's run.
+#[tokio::test]
+async fn history_zero_producing_jobs_go_only_after_their_dataset_checked_them() {
+    let client = sluice_e2e::setup().await;
+    with_namespace(&client, "oncedata", |ns| async move {
+        let client = ns.client.clone();
+        let n = ns.name.as_str();
+        let seen = watch_deletions_and_checks(&client, n);
+        let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "raw"},
+            "spec": {"owner": "team-a", "layer": "Raw"}});
+        yaml::apply(&client, n, &dataset).await.expect("dataset");
+        let mut producer = pipeline("ingest");
+        producer["spec"]["steps"][0]["outputs"] = json!(["raw"]);
+        yaml::apply(&client, n, &producer).await.expect("pipeline");
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let patch = json!({"spec": {"suspend": true}});
+        let pipelines = yaml::sluice_api(&client, n, "Pipeline");
+        pipelines
+            .patch("ingest", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .expect("suspend");
+        wait::until(&pipelines, "ingest", Duration::from_secs(30), "suspended and idle", |o| {
+            let v = serde_json::to_value(o).expect("json");
+            wait::condition(&v, "Suspended").is_some_and(|c| c.0 == "True") && v["status"]["activeRunCount"] == 0
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        let seen = seen.lock().unwrap();
+        let early: Vec<&String> =
+            seen.deleted
+                .iter()
+                .filter(|(_, (finished, run, deleted_at))| {
+                    !seen.checked.iter().any(|(at, f, r)| {
+                        at < deleted_at && (f.as_str(), r.as_str()) >= (finished.as_str(), run.as_str())
+                    })
+                })
+                .map(|(name, _)| name)
+                .collect();
+        println!("{} producing Jobs deleted, {} before their Dataset checked them", seen.deleted.len(), early.len());
+        assert!(seen.deleted.len() >= 5, "too few runs to tell anything: {}", seen.deleted.len());
+        assert!(early.is_empty(), "Jobs deleted before their Dataset read them: {early:?}");
     })
     .await;
 }

@@ -16,6 +16,7 @@
 //!    never end up split between two owners) and the next decision sees the other owner's Job.
 //! 4. Delete the Jobs the written status allows to go (history, replaced runs).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use jiff::Timestamp;
@@ -26,7 +27,7 @@ use super::{Created, JobApi, Written};
 use crate::api::{Pipeline, PipelineStatus};
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob, labels};
-use crate::plan::pipeline::{ForeignJob, Input, JobToCreate, Plan, Upstream, decide};
+use crate::plan::pipeline::{CheckedKey, ForeignJob, Input, JobToCreate, Plan, Upstream, decide};
 use crate::plan::runs::ObservedJob;
 
 /// What the reconciler observed besides the Pipeline itself.
@@ -44,6 +45,8 @@ pub struct Observed {
     pub free_job_slots: usize,
     /// Validation problems of the spec.
     pub problems: Vec<String>,
+    /// The last run each existing output Dataset has checked (see `plan::pipeline::Input`).
+    pub outputs_checked: BTreeMap<String, Option<CheckedKey>>,
 }
 
 /// Reading and writing Pipelines, and observing what a Pipeline's decision needs.
@@ -145,6 +148,8 @@ pub fn input<'a>(pipeline: &'a Pipeline, observed: &'a Observed, now: Timestamp)
         problems: observed.problems.clone(),
         upstream: observed.upstream.clone(),
         blocked_inputs: observed.blocked_inputs.clone(),
+        name: pipeline.metadata.name.as_deref().unwrap_or_default(),
+        outputs_checked: observed.outputs_checked.clone(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! the status with a `resourceVersion` precondition, create and delete Jobs), then Events and
 //! metrics for what was recorded.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use crate::api::conditions::{self, types};
 use crate::api::{Backfill, DriftPolicy, Pipeline, PipelineStatus, RunPhase};
 use crate::error::{Error, Result};
 use crate::jobs::labels;
-use crate::plan::pipeline::{ForeignJob, Plan, Upstream};
+use crate::plan::pipeline::{CheckedKey, ForeignJob, Plan, Upstream};
 use crate::plan::runs::JobState;
 use crate::schedule::Window;
 use crate::validation;
@@ -170,8 +171,24 @@ impl PipelineApi for KubePipelines<'_> {
             blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
             free_job_slots: self.free_job_slots,
             problems: validation::pipeline(&pipeline.spec, &ctx.namespace(&self.namespace)),
+            outputs_checked: outputs_checked(ctx, &self.namespace, pipeline),
         }
     }
+}
+
+/// For each Dataset in the cache that a step outputs, the last producing run it has checked.
+fn outputs_checked(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> BTreeMap<String, Option<CheckedKey>> {
+    pipeline
+        .spec
+        .steps
+        .iter()
+        .flat_map(|s| s.outputs.iter())
+        .filter_map(|name| {
+            let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+            let checked = dataset.status.as_ref().and_then(|s| s.last_checked_run.as_ref());
+            Some((name.clone(), checked.map(|c| (c.finished.0, c.pipeline.clone(), c.run.clone(), c.step.clone()))))
+        })
+        .collect()
 }
 
 /// Jobs with the Pipeline's label that another object controls, including ones being deleted

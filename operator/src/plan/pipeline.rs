@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::ready::{PlannedEvent, ready_condition};
-use super::runs::{ObservedJob, RunState, StepState, derive_run};
+use super::runs::{JobState, ObservedJob, RunState, StepState, derive_run};
 use crate::api::conditions::{self, DesiredCondition, types};
 use crate::api::{
     CatchUpPolicy, ConcurrencyPolicy, PartitionWindow, PipelineSpec, PipelineStatus, RunPhase, RunRecord, StepSpec,
@@ -48,7 +48,20 @@ pub struct Input<'a> {
     /// Datasets read by steps (`steps[].inputs`, not already in `upstream`) that hold new runs
     /// because they violate their contract under policy `Block`: one message each.
     pub blocked_inputs: Vec<String>,
+    /// The Pipeline's name, as output Datasets record the runs they checked.
+    pub name: &'a str,
+    /// For each existing Dataset a step outputs: the last producing run it has checked
+    /// (`status.lastCheckedRun`), if any. A succeeded Job of such a step is not deleted before
+    /// every one of its output Datasets has checked it, so no run's report is lost to history.
+    pub outputs_checked: BTreeMap<String, Option<CheckedKey>>,
 }
+
+/// A Dataset's checked-run marker, ordered as the Dataset checks runs: finish time, pipeline,
+/// run id, step.
+pub type CheckedKey = (Timestamp, String, String, String);
+
+/// How soon to look again while history waits for output Datasets to check a run.
+pub const DATASET_CHECK_RETRY: SignedDuration = SignedDuration::from_secs(2);
 
 /// A Job whose name belongs to one of this pipeline's runs but that another object controls.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +129,8 @@ pub struct Plan {
     pub finished: Vec<FinishedRun>,
     /// Set when new runs are held by an input's contract: why.
     pub held: Option<String>,
+    /// Set when history keeps Jobs until output Datasets have checked their runs.
+    pub waiting_for_datasets: bool,
 }
 
 fn time(t: Timestamp) -> Time {
@@ -279,6 +294,10 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.requeue_after = next.map(|t| t.duration_since(now).max(SignedDuration::from_millis(10)));
     if wake.capped {
         plan.requeue_after = Some(plan.requeue_after.map_or(CAP_RETRY, |r| r.min(CAP_RETRY)));
+    }
+    if plan.waiting_for_datasets {
+        let retry = DATASET_CHECK_RETRY;
+        plan.requeue_after = Some(plan.requeue_after.map_or(retry, |r| r.min(retry)));
     }
     plan.status = status;
     plan
@@ -739,12 +758,28 @@ fn history(
         }
     }
     for job in &input.jobs {
-        if !keep.contains(job.run_id.as_str()) && !plan.delete.contains(&job.name) {
-            plan.delete.push(job.name.clone());
+        if keep.contains(job.run_id.as_str()) || plan.delete.contains(&job.name) {
+            continue;
         }
+        if unchecked_output(input, job) {
+            plan.waiting_for_datasets = true;
+            continue;
+        }
+        plan.delete.push(job.name.clone());
     }
     status.skipped_runs = skipped;
     recent
+}
+
+/// Whether `job` succeeded for a step whose output Datasets have not all checked it yet.
+fn unchecked_output(input: &Input<'_>, job: &ObservedJob) -> bool {
+    let JobState::Succeeded { finished } = job.state else { return false };
+    let Some(step) = input.spec.steps.iter().find(|s| s.name == job.step) else { return false };
+    let key = (finished, input.name.to_string(), job.run_id.clone(), job.step.clone());
+    step.outputs
+        .iter()
+        .filter_map(|d| input.outputs_checked.get(d))
+        .any(|checked| checked.as_ref().is_none_or(|c| *c < key))
 }
 
 /// The rest of the status: active runs, phase, ratio, next tick, conditions.

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::api::RetrySpec;
 use crate::jobs::job_name;
-use crate::plan::runs::JobState;
 
 /// When the pipeline was created.
 const CREATED: &str = "2026-11-24T10:20:00Z";
@@ -74,6 +73,8 @@ fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> I
         problems: vec![],
         upstream: vec![],
         blocked_inputs: vec![],
+        name: "p",
+        outputs_checked: BTreeMap::new(),
     }
 }
 
@@ -1432,4 +1433,30 @@ fn catch_up_that_cannot_reach_max_runs_is_warned_in_ready() {
     let ready = condition(&plan.status, types::READY);
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Reconciled"));
     assert!(ready.message.contains("spec.catchUp.maxRuns"), "{}", ready.message);
+}
+
+/// With `history.successful: 0`, a producing Job is deleted only after its output Dataset has
+/// checked the run (its report read, its watermark applied): history never loses a report.
+#[test]
+fn history_keeps_a_producing_job_until_its_output_dataset_checked_the_run() {
+    let mut spec = spec_with(json!({"history": {"successful": 0}}));
+    spec.steps[0].outputs = vec!["orders".into()];
+    let status = after_first_tick(&spec);
+    let w = hour("2026-11-24T10:00:00Z");
+    let mut done = input(&spec, &status, "2026-11-24T11:20:01Z");
+    done.jobs = all_succeeded(w, "2026-11-24T11:20:00Z");
+    let extract = done.jobs.iter().find(|j| j.step == "extract").unwrap().name.clone();
+    let key = |finished: &str| Some((ts(finished), "p".to_string(), w.run_id(), "extract".to_string()));
+    // The Dataset checked only an older run: the producing Job stays, the others go.
+    done.outputs_checked = BTreeMap::from([("orders".to_string(), key("2026-11-24T10:20:00Z"))]);
+    let plan = decide(&done);
+    assert_eq!(plan.finished.len(), 1, "the run is recorded all the same");
+    assert!(!plan.delete.contains(&extract), "deleted before the Dataset read it: {:?}", plan.delete);
+    assert_eq!(plan.delete.len(), 2);
+    assert!(plan.requeue_after.is_some_and(|r| r <= DATASET_CHECK_RETRY));
+    // Checked: it goes.
+    let mut later = input(&spec, &plan.status, "2026-11-24T11:20:05Z");
+    later.jobs = done.jobs.clone();
+    later.outputs_checked = BTreeMap::from([("orders".to_string(), key("2026-11-24T11:20:00Z"))]);
+    assert!(decide(&later).delete.contains(&extract));
 }

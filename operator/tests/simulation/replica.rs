@@ -220,6 +220,7 @@ impl PipelineApi for SimApi<'_> {
             blocked_inputs: Vec::new(),
             free_job_slots: usize::MAX,
             problems: sluice::validation::pipeline(&pipeline.spec, &NothingExists),
+            outputs_checked: Default::default(),
         };
         let server = self.server.lock().unwrap();
         let (lp, lj) = replica.lag(&server);
