@@ -337,6 +337,11 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_runs: Vec<RunRecord>,
 
+    /// Windows recorded Skipped since the Pipeline was created (`skippedRuns` keeps only the
+    /// newest 20 records), so a skipped window is always counted even when its record is gone.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_windows: i64,
+
     /// Share of successful runs among the kept finished runs, for example "0.75".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_ratio: Option<String>,

@@ -741,6 +741,7 @@ fn history(
     recent.extend(old_finished);
     sort_newest_first(&mut recent);
     recent.truncate(MAX_RECENT_RUNS.max(keep_ok + keep_failed));
+    status.skipped_windows += runs.skipped.iter().filter(|r| r.phase == RunPhase::Skipped).count() as i64;
     let mut skipped: Vec<RunRecord> = runs.skipped.clone();
     skipped.extend(old_skipped);
     sort_newest_first(&mut skipped);

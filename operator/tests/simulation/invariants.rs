@@ -20,6 +20,8 @@ pub struct Invariants {
     last_schedule: Option<Timestamp>,
     /// Run ids ever recorded finished (recentRuns) or not run (skippedRuns) in a written status.
     pub ever_recorded: BTreeSet<String>,
+    /// Run ids ever recorded Skipped in a written status.
+    pub ever_skipped: BTreeSet<String>,
 }
 
 fn finished_ids(status: Option<&PipelineStatus>) -> BTreeSet<&str> {
@@ -75,6 +77,8 @@ impl Invariants {
                     }
                     self.ever_recorded.extend(finished_ids(Some(after)).iter().map(|s| s.to_string()));
                     self.ever_recorded.extend(after.skipped_runs.iter().map(|r| r.id.clone()));
+                    let skipped = after.skipped_runs.iter().filter(|r| r.phase == RunPhase::Skipped);
+                    self.ever_skipped.extend(skipped.map(|r| r.id.clone()));
                     if let Some(t) = after.last_schedule_time.as_ref().map(|t| t.0) {
                         if self.last_schedule.is_some_and(|last| t < last) {
                             return Err(format!(

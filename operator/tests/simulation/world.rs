@@ -444,7 +444,11 @@ impl<'a> Driver<'a> {
             }
             cursor = tick;
         }
-        let missed = self.server.lock().unwrap().status().map(|s| s.missed_windows).unwrap_or(0);
+        let (missed, skipped) =
+            self.server.lock().unwrap().status().map_or((0, 0), |s| (s.missed_windows, s.skipped_windows));
+        // Skipped windows whose record was never written (more skips than `skippedRuns` keeps)
+        // are counted in `skippedWindows`.
+        let missed = missed + (skipped - self.checker.ever_skipped.len() as i64).max(0);
         let n = unaccounted.len() as i64;
         let bad = if self.cfg.strict_missed { n > missed } else { n > 0 && missed == 0 };
         self.log(format!("final: {due} due windows, {n} neither run nor recorded, missedWindows {missed}"));
