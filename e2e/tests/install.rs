@@ -2,7 +2,8 @@
 //! objects), the chart on the local cluster (server-side dry run, install, upgrade, `helm test`,
 //! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's RBAC proven
 //! enough and minimal by an operator impersonating its ServiceAccount, leader election with
-//! failover, and the Argo CD health checks under Lua 5.1.
+//! failover, the Argo CD health checks under Lua 5.1, and who a step may run as (the admission
+//! policy and the operator, with an impersonated Pipeline author).
 //!
 //! A test binary of its own that starts no shared operator (it does not call
 //! `sluice_e2e::setup()`): every operator here is started by its test, with the rights and
@@ -21,5 +22,7 @@ mod leader;
 mod permissions;
 #[path = "install/rbac.rs"]
 mod rbac;
+#[path = "install/tenancy.rs"]
+mod tenancy;
 #[path = "install/tools.rs"]
 mod tools;

@@ -79,6 +79,13 @@ pub struct StepJob<'a> {
 /// Builds the Job: the step's pod template with the SLUICE_* environment added to every
 /// container, restartPolicy Never and backoffLimit 0 (Sluice retries by creating the next
 /// attempt's Job), the labels and window annotations, and a controller owner reference.
+///
+/// Nothing else of the template changes: its securityContext, volumes, host namespaces and
+/// ServiceAccount are taken as written, so the pod is exactly as strict as the template (and the
+/// namespace's Pod Security level judges it). The one default added: a step that runs as the
+/// namespace's `default` account gets no ServiceAccount token unless its template sets
+/// `automountServiceAccountToken`. Whether the template's account is allowed at all is decided
+/// before a Job is built (`tenancy`).
 pub fn build(req: &StepJob<'_>) -> Job {
     let name = job_name(req.pipeline, &req.step.name, req.run_id, req.attempt);
     let mut labels = BTreeMap::from([
@@ -105,6 +112,9 @@ pub fn build(req: &StepJob<'_>) -> Job {
     let env = environment(req);
     let mut spec = template.spec.take().unwrap_or_default();
     spec.restart_policy = Some("Never".into());
+    if crate::tenancy::account(&req.step.template).is_none() && spec.automount_service_account_token.is_none() {
+        spec.automount_service_account_token = Some(false);
+    }
     for container in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
         add_env(container, &env);
     }
@@ -234,5 +244,58 @@ mod tests {
         let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(pod_labels["team"], "a");
         assert_eq!(pod_labels["sluice.dev/step"], "extract");
+    }
+
+    fn pod_of(template: serde_json::Value) -> k8s_openapi::api::core::v1::PodSpec {
+        let step: StepSpec = serde_json::from_value(serde_json::json!({
+            "name": "extract", "kind": "Extract", "template": template
+        }))
+        .unwrap();
+        build(&request(&step, 0)).spec.unwrap().template.spec.unwrap()
+    }
+
+    #[test]
+    fn the_default_account_gets_no_token_unless_asked() {
+        let container = serde_json::json!([{"name": "main", "image": "busybox"}]);
+        let plain = pod_of(serde_json::json!({"spec": {"containers": container}}));
+        assert_eq!(plain.automount_service_account_token, Some(false));
+        assert_eq!(plain.service_account_name, None);
+        let named_default =
+            pod_of(serde_json::json!({"spec": {"serviceAccountName": "default", "containers": container}}));
+        assert_eq!(named_default.automount_service_account_token, Some(false));
+        let asks = pod_of(serde_json::json!({"spec": {"automountServiceAccountToken": true, "containers": container}}));
+        assert_eq!(asks.automount_service_account_token, Some(true));
+        let own = pod_of(serde_json::json!({"spec": {"serviceAccountName": "etl", "containers": container}}));
+        assert_eq!(own.service_account_name.as_deref(), Some("etl"));
+        assert_eq!(own.automount_service_account_token, None, "an allowed account keeps its own token setting");
+    }
+
+    #[test]
+    fn the_template_is_taken_as_written() {
+        // A template that passes Pod Security "restricted", and one that asks for host access:
+        // both come out exactly as written, apart from the contract environment and restartPolicy.
+        let restricted = serde_json::json!({"spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "main", "image": "busybox", "securityContext": {
+                "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                "capabilities": {"drop": ["ALL"]}}}]}});
+        let privileged = serde_json::json!({"spec": {
+            "hostNetwork": true, "hostPID": true,
+            "volumes": [{"name": "root", "hostPath": {"path": "/"}}],
+            "containers": [{"name": "main", "image": "busybox", "securityContext": {"privileged": true}}]}});
+        for template in [restricted, privileged] {
+            let mut want: k8s_openapi::api::core::v1::PodSpec =
+                serde_json::from_value(template["spec"].clone()).unwrap();
+            let mut got = pod_of(template);
+            assert_eq!(got.restart_policy.as_deref(), Some("Never"));
+            assert_eq!(got.automount_service_account_token, Some(false));
+            got.restart_policy = None;
+            got.automount_service_account_token = None;
+            for c in got.containers.iter_mut() {
+                c.env = None;
+            }
+            want.containers.iter_mut().for_each(|c| c.env = None);
+            assert_eq!(got, want);
+        }
     }
 }

@@ -18,4 +18,5 @@ pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod telemetry;
+pub mod tenancy;
 pub mod validation;

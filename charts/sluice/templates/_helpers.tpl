@@ -106,6 +106,11 @@ other (see the chart README). No wildcards, no Secrets.
 - apiGroups: [""]
   resources: ["limitranges"]
   verbs: ["list", "watch"]
+# Who steps may run as: a metadata-only watch cache of the ServiceAccounts labelled
+# sluice.dev/steps-allowed=true (label-selected); a step naming any other account gets no Job.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "watch"]
 # The shared event Recorder: create, and patch to aggregate a repeated event.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

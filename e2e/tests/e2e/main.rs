@@ -7,4 +7,5 @@ mod datasets;
 mod exactly_once;
 mod operator_process;
 mod pipelines;
+mod pod_security;
 mod ready;

@@ -244,7 +244,10 @@ fn rbac_has_no_wildcards_and_no_secrets() {
         }
     }
     let docs = render("sluice", "sluice-system", &["watchNamespace=team-a"]);
-    let cluster_roles = of_kind(&docs, "ClusterRole");
+    let cluster_roles: Vec<&Value> = of_kind(&docs, "ClusterRole")
+        .into_iter()
+        .filter(|r| r["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
+        .collect();
     assert_eq!(cluster_roles.len(), 1);
     let rules = cluster_roles[0]["rules"].as_array().unwrap();
     assert_eq!(rules.len(), 1, "only the CRD check is cluster-wide: {rules:?}");

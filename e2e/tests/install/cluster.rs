@@ -94,7 +94,11 @@ fn release_objects(release: &str, namespace: &str) -> Vec<String> {
     let mut names = Vec::new();
     for (kinds, scope) in [
         ("deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets", namespace),
-        ("clusterroles,clusterrolebindings,customresourcedefinitions", ""),
+        (
+            "clusterroles,clusterrolebindings,customresourcedefinitions,validatingadmissionpolicies,\
+             validatingadmissionpolicybindings",
+            "",
+        ),
     ] {
         let mut args = vec!["get", kinds, "-l", &selector, "-o", "name"];
         if !scope.is_empty() {
@@ -132,6 +136,10 @@ async fn helm_install_upgrade_test_and_uninstall() {
             format!("poddisruptionbudget.policy/{release}"),
             format!("clusterrole.rbac.authorization.k8s.io/{release}"),
             format!("clusterrolebinding.rbac.authorization.k8s.io/{release}"),
+            format!("clusterrole.rbac.authorization.k8s.io/{release}-edit"),
+            format!("clusterrole.rbac.authorization.k8s.io/{release}-view"),
+            format!("validatingadmissionpolicy.admissionregistration.k8s.io/{release}-step-service-accounts"),
+            format!("validatingadmissionpolicybinding.admissionregistration.k8s.io/{release}-step-service-accounts"),
         ] {
             assert!(objects.contains(&want), "{want} missing after install: {objects:?}");
         }
@@ -350,6 +358,16 @@ async fn kubectl_apply_installs_the_bundle() {
     // Remove what the bundle created, except the CRDs (shared with the other tests).
     kubectl(&["delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=false"], None);
     kubectl(&["delete", "clusterrole,clusterrolebinding", "sluice", "--ignore-not-found"], None);
+    kubectl(&["delete", "clusterrole", "sluice-edit", "sluice-view", "--ignore-not-found"], None);
+    kubectl(
+        &[
+            "delete",
+            "validatingadmissionpolicy,validatingadmissionpolicybinding",
+            "sluice-step-service-accounts",
+            "--ignore-not-found",
+        ],
+        None,
+    );
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }

@@ -304,12 +304,14 @@ async fn first_refusal(operator: &OperatorProcess) -> String {
     }
 }
 
-/// The rules bound to the ServiceAccount by the release (its Roles and ClusterRoles).
+/// The rules bound to the ServiceAccount by the release (its Roles and ClusterRoles; not the
+/// roles for people, `<release>-edit` and `-view`).
 async fn release_grants(release: &str, ns: &str) -> Vec<Grant> {
     let manifest = helm_ok(&["get", "manifest", release, "-n", ns]).await;
     sluice_e2e::yaml::documents(&manifest)
         .iter()
         .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        .filter(|d| d["metadata"]["labels"]["app.kubernetes.io/component"] == "operator")
         .flat_map(|role| permissions::grants(&role["rules"]))
         .collect()
 }

@@ -47,6 +47,8 @@ pub struct Observed {
     pub problems: Vec<String>,
     /// The last run each existing output Dataset has checked (see `plan::pipeline::Input`).
     pub outputs_checked: BTreeMap<String, Option<CheckedKey>>,
+    /// Steps whose ServiceAccount the namespace does not allow (also in `problems`).
+    pub refused_steps: std::collections::BTreeSet<String>,
 }
 
 /// Reading and writing Pipelines, and observing what a Pipeline's decision needs.
@@ -146,6 +148,7 @@ pub fn input<'a>(pipeline: &'a Pipeline, observed: &'a Observed, now: Timestamp)
         run_now: pipeline.annotations().get(RUN_NOW_ANNOTATION).map(String::as_str),
         free_job_slots: observed.free_job_slots,
         problems: observed.problems.clone(),
+        refused_steps: observed.refused_steps.clone(),
         upstream: observed.upstream.clone(),
         blocked_inputs: observed.blocked_inputs.clone(),
         name: pipeline.metadata.name.as_deref().unwrap_or_default(),

@@ -20,6 +20,8 @@ pub mod types {
 /// Condition reasons shared by the kinds.
 pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A step names a ServiceAccount the namespace does not allow for Sluice steps.
+    pub const SERVICE_ACCOUNT_NOT_ALLOWED: &str = "ServiceAccountNotAllowed";
     pub const RECONCILED: &str = "Reconciled";
 }
 

@@ -30,8 +30,9 @@ pub const CATEGORY: &str = "sluice";
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
-    /// Name of the referenced object, in the namespace of the referring object.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the referenced object, in the namespace of the referring object (a name, never
+    /// `namespace/name`; there is no namespace field).
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
 }
 

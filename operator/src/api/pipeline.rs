@@ -146,8 +146,12 @@ pub enum CatchUpPolicy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerSpec {
-    /// Names of Datasets in this namespace whose watermark advancing triggers a run.
-    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253)))]
+    /// Names of Datasets in this namespace whose watermark advancing triggers a run (names only:
+    /// references never cross namespaces).
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
+    )]
     pub datasets: Vec<String>,
 
     /// `All` waits until every listed dataset has advanced past the last run's window (the
@@ -178,15 +182,21 @@ pub struct StepSpec {
     /// other datasets. A Backfill with `steps: TransformsOnly` re-runs only `Transform` steps.
     pub kind: StepKind,
 
-    /// Datasets this step reads (names of Datasets in this namespace).
+    /// Datasets this step reads (names of Datasets in this namespace; a name, never `namespace/name`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    #[schemars(
+        length(max = 16),
+        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
+    )]
     pub inputs: Vec<String>,
 
     /// Datasets this step produces (names of Datasets in this namespace). A dataset is produced
     /// by one step only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 253)))]
+    #[schemars(
+        length(max = 16),
+        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
+    )]
     pub outputs: Vec<String>,
 
     /// Names of steps of this pipeline that must succeed before this step starts.

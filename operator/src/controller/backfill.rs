@@ -47,7 +47,7 @@ use super::job_cache;
 use super::ready;
 use super::status::FIELD_MANAGER;
 use crate::api::conditions::{self, types};
-use crate::api::{Backfill, BackfillStatus, DriftPolicy, Pipeline};
+use crate::api::{Backfill, BackfillStatus, BackfillSteps, DriftPolicy, Pipeline, StepKind};
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob};
 use crate::plan::backfill::{
@@ -93,6 +93,13 @@ async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> 
     let pipeline = ctx.pipelines.get(&ObjectRef::new(&backfill.spec.pipeline_ref.name).within(&namespace));
     let mut problems =
         validation::backfill(&backfill.spec, pipeline.as_ref().map(|p| &p.spec), &ctx.namespace(&namespace));
+    // The Pipeline's templates run as written: the accounts of the steps this backfill runs
+    // must be allowed in the namespace, whoever created the Backfill.
+    if let Some(p) = &pipeline {
+        let transforms_only = backfill.spec.steps == BackfillSteps::TransformsOnly;
+        let steps = p.spec.steps.iter().filter(|s| !transforms_only || s.kind == StepKind::Transform);
+        problems.extend(ctx.refused_steps(&namespace, steps).0);
+    }
 
     // Job names found held by Jobs that are not Sluice's, read fresh: are they still?
     let api_jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ServiceAccount};
 use kube::Client;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
@@ -26,6 +27,7 @@ pub struct Caches {
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
     pub limit_ranges: Store<LimitRange>,
+    pub allowed_accounts: Store<PartialObjectMeta<ServiceAccount>>,
 }
 
 /// Shared state of the controllers.
@@ -42,6 +44,9 @@ pub struct Context {
     pub pods: Store<Pod>,
     /// LimitRanges, for the default requests of containers that set none (backfill quota).
     pub limit_ranges: Store<LimitRange>,
+    /// ServiceAccounts labelled `sluice.dev/steps-allowed=true` (metadata only): the accounts
+    /// steps may run as (`tenancy`).
+    pub allowed_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     /// Backfill Jobs created by this process that the cache does not show yet, with what their
     /// pods will ask of the quota. Locked only briefly, while `launch` is held.
     pub in_flight: Mutex<crate::quota::InFlight>,
@@ -75,6 +80,7 @@ impl Context {
             jobs: caches.jobs,
             pods: caches.pods,
             limit_ranges: caches.limit_ranges,
+            allowed_accounts: caches.allowed_accounts,
             in_flight: Mutex::default(),
             job_caps,
             launch: tokio::sync::Mutex::default(),
@@ -86,6 +92,23 @@ impl Context {
     /// A view of the caches for one namespace, for the validation lookups.
     pub fn namespace(&self, namespace: &str) -> NamespaceView<'_> {
         NamespaceView { ctx: self, namespace: namespace.to_string() }
+    }
+
+    /// The steps of `steps` whose ServiceAccount `namespace` does not allow, and the problems
+    /// that say so (for `Ready` and the Warning Event).
+    pub fn refused_steps<'a>(
+        &self,
+        namespace: &str,
+        steps: impl IntoIterator<Item = &'a crate::api::StepSpec>,
+    ) -> (Vec<String>, std::collections::BTreeSet<String>) {
+        let allowed = |account: &str| {
+            self.allowed_accounts.get(&ObjectRef::new(account).within(namespace)).is_some_and(|sa| {
+                sa.labels().get(crate::tenancy::ALLOW_LABEL).map(String::as_str) == Some(crate::tenancy::ALLOW_VALUE)
+            })
+        };
+        let refused = crate::tenancy::refused(steps, allowed);
+        let problems = refused.iter().map(|r| crate::tenancy::problem(r, namespace)).collect();
+        (problems, refused.into_iter().map(|r| r.step).collect())
     }
 
     /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -169,6 +169,38 @@ pub async fn run(
         }
     });
     let pipelines = pipelines.owns_stream(job_stream);
+
+    // ServiceAccounts allowed for steps (labelled), metadata only: a label added or removed
+    // wakes the Pipelines that run as the account and the Backfills of the namespace.
+    let (account_store, account_writer) = reflector::store::<kube::core::PartialObjectMeta<ServiceAccount>>();
+    let account_wc = watcher::Config::default().any_semantic().labels(&format!(
+        "{}={}",
+        crate::tenancy::ALLOW_LABEL,
+        crate::tenancy::ALLOW_VALUE
+    ));
+    let (backfill_accounts, backfill_account_triggers) = futures::channel::mpsc::unbounded();
+    let account_stream =
+        watcher(api::<kube::core::PartialObjectMeta<ServiceAccount>>(&client, &settings.namespace), account_wc)
+            .default_backoff()
+            .modify(|a| a.managed_fields_mut().clear())
+            .reflect(account_writer)
+            .touched_objects()
+            .inspect(move |account| {
+                if let Ok(account) = account {
+                    let _ = backfill_accounts.unbounded_send(account.namespace());
+                }
+            });
+    let by_account = pipeline_store.clone();
+    let pipelines = pipelines.watches_stream(account_stream, move |account| {
+        let namespace = account.namespace();
+        let name = account.name_any();
+        by_account
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace() == namespace && pipeline::runs_as(p, &name))
+            .map(|p| ObjectRef::from_obj(&*p))
+            .collect::<Vec<_>>()
+    });
     // LimitRanges give the default requests that backfill quota admission counts.
     let (limit_range_store, limit_range_writer) = reflector::store::<LimitRange>();
     let limit_range_stream = watcher(api::<LimitRange>(&client, &settings.namespace), wc.clone())
@@ -226,8 +258,12 @@ pub async fn run(
     let by_pipeline = backfill_store.clone();
     let by_quota = backfill_store.clone();
     let by_limit_range = backfill_store.clone();
+    let by_account_namespace = backfill_store.clone();
+    let account_wakes = backfill_account_triggers
+        .flat_map(move |namespace| futures::stream::iter(backfill::in_namespace(&by_account_namespace, namespace)));
     let backfills = backfills
         .reconcile_on(backfill_job_triggers)
+        .reconcile_on(account_wakes)
         .watches_stream(limit_range_stream, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
         .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
             let namespace = pipeline.namespace();
@@ -284,6 +320,7 @@ pub async fn run(
         jobs: job_store.clone(),
         pods: pod_store.clone(),
         limit_ranges: limit_range_store.clone(),
+        allowed_accounts: account_store.clone(),
     };
     let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
 
@@ -296,7 +333,8 @@ pub async fn run(
             && synced(&quota_store, "resourcequotas").await
             && synced(&job_store, "jobs").await
             && synced(&pod_store, "pods").await
-            && synced(&limit_range_store, "limitranges").await;
+            && synced(&limit_range_store, "limitranges").await
+            && synced(&account_store, "serviceaccounts").await;
         if !synced {
             return;
         }

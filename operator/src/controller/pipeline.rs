@@ -164,13 +164,17 @@ impl PipelineApi for KubePipelines<'_> {
     fn observe(&self, pipeline: &Pipeline) -> Observed {
         let ctx = self.ctx;
         let uid = pipeline.uid().unwrap_or_default();
+        let mut problems = validation::pipeline(&pipeline.spec, &ctx.namespace(&self.namespace));
+        let (refusals, refused_steps) = ctx.refused_steps(&self.namespace, &pipeline.spec.steps);
+        problems.extend(refusals);
         Observed {
             jobs: job_cache::owned_by(&ctx.jobs, &self.namespace, &uid),
             foreign: foreign_jobs(ctx, &self.namespace, pipeline, &uid),
             upstream: upstream(ctx, &self.namespace, pipeline),
             blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
             free_job_slots: self.free_job_slots,
-            problems: validation::pipeline(&pipeline.spec, &ctx.namespace(&self.namespace)),
+            problems,
+            refused_steps,
             outputs_checked: outputs_checked(ctx, &self.namespace, pipeline),
         }
     }
@@ -285,6 +289,11 @@ fn blocked_inputs(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<St
                 .map(|why| format!("dataset {name} violates its contract (policy Block): {why}"))
         })
         .collect()
+}
+
+/// Whether a step of `pipeline` runs as ServiceAccount `account`.
+pub fn runs_as(pipeline: &Pipeline, account: &str) -> bool {
+    pipeline.spec.steps.iter().any(|s| crate::tenancy::account(&s.template) == Some(account))
 }
 
 /// Names of the Datasets a Pipeline refers to (inputs, outputs, trigger).

@@ -43,6 +43,9 @@ pub struct Input<'a> {
     pub free_job_slots: usize,
     /// Problems found by validation; when any, nothing starts.
     pub problems: Vec<String>,
+    /// Steps whose ServiceAccount the namespace does not allow (`tenancy`; also in `problems`):
+    /// no Job of theirs is created, also for runs already active.
+    pub refused_steps: BTreeSet<String>,
     /// The datasets of `trigger.datasets`, as observed (missing ones are left out).
     pub upstream: Vec<Upstream>,
     /// Datasets read by steps (`steps[].inputs`, not already in `upstream`) that hold new runs
@@ -701,6 +704,9 @@ fn launch(input: &Input<'_>, runs: &Runs, plan: &mut Plan) -> Wake {
     for active in &runs.active {
         for (step, state) in &active.run.steps {
             if let StepState::Launch { attempt } = state {
+                if input.refused_steps.contains(step) {
+                    continue;
+                }
                 if slots == 0 {
                     wake.capped = true;
                     continue;

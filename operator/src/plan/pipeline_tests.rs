@@ -71,6 +71,7 @@ fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> I
         run_now: None,
         free_job_slots: 100,
         problems: vec![],
+        refused_steps: Default::default(),
         upstream: vec![],
         blocked_inputs: vec![],
         name: "p",
@@ -991,6 +992,33 @@ fn an_invalid_spec_starts_nothing_and_is_not_ready() {
     assert_eq!(ready.status, "False");
     assert_eq!(ready.reason, "InvalidSpec");
     assert_eq!(ready.message, problem);
+}
+
+#[test]
+fn a_refused_service_account_starts_nothing_and_launches_no_step_of_an_active_run() {
+    // The account of `load` lost its label while a run was active: `extract` succeeded, so
+    // `load` is next; it is not launched, `audit` (allowed) still is, and no new run starts.
+    let spec = hourly();
+    let w = hour("2026-11-24T10:00:00Z");
+    let status = PipelineStatus {
+        last_schedule_time: at("2026-11-24T11:00:00Z"),
+        active_runs: vec![active_record(w)],
+        ..Default::default()
+    };
+    let refusal =
+        crate::tenancy::problem(&crate::tenancy::Refused { step: "load".into(), account: "db-admin".into() }, "team-a");
+    let mut observed = input(&spec, &status, "2026-11-24T12:00:00.5Z");
+    observed.jobs = vec![job(w, "extract", 0, succeeded("2026-11-24T11:05:00Z"))];
+    observed.problems = vec![refusal.clone()];
+    observed.refused_steps = BTreeSet::from(["load".to_string()]);
+    observed.run_now = Some("1");
+    let plan = decide(&observed);
+    assert_eq!(plan.create, vec![to_create(w, "audit", 0)]);
+    assert!(plan.started.is_empty(), "no new run starts: {:?}", plan.started);
+    let ready = condition(&plan.status, types::READY);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "ServiceAccountNotAllowed"));
+    assert_eq!(ready.message, refusal);
+    assert!(plan.events.is_empty() || plan.events.iter().all(|e| e.reason != "InvalidSpec"));
 }
 
 // 11. Status stability.

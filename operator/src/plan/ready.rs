@@ -16,26 +16,36 @@ pub struct PlannedEvent {
 /// its problems change, a Normal event when it becomes valid again; nothing otherwise, so a
 /// repeated reconcile never repeats an Event.
 pub fn ready_event(previous: Option<&Condition>, desired: &DesiredCondition) -> Option<PlannedEvent> {
-    let was_invalid = previous.is_some_and(|p| p.reason == reasons::INVALID_SPEC);
+    let was_invalid = previous.is_some_and(|p| p.status == "False" && invalid_reason(&p.reason).is_some());
     if !desired.status {
-        let same = previous.is_some_and(|p| was_invalid && p.message == desired.message);
+        let same = previous.is_some_and(|p| was_invalid && p.reason == desired.reason && p.message == desired.message);
         return (!same).then(|| PlannedEvent {
             warning: true,
-            reason: reasons::INVALID_SPEC,
+            reason: invalid_reason(&desired.reason).unwrap_or(reasons::INVALID_SPEC),
             note: desired.message.clone(),
         });
     }
     was_invalid.then(|| PlannedEvent { warning: false, reason: "SpecValid", note: "the spec is valid again".into() })
 }
 
-/// `Ready=True` when there are no problems, else `Ready=False` with reason `InvalidSpec` and the
-/// problems joined into the message.
+/// The reasons `ready_condition` gives a spec with problems.
+fn invalid_reason(reason: &str) -> Option<&'static str> {
+    [reasons::INVALID_SPEC, reasons::SERVICE_ACCOUNT_NOT_ALLOWED].into_iter().find(|r| *r == reason)
+}
+
+/// `Ready=True` when there are no problems, else `Ready=False` with the problems joined into the
+/// message and reason `ServiceAccountNotAllowed` when a step's ServiceAccount is refused (the
+/// security refusal is named first), `InvalidSpec` otherwise.
 pub fn ready_condition(problems: &[String]) -> DesiredCondition {
     if problems.is_empty() {
-        DesiredCondition::new(types::READY, true, reasons::RECONCILED, "spec is valid")
-    } else {
-        DesiredCondition::new(types::READY, false, reasons::INVALID_SPEC, problems.join("; "))
+        return DesiredCondition::new(types::READY, true, reasons::RECONCILED, "spec is valid");
     }
+    let reason = if problems.iter().any(|p| crate::tenancy::is_refusal(p)) {
+        reasons::SERVICE_ACCOUNT_NOT_ALLOWED
+    } else {
+        reasons::INVALID_SPEC
+    };
+    DesiredCondition::new(types::READY, false, reason, problems.join("; "))
 }
 
 #[cfg(test)]
@@ -54,7 +64,7 @@ mod tests {
     fn condition(reason: &str, message: &str) -> Condition {
         Condition {
             type_: "Ready".into(),
-            status: if reason == "InvalidSpec" { "False" } else { "True" }.into(),
+            status: if reason == "Reconciled" { "True" } else { "False" }.into(),
             reason: reason.into(),
             message: message.into(),
             observed_generation: Some(1),
@@ -74,5 +84,29 @@ mod tests {
         assert_eq!(ready_event(Some(&condition("InvalidSpec", "x")), &good).unwrap().reason, "SpecValid");
         assert_eq!(ready_event(Some(&condition("Reconciled", "spec is valid")), &good), None);
         assert_eq!(ready_event(None, &good), None);
+    }
+
+    #[test]
+    fn a_refused_service_account_has_its_own_reason_and_event() {
+        let refusal = crate::tenancy::problem(
+            &crate::tenancy::Refused { step: "extract".into(), account: "db-admin".into() },
+            "team-a",
+        );
+        let c = ready_condition(&["spec.schedule: bad".into(), refusal.clone()]);
+        assert_eq!(c.reason, "ServiceAccountNotAllowed");
+        let event = ready_event(None, &c).unwrap();
+        assert_eq!((event.warning, event.reason), (true, "ServiceAccountNotAllowed"));
+        assert_eq!(ready_event(Some(&condition("ServiceAccountNotAllowed", &c.message)), &c), None);
+        // Fixing the account but not the schedule: a new Warning with the remaining reason.
+        let rest = ready_condition(&["spec.schedule: bad".into()]);
+        assert_eq!(
+            ready_event(Some(&condition("ServiceAccountNotAllowed", &c.message)), &rest).unwrap().reason,
+            "InvalidSpec"
+        );
+        let good = ready_condition(&[]);
+        assert_eq!(
+            ready_event(Some(&condition("ServiceAccountNotAllowed", &refusal)), &good).unwrap().reason,
+            "SpecValid"
+        );
     }
 }

@@ -218,6 +218,7 @@ impl PipelineApi for SimApi<'_> {
             foreign: replica.foreign(&namespace, pipeline, &uid),
             upstream: Vec::new(),
             blocked_inputs: Vec::new(),
+            refused_steps: Default::default(),
             free_job_slots: usize::MAX,
             problems: sluice::validation::pipeline(&pipeline.spec, &NothingExists),
             outputs_checked: Default::default(),
