@@ -220,7 +220,10 @@ async fn facts(config: &Config, sources: &Sources, pending: &Pending) -> Option<
         (Kind::Start, _) => (facts.started.unwrap_or(observed.created), None),
         (Kind::Complete, Some(Outcome::Complete { at })) => (*at, None),
         (Kind::Fail, Some(Outcome::Failed { at, message })) => (*at, Some(error_message(message, pod.as_deref()))),
-        _ => (job.metadata.deletion_timestamp.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now), None),
+        _ => {
+            let now = Timestamp::now().round(jiff::Unit::Millisecond).unwrap_or_else(|_| Timestamp::now());
+            (job.metadata.deletion_timestamp.as_ref().map(|t| t.0).unwrap_or(now), None)
+        }
     };
     Some(RunFacts {
         kind: pending.kind,
