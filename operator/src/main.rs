@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (kubeconfig from KUBECONFIG or ~/.kube/config, or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crd {
         /// Write `<name>.yaml` files into this directory instead of printing.
@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
             println!("sluice-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
