@@ -2,10 +2,12 @@
 //!
 //! The Job watch that fills the controllers' cache is tapped (see `controller::run`): each change
 //! of a Sluice Job goes through [`transition::Tracker`], and the events it calls for are put on a
-//! bounded queue with `try_send` (a full queue drops the event, counted and logged). One worker
-//! takes them in order, builds each event from the caches (the Pipeline's step, the Datasets'
-//! locations, the pod's report) and POSTs it, retrying with backoff; so the events of a run reach
-//! the endpoint in the order they happened. Delivery is at least once: see [`transition`].
+//! bounded queue with `try_send` (a full queue drops the event, counted and logged). The queue is
+//! split in [`SENDERS`] shards by Job UID; each shard's sender takes its events in order, builds
+//! each from the caches (the Pipeline's step, the Datasets' locations, the pod's report) and POSTs
+//! it, retrying with backoff; so the events of a run (one Job) reach the endpoint in the order
+//! they happened, while a slow event holds up only its shard. Delivery is at least once: see
+//! [`transition`].
 
 pub mod event;
 pub mod transition;
@@ -44,6 +46,8 @@ pub struct Config {
     pub max_attempts: u32,
 }
 
+/// Senders working at once, each over its own shard of the queue.
+pub const SENDERS: usize = 8;
 /// How many Job UIDs the tracker remembers.
 const TRACKED_JOBS: usize = 50_000;
 /// After a restart, Jobs that finished longer ago than this are taken as reported.
@@ -104,8 +108,21 @@ pub struct Pending {
 /// The tap on the Job watch: decides which events a change calls for and queues them.
 pub struct Tap {
     tracker: Tracker,
-    queue: mpsc::Sender<Pending>,
+    shards: Vec<mpsc::Sender<Pending>>,
     metrics: LineageMetrics,
+}
+
+/// The receiving ends of the queue's shards.
+pub struct Queue {
+    shards: Vec<mpsc::Receiver<Pending>>,
+}
+
+/// The shard of a Job: all events of one run go through one sender, in order.
+fn shard(uid: &str, shards: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut hasher);
+    (hasher.finish() % shards.max(1) as u64) as usize
 }
 
 impl Tap {
@@ -119,7 +136,8 @@ impl Tap {
         };
         let Some(uid) = job.uid() else { return };
         for kind in self.tracker.observe(&uid, &JobFacts::of(job, gone), gone) {
-            match self.queue.try_send(Pending { kind, job: job.clone() }) {
+            let queue = &self.shards[shard(&uid, self.shards.len())];
+            match queue.try_send(Pending { kind, job: job.clone() }) {
                 Ok(()) => self.metrics.queued.inc(),
                 Err(_) => {
                     self.metrics.dropped.with_label_values(&["queue_full"]).inc();
@@ -138,16 +156,16 @@ pub struct Sources {
     pub pods: Store<Pod>,
 }
 
-/// The tap for the Job watch and the receiving end of its queue.
-pub fn channel(config: &Config, metrics: &LineageMetrics) -> (Tap, mpsc::Receiver<Pending>) {
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-    let tap =
-        Tap { tracker: Tracker::new(TRACKED_JOBS, REPLAY, Timestamp::now()), queue: tx, metrics: metrics.clone() };
-    (tap, rx)
+/// The tap for the Job watch and the receiving end of its queue (`queue_capacity` in all).
+pub fn channel(config: &Config, metrics: &LineageMetrics) -> (Tap, Queue) {
+    let per_shard = config.queue_capacity.div_ceil(SENDERS).max(1);
+    let (senders, receivers) = (0..SENDERS).map(|_| mpsc::channel(per_shard)).unzip();
+    let tracker = Tracker::new(TRACKED_JOBS, REPLAY, Timestamp::now());
+    (Tap { tracker, shards: senders, metrics: metrics.clone() }, Queue { shards: receivers })
 }
 
-/// Sends queued events, in order, until the queue closes.
-pub async fn deliver(config: Config, sources: Sources, mut queue: mpsc::Receiver<Pending>, metrics: LineageMetrics) {
+/// Sends queued events, each shard in order, until the queue closes.
+pub async fn deliver(config: Config, sources: Sources, queue: Queue, metrics: LineageMetrics) {
     let client = match reqwest::Client::builder().timeout(config.timeout).build() {
         Ok(client) => client,
         Err(error) => {
@@ -155,12 +173,23 @@ pub async fn deliver(config: Config, sources: Sources, mut queue: mpsc::Receiver
             return;
         }
     };
-    tracing::info!(url = %config.url, "sending OpenLineage events");
+    tracing::info!(url = %config.url, senders = SENDERS, "sending OpenLineage events");
+    let senders = queue.shards.into_iter().map(|shard| deliver_shard(&client, &config, &sources, shard, &metrics));
+    futures::future::join_all(senders).await;
+}
+
+async fn deliver_shard(
+    client: &reqwest::Client,
+    config: &Config,
+    sources: &Sources,
+    mut queue: mpsc::Receiver<Pending>,
+    metrics: &LineageMetrics,
+) {
     while let Some(pending) = queue.recv().await {
         metrics.queued.dec();
-        let Some(facts) = facts(&config, &sources, &pending).await else { continue };
+        let Some(facts) = facts(config, sources, &pending).await else { continue };
         let body = event::run_event(&facts);
-        send(&client, &config, &body, facts.kind, &metrics).await;
+        send(client, config, &body, facts.kind, metrics).await;
     }
 }
 
@@ -212,7 +241,11 @@ async fn facts(config: &Config, sources: &Sources, pending: &Pending) -> Option<
             .collect()
     };
     let facts = JobFacts::of(job, false);
-    let pod = if pending.kind == Kind::Start { None } else { finished_pod(&sources.pods, job).await };
+    // The pod's report and exit code matter for a finished Job; an aborted one never finished.
+    let pod = match pending.kind {
+        Kind::Complete | Kind::Fail => finished_pod(&sources.pods, job).await,
+        Kind::Start | Kind::Abort => None,
+    };
     let report = pod
         .as_deref()
         .and_then(|p| crate::report::parse(&crate::controller::dataset::termination_message(p)).ok().flatten());
@@ -286,5 +319,18 @@ fn error_message(job_reason: &str, pod: Option<&Pod>) -> String {
     match container {
         Some(c) => format!("{job_reason}; {c}"),
         None => job_reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_events_always_go_through_one_shard_and_jobs_spread_over_all() {
+        assert_eq!(shard("uid-1", SENDERS), shard("uid-1", SENDERS));
+        let used: std::collections::BTreeSet<usize> = (0..200).map(|i| shard(&format!("uid-{i}"), SENDERS)).collect();
+        assert_eq!(used.len(), SENDERS);
+        assert!(used.iter().all(|s| *s < SENDERS));
     }
 }
