@@ -8,9 +8,11 @@
 //! - [`namespace`] gives each test a fresh namespace and removes it afterwards, also when the
 //!   test fails.
 //! - [`wait`] waits on conditions rather than sleeping.
+//! - [`lineage`] receives the OpenLineage events of the operator it starts, on loopback.
 //! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
 pub mod cluster;
+pub mod lineage;
 pub mod namespace;
 pub mod operator;
 pub mod usage;

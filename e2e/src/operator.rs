@@ -114,7 +114,9 @@ pub fn start_operator(kubeconfig: &Path, name: &str) -> Operator {
     let kubeconfig = kubeconfig.to_path_buf();
     let name = name.to_string();
     std::thread::spawn(move || {
-        let (child, addr) = spawn_operator(&kubeconfig, &name, &[]);
+        // The shared operator sends its OpenLineage events to this process's receiver.
+        let lineage_url = crate::lineage::url();
+        let (child, addr) = spawn_operator(&kubeconfig, &name, &["--lineage-url", &lineage_url]);
         tx.send(addr).expect("report address");
         let mut child = child;
         let _ = child.wait();
@@ -134,6 +136,7 @@ pub fn spawn_operator(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Ch
         .args(extra_args)
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", name)
+        .env("SLUICE_LINEAGE_API_KEY", crate::lineage::API_KEY)
         .env("RUST_LOG", std::env::var("SLUICE_E2E_OPERATOR_LOG").unwrap_or_else(|_| "info,sluice=debug".into()))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod error;
 pub mod jobs;
 pub mod leader;
+pub mod lineage;
 pub mod metrics;
 pub mod plan;
 pub mod quota;

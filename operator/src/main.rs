@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers (kubeconfig from KUBECONFIG or ~/.kube/config, or in-cluster).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crd {
         /// Write `<name>.yaml` files into this directory instead of printing.
@@ -57,6 +57,45 @@ struct RunArgs {
     instance: Option<String>,
     #[command(flatten)]
     leader_election: LeaderElectionArgs,
+    #[command(flatten)]
+    lineage: LineageArgs,
+}
+
+/// OpenLineage: run events for every step Job, POSTed to an HTTP endpoint.
+#[derive(clap::Args)]
+struct LineageArgs {
+    /// OpenLineage HTTP endpoint events are POSTed to, e.g. http://marquez:5000/api/v1/lineage
+    /// (unset: no events).
+    #[arg(long, env = "SLUICE_LINEAGE_URL")]
+    lineage_url: Option<String>,
+    /// Timeout of one delivery attempt, in seconds.
+    #[arg(long, env = "SLUICE_LINEAGE_TIMEOUT_SECONDS", default_value_t = 5)]
+    lineage_timeout_seconds: u64,
+    /// Prefix of the OpenLineage job namespace, followed by the Kubernetes namespace.
+    #[arg(long, env = "SLUICE_LINEAGE_NAMESPACE_PREFIX", default_value = "sluice/")]
+    lineage_namespace_prefix: String,
+    /// Most events waiting for delivery; beyond that new events are dropped (and counted).
+    #[arg(long, env = "SLUICE_LINEAGE_QUEUE_CAPACITY", default_value_t = 10_000)]
+    lineage_queue_capacity: usize,
+    /// Delivery attempts per event (with exponential backoff from 250 ms) before it is dropped.
+    #[arg(long, env = "SLUICE_LINEAGE_MAX_ATTEMPTS", default_value_t = 6)]
+    lineage_max_attempts: u32,
+}
+
+impl LineageArgs {
+    /// The lineage settings; the API key comes only from `SLUICE_LINEAGE_API_KEY` (the chart
+    /// fills it from a Secret), never from a flag that `ps` would show.
+    fn config(&self) -> Option<sluice::lineage::Config> {
+        let url = self.lineage_url.clone().filter(|u| !u.trim().is_empty())?;
+        Some(sluice::lineage::Config {
+            url,
+            timeout: std::time::Duration::from_secs(self.lineage_timeout_seconds.max(1)),
+            api_key: std::env::var("SLUICE_LINEAGE_API_KEY").ok().filter(|k| !k.is_empty()),
+            namespace_prefix: self.lineage_namespace_prefix.clone(),
+            queue_capacity: self.lineage_queue_capacity,
+            max_attempts: self.lineage_max_attempts,
+        })
+    }
 }
 
 #[tokio::main]
@@ -79,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
             println!("sluice-operator {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
     }
 }
 
@@ -101,6 +140,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             per_namespace: args.max_running_jobs_per_namespace,
             total: args.max_running_jobs,
         },
+        lineage: args.lineage.config(),
     };
     match election {
         None => controller::run(client, settings, metrics, readiness, shutdown).await,

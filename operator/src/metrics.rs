@@ -1,6 +1,8 @@
 //! Prometheus metrics. One prefix (`sluice_`), base units, `_total` on counters, and never an
 //! unbounded value (run id, Job name, error text) as a label.
 
+pub mod controller_runtime;
+
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -55,6 +57,10 @@ pub struct Metrics {
     pub schedule_lag: HistogramVec,
     /// Jobs created, by namespace and kind of owner (`pipeline`, `backfill`).
     pub jobs_created: IntCounterVec,
+    /// controller-runtime's series (`controller_runtime_*`, `workqueue_*`).
+    pub runtime: controller_runtime::ControllerRuntimeMetrics,
+    /// OpenLineage delivery: events sent, dropped, retried, queued.
+    pub lineage: crate::lineage::LineageMetrics,
 }
 
 impl Default for Metrics {
@@ -147,6 +153,8 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
         registry.register(Box::new(dataset_stale.clone())).expect("unique metric");
+        let runtime = controller_runtime::ControllerRuntimeMetrics::register(&registry);
+        let lineage = crate::lineage::LineageMetrics::register(&registry);
         Self {
             backfill: BackfillMetrics::register(&registry),
             dataset_freshness,
@@ -166,6 +174,8 @@ impl Metrics {
             active_runs,
             schedule_lag,
             jobs_created,
+            runtime,
+            lineage,
         }
     }
 
@@ -200,6 +210,7 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         self.refresh_datasets();
+        self.runtime.refresh();
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
     }

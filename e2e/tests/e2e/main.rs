@@ -5,6 +5,7 @@ mod api_validation;
 mod backfills;
 mod datasets;
 mod exactly_once;
+mod lineage;
 mod operator_process;
 mod pipelines;
 mod pod_security;

@@ -34,6 +34,20 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#), "{metrics}");
+    // controller-runtime's names, beside Sluice's own.
+    for series in [
+        r#"controller_runtime_reconcile_total{controller="dataset",result="success"}"#,
+        r#"controller_runtime_reconcile_total{controller="pipeline",result="error"} 0"#,
+        r#"controller_runtime_reconcile_errors_total{controller="backfill"} 0"#,
+        r#"controller_runtime_reconcile_time_seconds_bucket{controller="dataset",le="0.005"}"#,
+        r#"controller_runtime_max_concurrent_reconciles{controller="dataset"} 32"#,
+        r#"controller_runtime_active_workers{controller="dataset"}"#,
+        r#"workqueue_work_duration_seconds_count{controller="dataset",name="dataset"}"#,
+        r#"workqueue_retries_total{controller="dataset",name="dataset"} 0"#,
+        r#"workqueue_longest_running_processor_seconds{controller="dataset",name="dataset"}"#,
+    ] {
+        assert!(metrics.contains(series), "missing {series}:\n{metrics}");
+    }
     ns.delete().await;
 
     let pid = child.id() as i32;

@@ -364,3 +364,29 @@ fn notes_say_how_to_check_the_operator() {
     assert!(notes.contains("get lease sluice"), "{notes}");
     assert!(notes.contains("crds.install is false: apply the CRDs yourself"), "{notes}");
 }
+
+#[test]
+fn lineage_is_off_by_default_and_its_api_key_comes_from_a_secret_reference() {
+    let container = |set: &[&str]| {
+        let docs = render("sluice", "sluice-system", set);
+        of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0].clone()
+    };
+    let args = |c: &serde_json::Value| -> Vec<String> {
+        c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect()
+    };
+    let off = container(&[]);
+    assert!(!args(&off).iter().any(|a| a.starts_with("--lineage")), "{:?}", args(&off));
+    let on = container(&["lineage.url=http://marquez:5000/api/v1/lineage", "lineage.apiKeySecret.name=openlineage"]);
+    let args = args(&on);
+    for arg in [
+        "--lineage-url=http://marquez:5000/api/v1/lineage",
+        "--lineage-timeout-seconds=5",
+        "--lineage-namespace-prefix=sluice/",
+        "--lineage-max-attempts=6",
+    ] {
+        assert!(args.iter().any(|a| a == arg), "missing {arg}: {args:?}");
+    }
+    let env = on["env"].as_array().unwrap();
+    let key = env.iter().find(|e| e["name"] == "SLUICE_LINEAGE_API_KEY").expect("the API key variable");
+    assert_eq!(key["valueFrom"]["secretKeyRef"], serde_json::json!({"name": "openlineage", "key": "apiKey"}));
+}

@@ -26,6 +26,7 @@ use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
 use crate::server::Readiness;
 use context::{Caches, Context};
+use object::SluiceObject as _;
 
 /// How the controllers run.
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Caps on running Sluice Jobs per namespace and in total.
     pub job_caps: job_cache::JobCaps,
+    /// Where OpenLineage events go; none sent when `None`.
+    pub lineage: Option<crate::lineage::Config>,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -148,10 +151,19 @@ pub async fn run(
         crate::jobs::labels::MANAGED_BY,
         crate::jobs::labels::MANAGED_BY_VALUE
     ));
+    // OpenLineage: the same watch, after the cache has the change, tells the lineage tap.
+    let (mut lineage_tap, lineage_queue) = match &settings.lineage {
+        Some(config) => {
+            let (tap, queue) = crate::lineage::channel(config, &metrics.lineage);
+            (Some(tap), Some((config.clone(), queue)))
+        }
+        None => (None, None),
+    };
     let job_stream = watcher(api::<Job>(&client, &settings.namespace), job_wc)
         .default_backoff()
         .modify(|j| j.managed_fields_mut().clear())
         .reflect(job_writer)
+        .inspect(move |item| lineage_tap.iter_mut().for_each(|tap| tap.observe(item)))
         .touched_objects();
     // The same stream, after the cache has the change, wakes the Backfill that owns the Job.
     let (backfill_jobs, backfill_job_triggers) = futures::channel::mpsc::unbounded();
@@ -322,6 +334,17 @@ pub async fn run(
         limit_ranges: limit_range_store.clone(),
         allowed_accounts: account_store.clone(),
     };
+    if let Some((config, queue)) = lineage_queue {
+        let sources = crate::lineage::Sources {
+            pipelines: pipeline_store.clone(),
+            datasets: dataset_view.clone(),
+            pods: pod_store.clone(),
+        };
+        tokio::spawn(crate::lineage::deliver(config, sources, queue, metrics.lineage.clone()));
+    }
+    for controller in [Pipeline::CONTROLLER, Dataset::CONTROLLER, Backfill::CONTROLLER] {
+        metrics.runtime.init_controller(controller, settings.concurrency);
+    }
     let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
 
     let ready_flag = readiness.clone();

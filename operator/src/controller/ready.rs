@@ -44,8 +44,10 @@ where
         return Ok(Action::requeue(std::time::Duration::from_millis(500)));
     }
     let timer = ctx.metrics.reconcile_duration.with_label_values(&[K::CONTROLLER]).start_timer();
+    let runtime = ctx.metrics.runtime.start(K::CONTROLLER);
     let result = reconcile(&obj, &ctx).await;
     timer.observe_duration();
+    ctx.metrics.runtime.finish(runtime, &result);
     let key = object_key(&*obj);
     match &result {
         Ok(_) => {

@@ -567,6 +567,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
     } else if !spec.suspend && was_suspended {
         plan.events.push(event(false, "Resumed", "admitting partitions again".into()));
     }
+    plan.events.extend(super::backfill_events::throttle(
+        previous.throttled.as_ref(),
+        status.throttled.as_ref(),
+        c.pending > 0 && !outcome.complete && outcome.failed.is_none(),
+    ));
 
     // When to look again: a retry's backoff ending, a free Job slot, windows busy elsewhere, or
     // the rest of a walk. Quota, Pipeline and own-Job changes wake the backfill by themselves.

@@ -283,6 +283,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let mut desired = vec![ready_condition(&input.problems), fresh_condition];
     desired.extend(contract_condition);
     desired.extend(report_condition);
+    plan.events.extend(super::dataset_events::recoveries(&input.status.conditions, &desired));
     status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
 
     // Requeue exactly at the next threshold still ahead.

@@ -302,6 +302,8 @@ pub fn decide(input: &Input<'_>) -> Plan {
         let retry = DATASET_CHECK_RETRY;
         plan.requeue_after = Some(plan.requeue_after.map_or(retry, |r| r.min(retry)));
     }
+    plan.events.extend(super::pipeline_events::suspension(&input.status.conditions, spec.suspend));
+    plan.events.extend(super::pipeline_events::retries(&plan.create, &input.jobs));
     plan.status = status;
     plan
 }

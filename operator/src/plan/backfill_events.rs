@@ -1,0 +1,77 @@
+//! Events of a Backfill's admission being held back and released. Pure; called from
+//! `backfill::decide` with the throttle before and after the decision.
+
+use super::backfill_status::reasons;
+use super::ready::PlannedEvent;
+use crate::api::Throttle;
+
+/// Reason of the Event when admissions start being held back, or held back for another reason.
+pub const THROTTLED: &str = "Throttled";
+/// Reason of the Event when admissions are no longer held back.
+pub const UNTHROTTLED: &str = "Unthrottled";
+
+fn describe(t: &Throttle) -> String {
+    match &t.message {
+        Some(m) if !m.is_empty() => format!("{}: {m}", t.reason),
+        _ => t.reason.clone(),
+    }
+}
+
+/// `Throttled` (with the reason) when admissions become held back or the reason changes,
+/// `Unthrottled` (naming what held them) when they are released while partitions are still
+/// pending. Suspension has its own `Suspended` and `Resumed` Events, so it is left out here; a
+/// change only in the message (free quota moving) is no new Event.
+pub fn throttle(previous: Option<&Throttle>, current: Option<&Throttle>, pending: bool) -> Option<PlannedEvent> {
+    let own = |t: Option<&Throttle>| t.filter(|t| t.reason != reasons::SUSPENDED).cloned();
+    match (own(previous), own(current)) {
+        (before, Some(now)) if before.as_ref().is_none_or(|b| b.reason != now.reason) => Some(PlannedEvent {
+            warning: false,
+            reason: THROTTLED,
+            note: format!("admissions held back: {}", describe(&now)),
+        }),
+        (Some(before), None) if pending && current.is_none() => Some(PlannedEvent {
+            warning: false,
+            reason: UNTHROTTLED,
+            note: format!("admitting partitions again (was {})", before.reason),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(reason: &str, message: &str) -> Throttle {
+        serde_json::from_value(serde_json::json!({"reason": reason, "message": message})).unwrap()
+    }
+
+    #[test]
+    fn throttling_and_release_are_announced_with_the_reason() {
+        let quota = t(reasons::QUOTA_EXHAUSTED, "requests.cpu needed 1, free 0.5");
+        let e = throttle(None, Some(&quota), true).unwrap();
+        assert_eq!(
+            (e.reason, e.note.as_str()),
+            (THROTTLED, "admissions held back: QuotaExhausted: requests.cpu needed 1, free 0.5")
+        );
+        assert!(throttle(Some(&quota), Some(&t(reasons::QUOTA_EXHAUSTED, "free 0.2")), true).is_none(), "same reason");
+        let other = throttle(Some(&quota), Some(&t(reasons::PARALLELISM_REACHED, "")), true).unwrap();
+        assert_eq!(other.note, "admissions held back: ParallelismReached");
+        let released = throttle(Some(&quota), None, true).unwrap();
+        assert_eq!(
+            (released.reason, released.note.as_str()),
+            (UNTHROTTLED, "admitting partitions again (was QuotaExhausted)")
+        );
+        assert!(throttle(Some(&quota), None, false).is_none(), "nothing left to admit: no release to announce");
+        assert!(throttle(None, None, true).is_none());
+    }
+
+    #[test]
+    fn suspension_is_left_to_its_own_events() {
+        let suspended = t(reasons::SUSPENDED, "spec.suspend is true");
+        assert!(throttle(None, Some(&suspended), true).is_none());
+        assert!(throttle(Some(&suspended), None, true).is_none());
+        // Suspended while throttled by quota: no Unthrottled, as admissions are still held.
+        assert!(throttle(Some(&t(reasons::QUOTA_EXHAUSTED, "")), Some(&suspended), true).is_none());
+    }
+}
