@@ -3,6 +3,7 @@
 //! simulation test (`operator/tests/simulation`) implements them over an in-memory model with
 //! lagging caches, conflicts and restarts, so both run the same sequence of calls.
 
+pub mod backfill;
 pub mod pipeline;
 
 use std::future::Future;

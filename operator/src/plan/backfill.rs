@@ -18,10 +18,11 @@
 //! # Idempotency
 //! A partition's run id is its window's run id, the one the Pipeline's scheduled run of that
 //! window has, so its Jobs have the Pipeline's deterministic names: creating one that exists
-//! yields `AlreadyExists`, never a second run. When Jobs of that run id already exist (a run
-//! kept in the Pipeline's history, or another backfill's), and `reprocess` selects the window
-//! anyway, the run id gets a suffix derived from the Backfill's UID (`-b<hash>`), still the
-//! same on every decision. Once a partition has Jobs, their run id is used. Retries are further
+//! yields `AlreadyExists`, never a second run. When that run id may have named Jobs already
+//! (Jobs of it exist, the Pipeline's status records a run of it, or another backfill is done
+//! with the window) and `reprocess` selects the window anyway, the run id gets a suffix derived
+//! from the Backfill's UID (`-b<hash>`), still the same on every decision: a Job name is never
+//! created again after its Job was deleted. Once a partition has Jobs, their run id is used. Retries are further
 //! Jobs with deterministic names (`-aN`). A restart at any moment therefore repeats creations,
 //! which `AlreadyExists` absorbs when the existing Job is this backfill's, and never launches
 //! anything twice. A name held by another owner is never taken as launched ([`CreateRound`]):
@@ -402,7 +403,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
     {
         let running: BTreeSet<Window> = active.iter().map(|a| a.window).collect();
         let new_run = |w: &Window| {
-            let run_id = run_id_for(w, input.records.run_id_taken(&w.run_id()), input.uid);
+            let run_id = run_id_for(w, input.records.window_id_used(w), input.uid);
             let run = derive_run(run_spec, &steps, &run_id, *w, &[], now);
             (run_id, run)
         };

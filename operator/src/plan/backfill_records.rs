@@ -69,6 +69,8 @@ pub struct Records {
     pipeline_finished: BTreeMap<(Timestamp, Timestamp), Vec<RunPhase>>,
     jobs: BTreeMap<(Timestamp, Timestamp), Vec<ForeignJob>>,
     run_ids: std::collections::BTreeSet<String>,
+    /// Run ids the Pipeline's status records (active, finished, skipped or replaced).
+    recorded_ids: std::collections::BTreeSet<String>,
     siblings: Vec<Sibling>,
 }
 
@@ -87,6 +89,8 @@ impl Records {
                 let w = Window { start: run.window.start.0, end: run.window.end.0 };
                 records.pipeline_finished.entry(key(&w)).or_default().push(run.phase);
             }
+            let ids = status.active_runs.iter().chain(finished_records(status)).map(|r| r.id.clone());
+            records.recorded_ids = ids.collect();
         }
         for job in jobs {
             records.run_ids.insert(job.job.run_id.clone());
@@ -98,6 +102,17 @@ impl Records {
     /// Whether Jobs of run `run_id` exist (so that name cannot be used again).
     pub fn run_id_taken(&self, run_id: &str) -> bool {
         self.run_ids.contains(run_id)
+    }
+
+    /// Whether the Pipeline's run id of `window` may have named Jobs already, so that a new
+    /// partition must not use it: Jobs of it exist, the Pipeline records a run of it (whose Jobs
+    /// may have been deleted since: a Job name is created once), or another backfill is done
+    /// with the window (it may have run it under that id).
+    pub fn window_id_used(&self, window: &Window) -> bool {
+        let id = window.run_id();
+        self.run_id_taken(&id)
+            || self.recorded_ids.contains(&id)
+            || self.siblings.iter().any(|s| s.processed.contains(window))
     }
 
     /// What is recorded of `window`.

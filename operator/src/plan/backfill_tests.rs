@@ -939,3 +939,31 @@ fn a_job_name_held_by_another_owner_stops_that_partition_and_is_not_admitted() {
     let settled = round.settle(&plan, Some(1), now());
     assert_eq!((settled.admitted, settled.retry, &settled.status), (3, None, &plan.status));
 }
+
+/// Found by the simulation (seed 2 with only Backfills on): the Pipeline's run of a window was
+/// Replaced and its Jobs deleted; a `Missing` backfill then ran the window under the Pipeline's
+/// run id and created a Job name a second time. A run id the Pipeline's status records, or a
+/// window another backfill is done with, gets the backfill's own run id even with no Job left.
+#[test]
+fn a_window_whose_run_was_recorded_elsewhere_gets_a_run_id_of_its_own_after_its_jobs_are_gone() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 3})), one_step());
+    w.pipeline_status.skipped_runs = vec![record(0, RunPhase::Replaced)];
+    w.pipeline_status.recent_runs = vec![record(1, RunPhase::Failed)];
+    let mut sibling = Sibling { uid: "uid-2".into(), ..Default::default() };
+    sibling.processed.insert(hour(2), Some);
+    sibling.failed.insert(hour(2), Some);
+    w.siblings.push(sibling);
+    let plan = w.decide();
+    let suffix = format!("-b{}", super::short_hash("uid-1"));
+    let ids: Vec<(Window, String)> = plan.create.iter().map(|c| (c.window, c.run_id.clone())).collect();
+    assert_eq!(
+        ids,
+        [
+            (hour(0), format!("{}{suffix}", hour(0).run_id())),
+            (hour(1), format!("{}{suffix}", hour(1).run_id())),
+            (hour(2), format!("{}{suffix}", hour(2).run_id())),
+        ]
+    );
+    // A window nobody recorded keeps the Pipeline's run id.
+    assert_eq!(crate::plan::backfill::run_id_for(&hour(3), false, "uid-1"), hour(3).run_id());
+}

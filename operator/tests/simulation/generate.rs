@@ -1,12 +1,14 @@
-//! Random scenarios: one Pipeline spec per seed (schedule, 1-3 steps with `dependsOn`, history,
-//! concurrency, retries, catch-up, starting deadline), and which fault kinds are on.
+//! Random scenarios: one Pipeline spec per seed (schedule, 1-3 steps with `dependsOn` and CPU
+//! requests, history, concurrency, retries, catch-up, starting deadline), one or two Backfills
+//! of it over windows around its creation (range, parallelism, reprocess, steps, retries, a
+//! ResourceQuota with a reserve), and which fault kinds are on.
 //!
 //! Not generated: data-aware triggers (no Datasets are modelled), `run-now` annotations, time
 //! zones other than UTC, partition size/offset, spec changes after creation, Job caps.
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use sluice::api::PipelineSpec;
+use sluice::api::{BackfillSpec, PipelineSpec};
 
 use crate::rng::Rng;
 
@@ -24,7 +26,7 @@ pub struct Faults {
     pub clock_jumps: bool,
     /// Jobs fail (retries in the spec).
     pub job_failures: bool,
-    /// A Backfill creates Jobs under the Pipeline's names for due windows.
+    /// Backfills of the Pipeline run (one, sometimes a second over an overlapping range).
     pub backfill: bool,
     /// Deleted Jobs linger with a deletionTimestamp for a while.
     pub terminating: bool,
@@ -67,7 +69,14 @@ pub struct Scenario {
     /// The schedule's period: the unit of Job durations and clock steps.
     pub period: SignedDuration,
     pub created: Timestamp,
+    /// The Backfills (name, spec), over windows of the Pipeline's schedule.
+    pub backfills: Vec<(String, BackfillSpec)>,
+    /// `spec.hard` of the ResourceQuota `compute`, in milli-CPU.
+    pub hard_milli: i64,
 }
+
+/// The ResourceQuota the Backfills' budgets name.
+pub const QUOTA: &str = "compute";
 
 pub fn scenario(rng: &mut Rng) -> Scenario {
     let (schedule, period) = *rng.pick(&[
@@ -91,7 +100,8 @@ pub fn scenario(rng: &mut Rng) -> Scenario {
                 "dependsOn": depends,
                 "retries": {"limit": rng.range(0, 2), "backoffSeconds": rng.range(1, backoff as u64),
                             "maxBackoffSeconds": backoff * 2},
-                "template": {"spec": {"containers": [{"name": "main", "image": "busybox"}]}},
+                "template": {"spec": {"containers": [{"name": "main", "image": "busybox",
+                    "resources": {"requests": {"cpu": format!("{}m", rng.range(1, 5) * 100)}}}]}},
             })
         })
         .collect();
@@ -111,9 +121,44 @@ pub fn scenario(rng: &mut Rng) -> Scenario {
     }
     let created: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
     let created = created + SignedDuration::from_secs(rng.below(period as u64) as i64);
-    Scenario {
-        spec: serde_json::from_value(spec).expect("generated spec"),
-        period: SignedDuration::from_secs(period),
-        created,
-    }
+    let spec: PipelineSpec = serde_json::from_value(spec).expect("generated spec");
+    let period = SignedDuration::from_secs(period);
+    // The reserve covers what the Pipeline's runs can request at once, so that Sluice as a
+    // whole stays within `hard`; beyond it, room for the Pipeline's runs again (a backfill
+    // counts them too) and for one to a few backfill Jobs.
+    let per_run: i64 = spec.steps.iter().map(step_milli).sum();
+    let runs = spec.concurrency.as_ref().and_then(|c| c.max_concurrent_runs).unwrap_or(1) as i64 + 1;
+    let reserve = per_run * runs;
+    let biggest = spec.steps.iter().map(step_milli).max().unwrap_or(0);
+    let room = biggest * rng.range(1, 4) as i64 + rng.below(300) as i64;
+    let backfills = if rng.chance(30) { 2 } else { 1 };
+    // TransformsOnly needs a Transform step: without one the Backfill stays pending with no
+    // reason given (see the report of the simulation's findings).
+    let transforms = spec.steps.len() > 1;
+    let backfills =
+        (0..backfills).map(|i| (format!("bf{i}"), backfill(rng, created, period, reserve, transforms))).collect();
+    Scenario { spec, period, created, backfills, hard_milli: 2 * reserve + room }
+}
+
+/// The CPU request of a step's pod, in milli-CPU.
+pub fn step_milli(step: &sluice::api::StepSpec) -> i64 {
+    let pod = step.template.spec.as_ref().expect("generated template");
+    sluice::quota::pod_demand(pod, &Default::default()).amount("requests.cpu") as i64
+}
+
+/// A Backfill over windows from a few periods before the Pipeline's creation to a few after.
+fn backfill(rng: &mut Rng, created: Timestamp, period: SignedDuration, reserve: i64, transforms: bool) -> BackfillSpec {
+    let start = created - period * rng.range(0, 6) as i32;
+    let end = created + period * rng.range(1, 8) as i32;
+    let spec = json!({
+        "pipelineRef": {"name": "orders"},
+        "range": {"start": start.to_string(), "end": end.to_string()},
+        "steps": if rng.chance(20) && transforms { "TransformsOnly" } else { "All" },
+        "reprocess": rng.pick(&["Missing", "Missing", "Failed", "All"]),
+        "parallelism": rng.range(1, 8),
+        "order": if rng.chance(25) { "NewestFirst" } else { "OldestFirst" },
+        "failurePolicy": {"retriesPerPartition": rng.range(0, 2)},
+        "budget": {"resourceQuotaRef": {"name": QUOTA}, "reserve": {"requests.cpu": format!("{reserve}m")}},
+    });
+    serde_json::from_value(spec).expect("generated backfill")
 }

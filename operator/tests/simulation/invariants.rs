@@ -1,19 +1,29 @@
-//! The exactly-once invariants, checked after every step over the facts the server recorded
-//! since the last check, and at the end of a run over every due window.
+//! The exactly-once and quota invariants, checked after every step over the facts the server
+//! recorded since the last check and over the server's state, and at the end of a run over
+//! every due window and every Backfill's range.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use sluice::api::{PipelineStatus, RunPhase};
+use kube::ResourceExt;
+use sluice::api::{BackfillStatus, PipelineStatus, Reprocess, RunPhase};
 
-use crate::model::{Fact, Server};
+use crate::model::{self, Fact, Server};
 
 #[derive(Debug, Default)]
 pub struct Invariants {
     seen: usize,
-    creates: BTreeMap<String, u32>,
-    /// Succeeded Jobs per (step, window).
-    successes: BTreeMap<(String, (String, String)), Vec<String>>,
+    /// The owners that created each Job name, in order.
+    creates: BTreeMap<String, Vec<String>>,
+    /// Succeeded Jobs per (step, window, owner UID).
+    pub successes: BTreeMap<(String, (String, String), String), Vec<String>>,
+    /// Backfills whose `Complete` condition has been True.
+    completed: BTreeSet<String>,
+    /// Whether the checks between Backfills (the quota bounds, one owner runs a window at a
+    /// time, no rerun of a window another records succeeded) apply: not with two Backfills and
+    /// two replicas acting at once, which `controller::backfill` documents as not coordinated
+    /// ("run one leader").
+    pub coordinated: bool,
     /// Times each run id moved into recentRuns.
     recorded: BTreeMap<String, u32>,
     reported: BTreeMap<String, u32>,
@@ -39,30 +49,74 @@ impl Invariants {
         for fact in &server.facts[self.seen..] {
             self.seen += 1;
             match fact {
-                Fact::Created { name } => {
-                    let n = self.creates.entry(name.clone()).or_default();
-                    *n += 1;
-                    if *n > 1 {
+                Fact::Created { name, owner, window, busy_elsewhere, succeeded_elsewhere, pipeline_records_run } => {
+                    let creators = self.creates.entry(name.clone()).or_default();
+                    creators.push(owner.clone());
+                    let (n, first) = (creators.len(), creators[0].clone());
+                    let backfill = server.backfills.values().find(|b| b.uid().as_deref() == Some(owner.as_str()));
+                    // By design (`plan::backfill_records`): a Backfill uses the Pipeline's run id
+                    // of a window whose record the Pipeline has pruned (beyond its recentRuns),
+                    // so it may create a name again whose Job the Pipeline deleted long ago.
+                    let pruned = backfill.is_some() && first == "pipeline-uid" && !pipeline_records_run;
+                    // Not coordinated: two Backfills on two replicas may split a window's Jobs.
+                    let split = !self.coordinated && backfill.is_some() && first != *owner && first != "pipeline-uid";
+                    if n > 1 && !pruned && !split {
                         return Err(format!("Job name {name} was created {n} times"));
                     }
-                }
-                Fact::Deleted { name, run_id, recorded, foreign } => {
-                    if !foreign && !recorded {
+                    if !busy_elsewhere.is_empty() && self.coordinated {
                         return Err(format!(
-                            "Job {name} was deleted while its run {run_id} is neither recorded finished, skipped \
-                             nor replaced in the current status"
+                            "Job {name} was created for window [{}, {}) while other owners' Jobs of the window \
+                             run: {busy_elsewhere:?}",
+                            window.0, window.1
+                        ));
+                    }
+                    let selective = backfill.is_some_and(|b| b.spec.reprocess != Reprocess::All);
+                    if selective && !succeeded_elsewhere.is_empty() && self.coordinated {
+                        return Err(format!(
+                            "Job {name} was created for window [{}, {}) that {succeeded_elsewhere:?} record(s) as \
+                             succeeded (reprocess is not All)",
+                            window.0, window.1
                         ));
                     }
                 }
-                Fact::Succeeded { name, step, window } => {
-                    let jobs = self.successes.entry((step.clone(), window.clone())).or_default();
+                Fact::Deleted { name, run_id, recorded, owner } => {
+                    // A Pipeline's record may have been pruned since it was written.
+                    let pruned = owner == "pipeline-uid" && self.ever_recorded.contains(run_id);
+                    if !recorded && !pruned {
+                        return Err(format!(
+                            "Job {name} (owner {owner}) was deleted while its run {run_id} is not recorded in its \
+                             owner's current status (recentRuns/skippedRuns, or processedRanges)"
+                        ));
+                    }
+                }
+                Fact::Succeeded { name, step, window, owner } => {
+                    let jobs = self.successes.entry((step.clone(), window.clone(), owner.clone())).or_default();
                     jobs.push(name.clone());
                     if jobs.len() > 1 {
                         return Err(format!(
-                            "step {step} of window [{}, {}) succeeded {} times: {jobs:?}",
+                            "step {step} of window [{}, {}) succeeded {} times for owner {owner}: {jobs:?}",
                             window.0,
                             window.1,
                             jobs.len()
+                        ));
+                    }
+                }
+                Fact::BackfillStatus { name, before, after } => {
+                    let complete = |s: Option<&BackfillStatus>| {
+                        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Complete"))
+                            .is_some_and(|c| c.status == "True")
+                    };
+                    if complete(Some(after)) {
+                        self.completed.insert(name.clone());
+                    } else if self.completed.contains(name) {
+                        return Err(format!(
+                            "Backfill {name}: Complete went from True (ever) to {} without a spec change (before: {})",
+                            after
+                                .conditions
+                                .iter()
+                                .find(|c| c.type_ == "Complete")
+                                .map_or("unset", |c| c.status.as_str()),
+                            complete(before.as_deref())
                         ));
                     }
                 }
@@ -99,6 +153,39 @@ impl Invariants {
                     }
                 }
             }
+        }
+        if self.coordinated { self.coordinated(server) } else { Ok(()) }
+    }
+
+    /// What the unfinished Jobs' pods request, per owner and in all: each Backfill's within
+    /// `hard - reserve`, all of Sluice's within `hard`.
+    fn coordinated(&self, server: &Server) -> Result<(), String> {
+        let hard = server.hard_milli();
+        let mut by_owner: BTreeMap<String, i64> = BTreeMap::new();
+        for job in server.jobs.values().filter(|j| !model::finished(j)) {
+            *by_owner.entry(model::owner_uid(job)).or_default() += model::job_milli(job);
+        }
+        for b in server.backfills.values() {
+            let reserve = b.spec.budget.as_ref().and_then(|b| b.reserve.as_ref()).map_or(0, |r| {
+                sluice::quota::parse_amounts(r, sluice::quota::Round::Up)
+                    .unwrap_or_default()
+                    .get("requests.cpu")
+                    .copied()
+                    .unwrap_or(0) as i64
+            });
+            let own = by_owner.get(b.uid().as_deref().unwrap_or_default()).copied().unwrap_or(0);
+            if own > hard - reserve {
+                return Err(format!(
+                    "Backfill {}: its unfinished Jobs request {own}m, above hard - reserve = {hard}m - {reserve}m",
+                    b.name_any()
+                ));
+            }
+        }
+        let total: i64 = by_owner.values().sum();
+        if total > hard {
+            return Err(format!(
+                "Sluice's unfinished Jobs request {total}m, above the quota's hard {hard}m: {by_owner:?}"
+            ));
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
-//! Deterministic simulation of the Pipeline reconciler: the real `decide`, the real act layer
-//! (`sluice::act::pipeline::reconcile`) and the real Job building, against an in-memory API
-//! server with lagging watch caches, two replicas, restarts between any two API calls, Jobs
-//! that finish in any order and fail, clocks that jump, and a Backfill that takes Job names.
+//! Deterministic simulation of the Pipeline and Backfill reconcilers: the real `decide`
+//! functions, the real act layers (`sluice::act::pipeline::reconcile`,
+//! `sluice::act::backfill::reconcile`) and the real Job building, against an in-memory API
+//! server with lagging watch caches, a ResourceQuota whose `used` lags, two replicas, restarts
+//! between any two API calls, Jobs that finish in any order and fail, clocks that jump, and one
+//! or two Backfills over windows of the Pipeline.
 //! See DESIGN.md, "Exactly once: the write-order rules".
 //!
 //! Run: `cargo test -p sluice-operator --test simulation`. Environment:
@@ -23,17 +25,23 @@ mod world;
 use generate::Faults;
 use world::{Config, run};
 
-/// Seeds `0..CI_SEEDS` run in CI, but for `KNOWN_DEFECTS`.
-const CI_SEEDS: u64 = 500;
+/// Seeds `0..CI_SEEDS` run in CI, but for `KNOWN_DEFECTS` (about 0.33 s a seed in a debug
+/// build).
+const CI_SEEDS: u64 = 150;
 /// Seeds that find a defect not fixed yet, each with a test marked `#[ignore]` below.
-const KNOWN_DEFECTS: &[u64] = &[SPLIT_BRAIN_RECREATE];
+const KNOWN_DEFECTS: &[u64] = &[199, 24, 130];
 
-/// Two replicas act at once: replica B writes an unchanged status (its precondition holds),
-/// replica A then replaces the run and deletes its Jobs, and B, whose Job cache had not shown
-/// A's creation, creates the replaced run's `load` Job again: the same Job name twice.
-/// Found in seeds 0..2500; the same class (with `Replace`) also at 1453, 1454, 1603 and 2277.
-const SPLIT_BRAIN_RECREATE: u64 = 894;
-const SPLIT_BRAIN_MORE: &[u64] = &[1453, 1454, 1603, 2277];
+/// Two replicas act on one status: the second one's write of the status it read changes
+/// nothing, so its precondition holds, and it acts on a decision made from other records.
+/// - Backfill (seed 199): both replicas read the Backfill at one resourceVersion; one decided
+///   the partition of a window under the Pipeline's run id, the other (whose records had
+///   changed meanwhile) under the Backfill's own run id: the window runs twice.
+/// - Pipeline (found as seed 894 by the earlier, pipeline-only generator): replica A replaces
+///   a run and deletes its Jobs, replica B, whose Job cache had not shown A's creation, creates
+///   the replaced run's Job again.
+///
+/// Found in seeds 0..700 with Backfills: 199, 326, 415, 521, 657, 667.
+const SPLIT_BRAIN: &[u64] = &[199, 326, 415, 521, 657, 667];
 /// Steps of the faulty phase per seed.
 const STEPS: usize = 250;
 /// Lines of a trace printed at most.
@@ -133,14 +141,22 @@ fn simulate(seeds: &[u64], strict_missed: bool) {
 }
 
 #[test]
-fn pipelines_keep_every_window_exactly_once() {
+fn pipelines_and_backfills_keep_every_window_exactly_once() {
     simulate(&seeds(CI_SEEDS), true);
 }
 
+/// Not diagnosed yet: with two replicas and lagging caches, a Backfill starts a window (under
+/// its own run id) while the Pipeline's run of the window still has a Job running.
+const BUSY_WINDOW_STARTED: &[u64] = &[24, 130];
+
 #[test]
-#[ignore = "known race without leader election: a create decided by one replica can land after the other replaced or pruned the run; these seeds found it before conflicts stopped re-reading, and only a single leader rules it out"]
-fn two_replicas_never_recreate_a_deleted_job() {
-    let mut seeds = vec![SPLIT_BRAIN_RECREATE];
-    seeds.extend(SPLIT_BRAIN_MORE);
-    simulate(&seeds, false);
+#[ignore = "not diagnosed: a Backfill starts a window whose Pipeline run is in progress (seed 24)"]
+fn a_backfill_never_starts_a_window_in_progress_elsewhere() {
+    simulate(BUSY_WINDOW_STARTED, false);
+}
+
+#[test]
+#[ignore = "known defect: two replicas act on one unchanged status with different records (seed 199)"]
+fn two_replicas_never_act_twice_on_one_status() {
+    simulate(SPLIT_BRAIN, false);
 }

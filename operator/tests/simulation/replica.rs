@@ -1,6 +1,8 @@
-//! An operator replica: its watch caches (the Pipeline and its Jobs, each a number of events
-//! behind the API server's stream; the Job cache is a real `kube` reflector store) and the act
-//! layer's traits over the model, so `sluice::act::pipeline::reconcile` runs unchanged.
+//! An operator replica: its watch caches (the Pipeline, the Backfills and the Jobs, each a
+//! number of events behind the API server's stream; the Job cache is a real `kube` reflector
+//! store), its ledger of created Backfill Jobs (lost on a restart), and the act layer's traits
+//! over the model, so `sluice::act::pipeline::reconcile` and `sluice::act::backfill::reconcile`
+//! run unchanged.
 //!
 //! Every API call first yields once (returns `Pending`), so the driver can interleave the other
 //! replica, cache deliveries, the Job controller, the clock and restarts between any two calls.
@@ -13,17 +15,24 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
+use sluice::act::backfill::{self as bf, BackfillApi, JobsOf, StatusWrite};
 use sluice::act::pipeline::{Observed, PipelineApi};
 use sluice::act::{Created, JobApi, Written};
-use sluice::api::{Backfill, Pipeline, PipelineStatus};
+use sluice::api::{Backfill, BackfillStatus, Pipeline, PipelineStatus};
 use sluice::controller::job_cache;
 use sluice::error::{Error, Result};
 use sluice::jobs::labels;
 use sluice::plan::pipeline::ForeignJob;
+use sluice::quota::{ContainerDefaults, InFlight, Launch};
 
 use crate::model::{JobEvent, Server};
 use crate::trace::Trace;
@@ -35,6 +44,10 @@ pub struct Replica {
     store: Store<Job>,
     writer: Writer<Job>,
     jobs_seen: usize,
+    pub backfills: BTreeMap<String, Backfill>,
+    backfills_seen: usize,
+    /// Backfill Jobs this process created that the cache does not show yet.
+    ledger: InFlight,
 }
 
 impl Replica {
@@ -52,12 +65,30 @@ impl Replica {
             store,
             writer,
             jobs_seen: server.job_events.len(),
+            backfills: server.backfills.clone(),
+            backfills_seen: server.backfill_events.len(),
+            ledger: InFlight::default(),
         }
     }
 
-    /// How many events each cache is behind: (Pipeline, Jobs).
-    pub fn lag(&self, server: &Server) -> (usize, usize) {
-        (server.pipeline_events.len() - self.pipeline_seen, server.job_events.len() - self.jobs_seen)
+    /// How many events each cache is behind: (Pipeline, Jobs, Backfills).
+    pub fn lag(&self, server: &Server) -> (usize, usize, usize) {
+        (
+            server.pipeline_events.len() - self.pipeline_seen,
+            server.job_events.len() - self.jobs_seen,
+            server.backfill_events.len() - self.backfills_seen,
+        )
+    }
+
+    /// Applies up to `n` more Backfill events; returns how many.
+    pub fn deliver_backfills(&mut self, server: &Server, n: usize) -> usize {
+        let end = self.backfills_seen.saturating_add(n).min(server.backfill_events.len());
+        for b in &server.backfill_events[self.backfills_seen..end] {
+            self.backfills.insert(b.name_any(), b.clone());
+        }
+        let delivered = end - self.backfills_seen;
+        self.backfills_seen = end;
+        delivered
     }
 
     /// Applies up to `n` more Pipeline events; returns how many.
@@ -88,6 +119,7 @@ impl Replica {
     pub fn sync(&mut self, server: &Server) {
         self.deliver_pipeline(server, usize::MAX);
         self.deliver_jobs(server, usize::MAX);
+        self.deliver_backfills(server, usize::MAX);
     }
 
     /// Jobs with the Pipeline's label that another object controls, including ones being
@@ -224,7 +256,7 @@ impl PipelineApi for SimApi<'_> {
             outputs_checked: Default::default(),
         };
         let server = self.server.lock().unwrap();
-        let (lp, lj) = replica.lag(&server);
+        let (lp, lj, _) = replica.lag(&server);
         let jobs: Vec<String> =
             observed.jobs.iter().map(|j| format!("{}:{}", j.name, crate::world::state(&j.state))).collect();
         let foreign: Vec<&str> = observed.foreign.iter().map(|f| f.name.as_str()).collect();
@@ -234,6 +266,132 @@ impl PipelineApi for SimApi<'_> {
             rv(pipeline)
         ));
         observed
+    }
+}
+
+impl BackfillApi for SimApi<'_> {
+    async fn get_backfill(&self, _namespace: &str, name: &str) -> Result<Option<Backfill>> {
+        self.call(format!("get Backfill {name}"), |s| {
+            let b = s.backfills.get(name).cloned();
+            let said = b.as_ref().map(|b| {
+                format!("rv {} ({})", b.resource_version().unwrap_or_default(), bf_summary(b.status.as_ref()))
+            });
+            (b, said.unwrap_or_else(|| "NotFound".into()))
+        })
+        .await
+    }
+
+    async fn get_job(&self, _namespace: &str, name: &str) -> Result<Option<Job>> {
+        self.call(format!("get Job {name}"), |s| {
+            let j = s.jobs.get(name).cloned();
+            let said = if j.is_some() { "found" } else { "NotFound" };
+            (j, said.to_string())
+        })
+        .await
+    }
+
+    async fn get_quota(&self, _namespace: &str, name: &str) -> Result<Option<ResourceQuota>> {
+        self.call(format!("get ResourceQuota {name}"), |s| {
+            let used = sluice::quota::quota_state(&s.quota).used.get("requests.cpu").copied().unwrap_or(0);
+            (Some(s.quota.clone()), format!("used {used}m of {}m", s.hard_milli()))
+        })
+        .await
+    }
+
+    async fn write_status(&self, backfill: &Backfill, status: &BackfillStatus) -> Result<StatusWrite> {
+        let what = format!(
+            "write {} status at rv {} ({})",
+            backfill.name_any(),
+            backfill.resource_version().unwrap_or_default(),
+            bf_summary(Some(status))
+        );
+        self.call(what, |s| {
+            let written = s.write_backfill_status(backfill, status);
+            let said = match &written {
+                StatusWrite::Applied(b) => format!("Applied (rv {})", b.resource_version().unwrap_or_default()),
+                StatusWrite::Conflict => "Conflict".to_string(),
+            };
+            (written, said)
+        })
+        .await
+    }
+
+    /// One reconcile of Backfills at a time per replica: the lock has nothing to order.
+    async fn lock_launch(&self) {}
+
+    fn unlock_launch(&self) {}
+
+    fn now(&self) -> Timestamp {
+        self.server.lock().unwrap().now
+    }
+
+    fn observe(&self, backfill: &Backfill, uid: &str, now: Timestamp) -> bf::Observed {
+        let mut replica = self.replica.lock().unwrap();
+        let pipeline =
+            replica.pipeline.clone().filter(|p| p.name_any() == backfill.spec.pipeline_ref.name).map(Arc::new);
+        let problems = sluice::validation::backfill(&backfill.spec, pipeline.as_ref().map(|p| &p.spec), &QuotaExists);
+        let defaults = ContainerDefaults::default();
+        let namespace = backfill.namespace().unwrap_or_default();
+        // The store's order is a hash map's: sorted, a run is the same on every process.
+        let mut snapshot = replica.store.state();
+        snapshot.sort_by_key(|j| j.name_any());
+        let of = JobsOf { namespace: &namespace, uid, pipeline: pipeline.as_deref(), defaults: &defaults };
+        let jobs = bf::merge_jobs(&snapshot, &mut replica.ledger, &of, now);
+        let all: Vec<Arc<Backfill>> = replica.backfills.values().cloned().map(Arc::new).collect();
+        let siblings = bf::siblings(&all, &namespace, &backfill.spec.pipeline_ref.name, uid);
+        let server = self.server.lock().unwrap();
+        let (lp, lj, lb) = replica.lag(&server);
+        drop(server);
+        let own: Vec<String> =
+            jobs.own.iter().map(|j| format!("{}:{}", j.name, crate::world::state(&j.state))).collect();
+        let foreign: Vec<&str> = jobs.foreign.iter().map(|f| f.job.name.as_str()).collect();
+        self.trace.lock().unwrap().push(format!(
+            "r{} observe {} (cache lag: {lp} pipeline, {lj} job, {lb} backfill events; pipeline rv {}): own {own:?} \
+             foreign {foreign:?} committed {} pods",
+            self.id,
+            backfill.name_any(),
+            pipeline.as_ref().and_then(|p| p.resource_version()).unwrap_or_default(),
+            jobs.committed.len()
+        ));
+        bf::Observed { pipeline, problems, container_defaults: defaults, jobs, siblings, blocked_inputs: Vec::new() }
+    }
+
+    fn free_job_slots(&self, _namespace: &str) -> usize {
+        usize::MAX
+    }
+
+    fn launched(&self, namespace: &str, job: &str, launch: Launch) {
+        self.replica.lock().unwrap().ledger.add(namespace, job, launch);
+    }
+}
+
+/// A short form of a Backfill status, for the trace.
+pub fn bf_summary(status: Option<&BackfillStatus>) -> String {
+    let Some(s) = status else { return "no status".into() };
+    let ranges = |r: &[sluice::api::WindowRange]| {
+        r.iter()
+            .map(|r| format!("{}..{}", r.start.0.strftime("%H:%M:%S"), r.end.0.strftime("%H:%M:%S")))
+            .collect::<Vec<_>>()
+    };
+    let complete = s.conditions.iter().find(|c| c.type_ == "Complete").map(|c| c.status.as_str()).unwrap_or("-");
+    format!(
+        "processed {:?} failed {:?} counts {:?} complete {complete} throttled {:?}",
+        ranges(&s.processed_ranges),
+        ranges(&s.failed_ranges),
+        s.partitions.as_ref().map(|c| (c.pending, c.running, c.succeeded, c.failed, c.skipped)),
+        s.throttled.as_ref().map(|t| t.reason.as_str())
+    )
+}
+
+/// The Backfills' ResourceQuota exists.
+struct QuotaExists;
+
+impl sluice::validation::Lookup for QuotaExists {
+    fn dataset_exists(&self, _: &str) -> bool {
+        false
+    }
+    fn resource_quota_exists(&self, name: &str) -> bool {
+        name == crate::generate::QUOTA
     }
 }
 

@@ -1,11 +1,14 @@
-//! The driver: one Pipeline, one or two operator replicas, the Job controller, a clock and a
-//! Backfill, stepped at random from one seed. Each step is one of: start a reconcile on a
-//! replica (from its cached Pipeline, at the current time), let an in-flight reconcile make its
-//! next API call, deliver watch events to a replica's cache, finish a Job, remove a terminating
-//! Job, move the clock (sometimes by hours), restart a replica, or let the Backfill create Jobs.
-//! The invariants are checked after every step. After the step budget, faults stop, in-flight
+//! The driver: one Pipeline, one or two Backfills of it, one ResourceQuota, one or two operator
+//! replicas, the Job and quota controllers and a clock, stepped at random from one seed. Each
+//! replica runs at most one Pipeline reconcile and one Backfill reconcile at a time. Each step
+//! is one of: start a reconcile on a replica (of its cached Pipeline, or of one of its cached
+//! Backfills), let an in-flight reconcile make its next API call, deliver watch events to a
+//! replica's cache, start a Job's pod, finish a Job, remove a terminating Job, let the quota
+//! controller recount, move the clock (sometimes by hours), or restart a replica. The
+//! invariants are checked after every step. After the step budget, faults stop, in-flight
 //! reconciles finish, and time runs on with synced caches until every window due by the end of
-//! the faulty phase is resolved; then every due window must be accounted for.
+//! the faulty phase is resolved and every Backfill is Complete; then every due window and every
+//! window of every Backfill's range must be accounted for.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,14 +16,13 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
-use sluice::act::Created;
-use sluice::act::pipeline::{Outcome, reconcile};
-use sluice::api::{Pipeline, PipelineStatus, RunPhase};
+use sluice::act::{backfill, pipeline};
+use sluice::api::{Backfill, Pipeline, PipelineStatus, Reprocess, RunPhase};
 use sluice::error::Result;
-use sluice::jobs::{self, StepJob};
+use sluice::plan::backfill::selected_steps;
+use sluice::plan::backfill_ranges::RangeSet;
 use sluice::plan::pipeline::window_rule;
 use sluice::plan::runs::JobState;
 use sluice::schedule::Schedule;
@@ -54,7 +56,17 @@ pub struct Report {
 const NAMESPACE: &str = "team-a";
 const MAX_QUIESCE: usize = 400;
 
-type Reconcile<'a> = Pin<Box<dyn Future<Output = Result<Outcome>> + 'a>>;
+/// What an in-flight reconcile ends with.
+enum Done {
+    Pipeline(Result<pipeline::Outcome>),
+    Backfill(String, Result<backfill::Outcome>),
+}
+
+type Reconcile<'a> = Pin<Box<dyn Future<Output = Done> + 'a>>;
+
+/// Reconcile slots: replica `r` runs its Pipeline reconcile in slot `2r` and its Backfill
+/// reconcile in slot `2r + 1`.
+const SLOTS: usize = 4;
 
 pub fn run(cfg: &Config) -> Report {
     let mut rng = Rng::new(cfg.seed);
@@ -68,17 +80,33 @@ pub fn run(cfg: &Config) -> Report {
         linger_percent: if f.terminating { 30 } else { 0 },
     };
     let mut server = Server::new(sc.created, rules);
-    server.create_pipeline(pipeline(&sc));
+    server.create_pipeline(make_pipeline(&sc));
+    server.create_quota(NAMESPACE, generate::QUOTA, sc.hard_milli);
+    let backfills = if f.backfill { sc.backfills.as_slice() } else { &[] };
+    for (i, (name, spec)) in backfills.iter().enumerate() {
+        let mut b = Backfill::new(name, spec.clone());
+        b.metadata.namespace = Some(NAMESPACE.into());
+        b.metadata.uid = Some(format!("backfill-uid-{i}"));
+        b.metadata.generation = Some(1);
+        b.metadata.creation_timestamp = Some(Time(sc.created));
+        server.create_backfill(b);
+    }
     let replicas = [Mutex::new(Replica::listed(&server)), Mutex::new(Replica::listed(&server))];
     let server = Mutex::new(server);
     let trace = Mutex::new(Trace::default());
-    let spec = serde_json::to_string(&sc.spec).unwrap_or_default();
+    let mut spec = serde_json::to_string(&sc.spec).unwrap_or_default();
+    for (name, b) in backfills {
+        spec += &format!("\nbackfill {name}: {}", serde_json::to_string(b).unwrap_or_default());
+    }
+    spec += &format!("\nquota hard {}m", sc.hard_milli);
+    let mut checker = Invariants::default();
+    checker.coordinated = !(f.second_replica && backfills.len() > 1);
     let mut driver = Driver {
         server: &server,
         replicas: &replicas,
         trace: &trace,
-        slots: [None, None],
-        checker: Invariants::default(),
+        slots: Default::default(),
+        checker,
         rng,
         cfg: *cfg,
         sc,
@@ -90,7 +118,7 @@ pub fn run(cfg: &Config) -> Report {
     Report { violation, trace: trace.into_inner().unwrap(), reconciles, spec }
 }
 
-fn pipeline(sc: &Scenario) -> Pipeline {
+fn make_pipeline(sc: &Scenario) -> Pipeline {
     let mut p = Pipeline::new("orders", sc.spec.clone());
     p.metadata.namespace = Some(NAMESPACE.into());
     p.metadata.uid = Some("pipeline-uid".into());
@@ -105,18 +133,19 @@ enum Action {
     Poll(usize),
     Deliver(usize),
     Restart(usize),
+    StartPod,
     FinishJob,
     Finalize,
+    QuotaSync,
     Tick,
     Jump,
-    Backfill,
 }
 
 struct Driver<'a> {
     server: &'a Mutex<Server>,
     replicas: &'a [Mutex<Replica>; 2],
     trace: &'a Mutex<Trace>,
-    slots: [Option<Reconcile<'a>>; 2],
+    slots: [Option<Reconcile<'a>>; SLOTS],
     checker: Invariants,
     rng: Rng,
     cfg: Config,
@@ -142,9 +171,9 @@ impl<'a> Driver<'a> {
         }
         self.trace.lock().unwrap().step = self.cfg.budget;
         self.log("faults stop; in-flight reconciles finish".into());
-        for r in 0..2 {
-            while self.slots[r].is_some() {
-                self.poll(r)?;
+        for slot in 0..SLOTS {
+            while self.slots[slot].is_some() {
+                self.poll(slot)?;
                 self.check()?;
             }
         }
@@ -160,13 +189,24 @@ impl<'a> Driver<'a> {
         if !f.lag {
             self.sync_all();
         }
-        let (due, terminating) = {
+        let (due, terminating, podless, backfills) = {
             let s = self.server.lock().unwrap();
-            (!s.due_jobs().is_empty(), !s.terminating_jobs().is_empty())
+            (
+                !s.due_jobs().is_empty(),
+                !s.terminating_jobs().is_empty(),
+                !s.podless_jobs().is_empty(),
+                !s.backfills.is_empty(),
+            )
         };
         let mut choices: Vec<(u64, Action)> = Vec::new();
         for r in 0..self.replicas_in_play() {
-            choices.push(if self.slots[r].is_none() { (12, Action::Start(r)) } else { (30, Action::Poll(r)) });
+            for slot in [2 * r, 2 * r + 1].into_iter().filter(|s| s % 2 == 0 || backfills) {
+                choices.push(if self.slots[slot].is_none() {
+                    (12, Action::Start(slot))
+                } else {
+                    (30, Action::Poll(slot))
+                });
+            }
             if f.lag {
                 choices.push((12, Action::Deliver(r)));
             }
@@ -174,18 +214,21 @@ impl<'a> Driver<'a> {
                 choices.push((2, Action::Restart(r)));
             }
         }
+        if podless {
+            choices.push((10, Action::StartPod));
+        }
         if due {
             choices.push((10, Action::FinishJob));
         }
         if terminating {
             choices.push((3, Action::Finalize));
         }
+        if backfills {
+            choices.push((4, Action::QuotaSync));
+        }
         choices.push((8, Action::Tick));
         if f.clock_jumps {
             choices.push((1, Action::Jump));
-        }
-        if f.backfill {
-            choices.push((2, Action::Backfill));
         }
         let total: u64 = choices.iter().map(|c| c.0).sum();
         let mut roll = self.rng.below(total);
@@ -209,10 +252,10 @@ impl<'a> Driver<'a> {
                 let n = self.rng.range(1, 4) as usize;
                 let server = self.server.lock().unwrap();
                 let mut replica = self.replicas[r].lock().unwrap();
-                let (what, got) = if self.rng.chance(50) {
-                    ("Pipeline", replica.deliver_pipeline(&server, n))
-                } else {
-                    ("Job", replica.deliver_jobs(&server, n))
+                let (what, got) = match self.rng.below(5) {
+                    0 | 1 => ("Pipeline", replica.deliver_pipeline(&server, n)),
+                    2 => ("Backfill", replica.deliver_backfills(&server, n)),
+                    _ => ("Job", replica.deliver_jobs(&server, n)),
                 };
                 drop((server, replica));
                 if got > 0 {
@@ -220,8 +263,20 @@ impl<'a> Driver<'a> {
                 }
             }
             Action::Restart(r) => {
-                let dropped = self.slots[r].is_some();
-                self.restart(r, if dropped { "in-flight reconcile dropped" } else { "idle" });
+                let dropped = self.slots[2 * r].is_some() || self.slots[2 * r + 1].is_some();
+                self.restart(r, if dropped { "in-flight reconciles dropped" } else { "idle" });
+            }
+            Action::StartPod => {
+                let mut s = self.server.lock().unwrap();
+                let podless = s.podless_jobs();
+                let name = self.rng.pick(&podless).clone();
+                s.start_pod(&name);
+                drop(s);
+                self.log(format!("job controller: pod of {name} runs"));
+            }
+            Action::QuotaSync => {
+                let used = self.server.lock().unwrap().sync_quota();
+                self.log(format!("quota controller: used {used}m"));
             }
             Action::FinishJob => {
                 let mut s = self.server.lock().unwrap();
@@ -252,7 +307,6 @@ impl<'a> Driver<'a> {
                 };
                 self.advance(by);
             }
-            Action::Backfill => self.backfill(),
         }
         Ok(())
     }
@@ -272,26 +326,45 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn start(&mut self, r: usize, lose_answer_at: Option<usize>) {
-        let Some(cached) = self.replicas[r].lock().unwrap().pipeline.clone() else { return };
+    /// Starts a reconcile in `slot`: the replica's Pipeline, or one of its cached Backfills.
+    fn start(&mut self, slot: usize, lose_answer_at: Option<usize>) {
+        let r = slot / 2;
         let now = self.server.lock().unwrap().now;
+        let lost = lose_answer_at.map(|n| format!(" (answer of call {n} will be lost)")).unwrap_or_default();
+        let api = SimApi::new(r, self.server, &self.replicas[r], self.trace, lose_answer_at);
+        if slot % 2 == 1 {
+            let cached: Vec<Backfill> = self.replicas[r].lock().unwrap().backfills.values().cloned().collect();
+            if cached.is_empty() {
+                return;
+            }
+            let cached = self.rng.pick(&cached).clone();
+            let name = cached.name_any();
+            self.reconciles += 1;
+            self.log(format!(
+                "r{r} reconcile of {name} starts at {now} on cached rv {}{lost}",
+                cached.resource_version().unwrap_or_default()
+            ));
+            self.slots[slot] =
+                Some(Box::pin(async move { Done::Backfill(name, backfill::reconcile(&api, &cached).await) }));
+            return;
+        }
+        let Some(cached) = self.replicas[r].lock().unwrap().pipeline.clone() else { return };
         self.reconciles += 1;
         self.log(format!(
-            "r{r} reconcile starts at {now} on cached rv {}{}",
-            cached.resource_version().unwrap_or_default(),
-            lose_answer_at.map(|n| format!(" (answer of call {n} will be lost)")).unwrap_or_default()
+            "r{r} reconcile starts at {now} on cached rv {}{lost}",
+            cached.resource_version().unwrap_or_default()
         ));
-        let api = SimApi::new(r, self.server, &self.replicas[r], self.trace, lose_answer_at);
-        self.slots[r] = Some(Box::pin(async move { reconcile(&api, &cached, now).await }));
+        self.slots[slot] = Some(Box::pin(async move { Done::Pipeline(pipeline::reconcile(&api, &cached, now).await) }));
     }
 
-    fn poll(&mut self, r: usize) -> Result<(), String> {
-        let Some(fut) = self.slots[r].as_mut() else { return Ok(()) };
+    fn poll(&mut self, slot: usize) -> Result<(), String> {
+        let r = slot / 2;
+        let Some(fut) = self.slots[slot].as_mut() else { return Ok(()) };
         let waker = futures::task::noop_waker();
-        let Poll::Ready(outcome) = fut.as_mut().poll(&mut Context::from_waker(&waker)) else { return Ok(()) };
-        self.slots[r] = None;
-        match outcome {
-            Ok(Outcome::Acted(acted)) => {
+        let Poll::Ready(done) = fut.as_mut().poll(&mut Context::from_waker(&waker)) else { return Ok(()) };
+        self.slots[slot] = None;
+        match done {
+            Done::Pipeline(Ok(pipeline::Outcome::Acted(acted))) => {
                 let mut s = self.server.lock().unwrap();
                 for f in &acted.plan.finished {
                     s.facts.push(Fact::Reported { run_id: f.run_id.clone() });
@@ -307,8 +380,17 @@ impl<'a> Driver<'a> {
                     acted.plan.delete
                 ));
             }
-            Ok(other) => self.log(format!("r{r} reconcile done: {other:?}")),
-            Err(e) => {
+            Done::Pipeline(Ok(other)) => self.log(format!("r{r} reconcile done: {other:?}")),
+            Done::Backfill(name, Ok(backfill::Outcome::Acted(acted))) => self.log(format!(
+                "r{r} reconcile of {name} done: created {:?} deleted {:?} admitted {} writes {}{}",
+                acted.created,
+                acted.plan.delete,
+                acted.settled.admitted,
+                acted.status_writes,
+                if acted.settle_conflict { " (second write conflicted)" } else { "" }
+            )),
+            Done::Backfill(name, Ok(other)) => self.log(format!("r{r} reconcile of {name} done: {other:?}")),
+            Done::Pipeline(Err(e)) | Done::Backfill(_, Err(e)) => {
                 self.log(format!("r{r} reconcile failed: {e}"));
                 self.restart(r, "after the lost answer");
             }
@@ -317,7 +399,8 @@ impl<'a> Driver<'a> {
     }
 
     fn restart(&mut self, r: usize, why: &str) {
-        self.slots[r] = None;
+        self.slots[2 * r] = None;
+        self.slots[2 * r + 1] = None;
         let fresh = Replica::listed(&self.server.lock().unwrap());
         *self.replicas[r].lock().unwrap() = fresh;
         self.log(format!("r{r} FAULT restart ({why}): caches relisted"));
@@ -325,63 +408,6 @@ impl<'a> Driver<'a> {
 
     fn schedule(&self) -> Schedule {
         Schedule::parse(self.sc.spec.schedule.as_deref().unwrap(), None).unwrap()
-    }
-
-    /// A Backfill of this Pipeline runs one of the last few due windows that the Pipeline's
-    /// current status does not know (not active, queued or recorded): it creates every step's
-    /// first Job at once under the Pipeline's Job names, stopping at the first name taken. It
-    /// never deletes its Jobs.
-    fn backfill(&mut self) {
-        let schedule = self.schedule();
-        let rule = window_rule(&self.sc.spec);
-        let mut s = self.server.lock().unwrap();
-        let mut tick = schedule.latest_at_or_before(s.now);
-        for _ in 0..self.rng.below(5) {
-            tick = tick.and_then(|t| schedule.previous_before(t));
-        }
-        let Some(window) = tick.filter(|t| *t > self.sc.created).and_then(|t| schedule.window_at(t, rule)) else {
-            return;
-        };
-        let id = window.run_id();
-        let status = s.status().cloned().unwrap_or_default();
-        let known =
-            status.active_runs.iter().chain(&status.recent_runs).chain(&status.skipped_runs).any(|r| r.id == id)
-                || status.queued_windows.iter().any(|w| w.start.0 == window.start && w.end.0 == window.end);
-        if known {
-            return;
-        }
-        let owner = OwnerReference {
-            api_version: "sluice.dev/v1alpha1".into(),
-            kind: "Backfill".into(),
-            name: "bf".into(),
-            uid: "backfill-uid".into(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        };
-        let mut said = Vec::new();
-        for step in &self.sc.spec.steps {
-            let job: Job = jobs::build(&StepJob {
-                namespace: NAMESPACE,
-                pipeline: "orders",
-                run_id: &id,
-                window,
-                step,
-                attempt: 0,
-                backfill: Some("bf"),
-                owner: owner.clone(),
-            });
-            let created = s.create_job(&job);
-            said.push(format!(
-                "{} {}",
-                job.name_any(),
-                if matches!(created, Created::Created) { "created" } else { "taken" }
-            ));
-            if !matches!(created, Created::Created) {
-                break;
-            }
-        }
-        drop(s);
-        self.log(format!("backfill bf runs window {id}: {said:?}"));
     }
 
     /// Time runs on without faults until every window due by now is resolved.
@@ -394,17 +420,28 @@ impl<'a> Driver<'a> {
                 for name in s.terminating_jobs() {
                     s.finalize(&name);
                 }
+                for name in s.podless_jobs() {
+                    s.start_pod(&name);
+                }
                 for name in s.due_jobs() {
                     s.finish_job(&name);
                 }
+                s.sync_quota();
             }
             self.check()?;
+            self.sync_all();
             self.start(0, None);
-            while self.slots[0].is_some() {
+            self.run_slot(0)?;
+            let names: Vec<String> = self.server.lock().unwrap().backfills.keys().cloned().collect();
+            for name in names {
                 self.sync_all();
-                self.poll(0)?;
+                let cached = self.replicas[0].lock().unwrap().backfills[&name].clone();
+                let api = SimApi::new(0, self.server, &self.replicas[0], self.trace, None);
+                self.reconciles += 1;
+                self.slots[1] =
+                    Some(Box::pin(async move { Done::Backfill(name, backfill::reconcile(&api, &cached).await) }));
+                self.run_slot(1)?;
             }
-            self.check()?;
             if self.quiescent(t_end) {
                 self.log("quiescent".into());
                 return self.final_check(t_end);
@@ -414,8 +451,27 @@ impl<'a> Driver<'a> {
         Err(format!("not quiescent {MAX_QUIESCE} steps of {step:#} after the faults stopped"))
     }
 
+    /// Runs the reconcile in `slot` to its end with synced caches.
+    fn run_slot(&mut self, slot: usize) -> Result<(), String> {
+        while self.slots[slot].is_some() {
+            self.sync_all();
+            self.poll(slot)?;
+            self.check()?;
+        }
+        Ok(())
+    }
+
     fn quiescent(&self, t_end: Timestamp) -> bool {
         let s = self.server.lock().unwrap();
+        let complete = |b: &Backfill| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Complete"))
+                .is_some_and(|c| c.status == "True")
+        };
+        if !s.backfills.values().all(complete) {
+            return false;
+        }
         let status = s.status().cloned().unwrap_or_default();
         let last_due = self.schedule().latest_at_or_before(t_end).filter(|t| *t > self.sc.created);
         let handled = match (last_due, status.last_schedule_time.as_ref()) {
@@ -459,6 +515,62 @@ impl<'a> Driver<'a> {
                  first: {first:?}"
             ));
         }
+        let backfills: Vec<Backfill> = self.server.lock().unwrap().backfills.values().cloned().collect();
+        for b in &backfills {
+            self.final_backfill(b, &backfills)?;
+        }
+        Ok(())
+    }
+
+    /// Every window of the Backfill's range succeeded (each step it runs, by the Backfill for
+    /// `reprocess: All`, by any owner else) or is listed failed; with `reprocess: Failed` it may
+    /// also have been skipped (processed without a run), and with `Missing` skipped because
+    /// another Backfill lists it succeeded (also one that re-ran only the Transform steps).
+    fn final_backfill(&self, b: &Backfill, backfills: &[Backfill]) -> Result<(), String> {
+        let schedule = self.schedule();
+        let rule = window_rule(&self.sc.spec);
+        let status = b.status.clone().unwrap_or_default();
+        let failed = RangeSet::from_status(&status.failed_ranges);
+        let processed = RangeSet::from_status(&status.processed_ranges);
+        let uid = b.uid().unwrap_or_default();
+        let steps: Vec<String> = selected_steps(&self.sc.spec, b.spec.steps).iter().map(|s| s.name.clone()).collect();
+        let (start, end) = (b.spec.range.start.0, b.spec.range.end.0);
+        let mut cursor = schedule.previous_before(start).unwrap_or(start);
+        let mut windows = 0;
+        while let Some(tick) = schedule.next_after(cursor) {
+            cursor = tick;
+            let Some(w) = schedule.window_at(tick, rule) else { continue };
+            if w.end > end {
+                break;
+            }
+            if w.start < start {
+                continue;
+            }
+            windows += 1;
+            let key = (w.start.to_string(), w.end.to_string());
+            let succeeded = |step: &String| {
+                self.checker.successes.iter().any(|((s, win, owner), _)| {
+                    s == step && *win == key && (b.spec.reprocess != Reprocess::All || *owner == uid)
+                })
+            };
+            let by_sibling = backfills.iter().any(|o| {
+                o.uid() != b.uid()
+                    && RangeSet::from_status(&o.status.clone().unwrap_or_default().succeeded_ranges).contains(&w)
+            });
+            let ok = steps.iter().all(succeeded)
+                || failed.contains(&w)
+                || (b.spec.reprocess == Reprocess::Failed && processed.contains(&w))
+                || (b.spec.reprocess == Reprocess::Missing && processed.contains(&w) && by_sibling);
+            if !ok {
+                return Err(format!(
+                    "Backfill {}: window [{}, {}) of its range neither succeeded ({steps:?}) nor is listed failed",
+                    b.name_any(),
+                    w.start,
+                    w.end
+                ));
+            }
+        }
+        self.log(format!("final: Backfill {} accounts for its {windows} windows", b.name_any()));
         Ok(())
     }
 }

@@ -1,0 +1,500 @@
+//! One Backfill reconcile: read, observe, decide, then act in the order that keeps every
+//! partition exactly once and the quota within its budget.
+//!
+//! 1. Read the Backfill fresh from the API server: every decision builds on the last status
+//!    written (its processed ranges), which the cache may not show yet. Read fresh too the Jobs
+//!    recorded in `status.nameConflicts`, to see whether they are still held by others.
+//! 2. Take the launch lock (held until the creates are done, so that concurrent decisions of
+//!    this process see each other's Jobs), then observe from the caches (the Pipeline, the Jobs
+//!    merged with the ledger of created Jobs the cache does not show yet, other Backfills) and
+//!    only then read the ResourceQuota fresh, so that a Job the cache shows with a pod is
+//!    already counted in the quota's `used` (see `quota::in_flight`).
+//! 3. Decide (`plan::backfill::decide`).
+//! 4. Write the status on the condition that the Backfill is still at the version read (always
+//!    when the plan creates Jobs), before any Job is created: two replicas, or a reconcile that
+//!    read before another wrote, never both act on one status. A conflict acts on nothing.
+//! 5. Create the Jobs. `AlreadyExists` counts as launched only when the Job holding the name is
+//!    this backfill's ([`CreateRound`]); each created Job is remembered in the ledger.
+//! 6. Release the lock; record what the creates found (partitions that did not start, names
+//!    held by others) in a second conditional write when it changes the status.
+//! 7. Delete the Jobs of the partitions the written status records.
+//!
+//! A crash between any two steps loses nothing: no window is recorded as done before its Jobs
+//! have finished, and a repeated create is absorbed by `AlreadyExists`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::{Resource, ResourceExt};
+
+use super::JobApi;
+use crate::api::{Backfill, BackfillStatus, Pipeline};
+use crate::controller::job_cache;
+use crate::error::{Error, Result};
+use crate::jobs::{self, StepJob};
+use crate::plan::backfill::{
+    BlockedInput, CreateRound, Created, Input, JobToCreate, MAX_NAME_CONFLICTS, PipelineView, Plan, Settled, decide,
+};
+use crate::plan::backfill_ranges::RangeSet;
+use crate::plan::backfill_records::{ForeignJob, Owner, Records, Sibling};
+use crate::plan::runs::{JobState, ObservedJob};
+use crate::quota::{self, Budget, ContainerDefaults, InFlight, Launch, PodCharge, PodDemand, QuotaBudget, Round};
+
+/// What a conditional status write of a Backfill did.
+#[derive(Clone, Debug)]
+pub enum StatusWrite {
+    /// Written: the Backfill as it is now (its new `resourceVersion`).
+    Applied(Box<Backfill>),
+    /// The Backfill changed since it was read: nothing was written.
+    Conflict,
+}
+
+/// What the reconciler observes from the caches, under the launch lock.
+pub struct Observed {
+    /// The referenced Pipeline, if cached.
+    pub pipeline: Option<Arc<Pipeline>>,
+    /// Validation problems of the spec.
+    pub problems: Vec<String>,
+    /// LimitRange defaults of the namespace.
+    pub container_defaults: ContainerDefaults,
+    /// The Jobs of the namespace, merged with the ledger ([`merge_jobs`]).
+    pub jobs: ObservedJobs,
+    /// Other Backfills of the same Pipeline.
+    pub siblings: Vec<Sibling>,
+    /// Datasets read by the Pipeline's steps whose contract (`policy: Block`) is violated.
+    pub blocked_inputs: Vec<BlockedInput>,
+}
+
+/// Reading and writing Backfills, and what a Backfill's decision needs.
+pub trait BackfillApi: JobApi {
+    /// Reads the Backfill from the API server.
+    fn get_backfill(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Backfill>>> + Send;
+    /// Reads a Job from the API server.
+    fn get_job(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<Job>>> + Send;
+    /// Reads a ResourceQuota from the API server.
+    fn get_quota(&self, namespace: &str, name: &str) -> impl Future<Output = Result<Option<ResourceQuota>>> + Send;
+    /// Writes `status` on the condition that the Backfill is still at `backfill`'s
+    /// `resourceVersion`.
+    fn write_status(
+        &self,
+        backfill: &Backfill,
+        status: &BackfillStatus,
+    ) -> impl Future<Output = Result<StatusWrite>> + Send;
+    /// Takes the launch lock, held until [`BackfillApi::unlock_launch`] (or the end of the
+    /// reconcile).
+    fn lock_launch(&self) -> impl Future<Output = ()> + Send;
+    fn unlock_launch(&self);
+    /// The current time (read once the lock is held).
+    fn now(&self) -> Timestamp;
+    /// Observes from the caches what `backfill`'s decision needs; prunes the ledger.
+    fn observe(&self, backfill: &Backfill, uid: &str, now: Timestamp) -> Observed;
+    /// Free Job slots under the operator's Job caps (`usize::MAX` when uncapped).
+    fn free_job_slots(&self, namespace: &str) -> usize;
+    /// Remembers a Job just created (the ledger, the Job caps' pending launches).
+    fn launched(&self, namespace: &str, job: &str, launch: Launch);
+}
+
+/// What a reconcile did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The Backfill is gone or being deleted.
+    Gone,
+    /// The status changed since the fresh read: nothing was done; decide again soon.
+    Conflict,
+    Acted(Box<Acted>),
+}
+
+/// A decision that was recorded and acted on.
+#[derive(Debug)]
+pub struct Acted {
+    /// The Backfill as read fresh, before the decision.
+    pub backfill: Backfill,
+    pub quota: Option<ResourceQuota>,
+    /// The plan, with the status as the creates settled it.
+    pub plan: Plan,
+    /// What the creates found.
+    pub settled: Settled,
+    /// Status writes that changed something (0, 1 or 2).
+    pub status_writes: usize,
+    /// The second write (what the creates found) conflicted: decide again soon.
+    pub settle_conflict: bool,
+    /// Names of the Jobs created.
+    pub created: Vec<String>,
+    /// Jobs the API server refused.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A Job the API server refused.
+#[derive(Clone, Debug)]
+pub struct Rejected {
+    pub job: String,
+    pub step: String,
+    pub message: String,
+}
+
+/// Reads `cached` fresh, decides and acts, as described in the module documentation.
+pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Outcome> {
+    let namespace = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let Some(backfill) = api.get_backfill(&namespace, &cached.name_any()).await? else { return Ok(Outcome::Gone) };
+    if backfill.meta().deletion_timestamp.is_some() {
+        return Ok(Outcome::Gone);
+    }
+    let uid = backfill.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let pipeline_name = backfill.spec.pipeline_ref.name.clone();
+
+    // Job names found held by Jobs that are not Sluice's, read fresh: are they still?
+    let known = backfill.status.as_ref().map(|s| s.name_conflicts.as_slice()).unwrap_or_default();
+    let name_conflicts = still_squatted(api, &namespace, known, &uid, &pipeline_name).await?;
+
+    api.lock_launch().await;
+    let now = api.now();
+    let observed = api.observe(&backfill, &uid, now);
+    let quota = match backfill.spec.budget.as_ref().and_then(|b| b.resource_quota_ref.as_ref()) {
+        Some(r) => api.get_quota(&namespace, &r.name).await?,
+        None => None,
+    };
+    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
+    let budget = budget(&backfill, quota.as_ref(), &jobs, &mut problems);
+    let free_job_slots = api.free_job_slots(&namespace);
+    let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
+    let default_status = BackfillStatus::default();
+    let current = backfill.status.as_ref().unwrap_or(&default_status);
+    let plan = decide(&Input {
+        spec: &backfill.spec,
+        status: current,
+        generation: backfill.meta().generation,
+        uid: &uid,
+        now,
+        pipeline: pipeline.as_ref().map(|p| PipelineView {
+            name: &pipeline_name,
+            spec: &p.spec,
+            status: p.status.as_ref(),
+            created: p.meta().creation_timestamp.as_ref().map_or(now, |t| t.0),
+        }),
+        jobs: jobs.own,
+        records,
+        container_defaults,
+        budget,
+        free_job_slots,
+        problems,
+        blocked_inputs,
+        name_conflicts,
+    });
+
+    // First the status, on the condition that the Backfill is still at the version the
+    // decision read; skipped when unchanged, unless the plan creates Jobs (an unchanged apply
+    // writes nothing but checks the precondition).
+    let written = if backfill.status.as_ref() != Some(&plan.status) || !plan.create.is_empty() {
+        match api.write_status(&backfill, &plan.status).await? {
+            StatusWrite::Applied(b) => Some(*b),
+            StatusWrite::Conflict => return Ok(Outcome::Conflict),
+        }
+    } else {
+        None
+    };
+    let mut acted = Acted {
+        backfill,
+        quota,
+        plan,
+        settled: Settled { status: BackfillStatus::default(), admitted: 0, new_conflicts: vec![], retry: None },
+        status_writes: usize::from(written.is_some()),
+        settle_conflict: false,
+        created: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let round = create_jobs(api, &mut acted, pipeline.as_deref(), &uid, now).await?;
+    api.unlock_launch();
+
+    // What the creates found: partitions that did not start, names held by others.
+    acted.settled = round.settle(&acted.plan, acted.backfill.meta().generation, now);
+    if acted.settled.status != acted.plan.status {
+        let base = written.as_ref().unwrap_or(&acted.backfill);
+        match api.write_status(base, &acted.settled.status).await? {
+            StatusWrite::Applied(_) => acted.status_writes += 1,
+            // Replaced since: the next decision finds the same again.
+            StatusWrite::Conflict => acted.settle_conflict = true,
+        }
+    }
+    acted.plan.status = acted.settled.status.clone();
+    for job in &acted.plan.delete {
+        api.delete_job(&namespace, job).await?;
+    }
+    Ok(Outcome::Acted(Box::new(acted)))
+}
+
+/// Creates the plan's Jobs in order, skipping the rest of a partition once one of its names is
+/// found held by another owner.
+async fn create_jobs<A: BackfillApi>(
+    api: &A,
+    acted: &mut Acted,
+    pipeline: Option<&Pipeline>,
+    uid: &str,
+    now: Timestamp,
+) -> Result<CreateRound> {
+    let backfill = &acted.backfill;
+    let namespace = backfill.namespace().unwrap_or_default();
+    let name = backfill.name_any();
+    let pipeline_name = backfill.spec.pipeline_ref.name.as_str();
+    let mut round = CreateRound::default();
+    for create in &acted.plan.create {
+        if !round.attempt(create) {
+            continue;
+        }
+        let Some(step) = pipeline.and_then(|p| p.spec.steps.iter().find(|s| s.name == create.step)) else {
+            continue;
+        };
+        let job = jobs::build(&StepJob {
+            namespace: &namespace,
+            pipeline: pipeline_name,
+            run_id: &create.run_id,
+            window: create.window,
+            step,
+            attempt: create.attempt,
+            backfill: Some(&name),
+            owner: owner_reference(backfill, uid),
+        });
+        let job_name = job.name_any();
+        let outcome = match api.create_job(&job).await? {
+            super::Created::Created => {
+                api.launched(&namespace, &job_name, launch(uid, create, now));
+                acted.created.push(job_name.clone());
+                Created::Yes
+            }
+            super::Created::Exists(existing) => {
+                // Gone again since: a run of the window had it; look again soon.
+                let holder = existing.map_or(Created::TakenByRun, |j| holder(&j, uid, pipeline_name));
+                if holder != Created::Yes {
+                    tracing::info!(job = %job_name, backfill = %name, ?holder, "Job name taken by another owner");
+                }
+                holder
+            }
+            super::Created::Rejected(message) => {
+                acted.rejected.push(Rejected { job: job_name.clone(), step: create.step.clone(), message });
+                Created::Refused
+            }
+        };
+        round.record(create, &job_name, outcome);
+    }
+    Ok(round)
+}
+
+/// How soon to decide again after what a reconcile found, besides the plan's own
+/// `requeue_after`: `create_retry` after a refused create, `conflict_retry` after a conflicting
+/// second write, the settled retry after a taken name.
+pub fn retry_after(
+    acted: &Acted,
+    create_retry: SignedDuration,
+    conflict_retry: SignedDuration,
+) -> Option<SignedDuration> {
+    let mut retry: Option<SignedDuration> = None;
+    let mut sooner = |d: SignedDuration| retry = Some(retry.map_or(d, |r| r.min(d)));
+    if !acted.rejected.is_empty() {
+        sooner(create_retry);
+    }
+    if let Some(r) = acted.settled.retry {
+        sooner(r);
+    }
+    // A conflicting second write replaces the retry (the next decision finds the same again).
+    if acted.settle_conflict {
+        retry = Some(conflict_retry);
+    }
+    match (acted.plan.requeue_after, retry) {
+        (Some(p), Some(r)) => Some(p.min(r)),
+        (p, r) => p.or(r),
+    }
+}
+
+/// The ledger entry of a created Job: its pod is not counted by the quota yet.
+fn launch(uid: &str, create: &JobToCreate, now: Timestamp) -> Launch {
+    Launch {
+        owner_uid: uid.to_string(),
+        run_id: create.run_id.clone(),
+        step: create.step.clone(),
+        attempt: create.attempt,
+        window: create.window,
+        demand: create.demand.clone(),
+        created: now,
+    }
+}
+
+/// Who holds the name of `job`, which a create of this backfill (`uid`) found taken: this
+/// backfill (already launched), a Sluice run of the Pipeline that the Job cache and so the
+/// records will show (the Pipeline's or another backfill's), or a Job that is not Sluice's.
+pub fn holder(job: &Job, uid: &str, pipeline: &str) -> Created {
+    if controlled_by(job, uid) {
+        return Created::Yes;
+    }
+    let labels = job.labels();
+    let sluice = labels.get(jobs::labels::MANAGED_BY).map(String::as_str) == Some(jobs::labels::MANAGED_BY_VALUE)
+        && labels.get(jobs::labels::PIPELINE) == Some(&jobs::label_value(pipeline));
+    if sluice && job_cache::observe(job).is_some() { Created::TakenByRun } else { Created::Squatted }
+}
+
+/// Of the `names` recorded as held by Jobs that are not Sluice's, those that still are (fresh
+/// reads, at most [`MAX_NAME_CONFLICTS`]).
+async fn still_squatted<A: BackfillApi>(
+    api: &A,
+    namespace: &str,
+    names: &[String],
+    uid: &str,
+    pipeline: &str,
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names.iter().take(MAX_NAME_CONFLICTS) {
+        if let Some(job) = api.get_job(namespace, name).await?
+            && holder(&job, uid, pipeline) == Created::Squatted
+        {
+            out.push(name.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn controlled_by(job: &Job, uid: &str) -> bool {
+    job.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+fn owner_reference(backfill: &Backfill, uid: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+    let mut owner = backfill.controller_owner_ref(&()).unwrap_or_default();
+    owner.uid = uid.to_string();
+    owner
+}
+
+/// What the Jobs of the namespace tell a backfill.
+#[derive(Debug)]
+pub struct ObservedJobs {
+    /// Its own Jobs, including created ones the cache does not show yet.
+    pub own: Vec<ObservedJob>,
+    /// Jobs of the same pipeline owned by others.
+    pub foreign: Vec<ForeignJob>,
+    /// Pods not counted by the quota yet (any Sluice Job of the namespace).
+    pub uncounted: Vec<PodDemand>,
+    /// Pods of every unfinished Sluice Job of the namespace, counted or not.
+    pub committed: Vec<PodDemand>,
+    /// Pods of its own unfinished Jobs.
+    pub own_pods: Vec<PodDemand>,
+}
+
+/// Whose Jobs [`merge_jobs`] sorts, and how their pods are charged.
+pub struct JobsOf<'a> {
+    pub namespace: &'a str,
+    pub uid: &'a str,
+    pub pipeline: Option<&'a Pipeline>,
+    pub defaults: &'a ContainerDefaults,
+}
+
+/// The Jobs of a namespace as a backfill counts them: those of the cache `snapshot` and those of
+/// the `ledger` of created Jobs that the snapshot does not show. The ledger is pruned against
+/// the same snapshot (not against the cache as it is a moment later), so a Job is counted in
+/// exactly one of them: one the cache received after the snapshot stays in the ledger.
+pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>, now: Timestamp) -> ObservedJobs {
+    let JobsOf { namespace, uid, pipeline, defaults } = *of;
+    let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
+    let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
+    let pipeline_uid = pipeline.and_then(|p| p.uid());
+    let in_namespace: Vec<&Arc<Job>> = snapshot
+        .iter()
+        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
+        .collect();
+    for job in &in_namespace {
+        let demand = || {
+            quota::pod_demand(&job.spec.as_ref().and_then(|s| s.template.spec.clone()).unwrap_or_default(), defaults)
+        };
+        let charge = quota::pod_charge(job);
+        if charge == PodCharge::NotYetCreated {
+            out.uncounted.push(demand());
+        }
+        if charge != PodCharge::Released {
+            out.committed.push(demand());
+        }
+        let Some(observed) = job_cache::observe(job) else { continue };
+        if controlled_by(job, uid) {
+            if charge != PodCharge::Released {
+                out.own_pods.push(demand());
+            }
+            out.own.push(observed);
+        } else if pipeline_label.is_some() && job.labels().get(jobs::labels::PIPELINE) == pipeline_label.as_ref() {
+            let controller = job.owner_references().iter().find(|o| o.controller == Some(true));
+            let owner = match controller {
+                Some(o) if Some(&o.uid) == pipeline_uid.as_ref() => Owner::Pipeline,
+                Some(o) if o.kind == Backfill::kind(&()) => Owner::Backfill(o.uid.clone()),
+                _ => Owner::Unknown,
+            };
+            out.foreign.push(ForeignJob { job: observed, owner });
+        }
+    }
+    // Jobs created by this process that the snapshot does not show.
+    let shown: BTreeSet<(&str, &str)> =
+        snapshot.iter().filter_map(|j| Some((j.metadata.namespace.as_deref()?, j.metadata.name.as_deref()?))).collect();
+    ledger.prune(now, |ns, name| shown.contains(&(ns, name)));
+    for (name, launch) in ledger.in_namespace(namespace) {
+        out.uncounted.push(launch.demand.clone());
+        out.committed.push(launch.demand.clone());
+        if launch.owner_uid == uid {
+            out.own_pods.push(launch.demand.clone());
+            out.own.push(ObservedJob {
+                name: name.to_string(),
+                run_id: launch.run_id.clone(),
+                step: launch.step.clone(),
+                attempt: launch.attempt,
+                window: launch.window,
+                created: launch.created,
+                state: JobState::Active,
+            });
+        }
+    }
+    out
+}
+
+/// Other Backfills of the same pipeline among `backfills` (a cache's), as records.
+pub fn siblings(backfills: &[Arc<Backfill>], namespace: &str, pipeline: &str, uid: &str) -> Vec<Sibling> {
+    backfills
+        .iter()
+        .filter(|b| b.namespace().as_deref() == Some(namespace) && b.spec.pipeline_ref.name == pipeline)
+        .filter(|b| b.uid().as_deref() != Some(uid))
+        .map(|b| {
+            let status = b.status.clone().unwrap_or_default();
+            Sibling {
+                uid: b.uid().unwrap_or_default(),
+                processed: RangeSet::from_status(&status.processed_ranges),
+                succeeded: RangeSet::from_status(&status.succeeded_ranges),
+                failed: RangeSet::from_status(&status.failed_ranges),
+            }
+        })
+        .collect()
+}
+
+/// The budget of the backfill; invalid quantities in the spec become problems.
+pub fn budget(
+    backfill: &Backfill,
+    quota: Option<&ResourceQuota>,
+    observed: &ObservedJobs,
+    problems: &mut Vec<String>,
+) -> Budget {
+    let spec = backfill.spec.budget.as_ref();
+    let mut parse = |field: &str, map: Option<&BTreeMap<String, Quantity>>, round| {
+        map.map(|m| quota::parse_amounts(m, round)).transpose().unwrap_or_else(|e| {
+            problems.push(format!("spec.budget.{field}: {e}"));
+            None
+        })
+    };
+    let reserve = parse("reserve", spec.and_then(|b| b.reserve.as_ref()), Round::Up).unwrap_or_default();
+    let limits = parse("limits", spec.and_then(|b| b.limits.as_ref()), Round::Down);
+    let quota = quota.map(|q| {
+        let state = quota::quota_state(q);
+        let uncounted = quota::uncounted(&observed.uncounted, &state.hard);
+        let committed = quota::uncounted(&observed.committed, &state.hard);
+        QuotaBudget { state, reserve, uncounted, committed }
+    });
+    let own_in_use = limits.as_ref().map(|l| quota::total(&observed.own_pods, l)).unwrap_or_default();
+    Budget { quota, limits, own_in_use }
+}
+
+#[cfg(test)]
+#[path = "backfill_tests.rs"]
+mod tests;

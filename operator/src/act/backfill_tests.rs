@@ -1,0 +1,105 @@
+//! The kube-free helpers of the Backfill act layer: counting Jobs once, who holds a name.
+
+use super::*;
+use crate::api::PipelineSpec;
+use crate::schedule::Window;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn pipeline() -> Pipeline {
+    let spec: PipelineSpec = serde_json::from_value(serde_json::json!({
+        "schedule": "0 * * * *",
+        "steps": [{"name": "extract", "kind": "Extract", "template": {"spec": {"containers": [
+            {"name": "main", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}}}]
+    }))
+    .unwrap();
+    let mut p = Pipeline::new("orders", spec);
+    p.metadata.namespace = Some("ns".into());
+    p.metadata.uid = Some("pipeline-uid".into());
+    p
+}
+
+fn backfill_owner(uid: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        api_version: Backfill::api_version(&()).into(),
+        kind: Backfill::kind(&()).into(),
+        name: "fill".into(),
+        uid: uid.into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// A Job of window `h` (hour of Oct 1) that the backfill `uid` created, no pod yet.
+fn backfill_job(p: &Pipeline, h: i64, uid: &str) -> (Job, Launch) {
+    let start = ts("2026-10-01T00:00:00Z") + jiff::SignedDuration::from_hours(h);
+    let window = Window { start, end: start + jiff::SignedDuration::from_hours(1) };
+    let run_id = window.run_id();
+    let job = jobs::build(&StepJob {
+        namespace: "ns",
+        pipeline: "orders",
+        run_id: &run_id,
+        window,
+        step: &p.spec.steps[0],
+        attempt: 0,
+        backfill: Some("fill"),
+        owner: backfill_owner(uid),
+    });
+    let launch = Launch {
+        owner_uid: uid.into(),
+        run_id,
+        step: "extract".into(),
+        attempt: 0,
+        window,
+        demand: quota::pod_demand(p.spec.steps[0].template.spec.as_ref().unwrap(), &ContainerDefaults::default()),
+        created: ts("2026-11-24T12:00:00Z"),
+    };
+    (job, launch)
+}
+
+#[test]
+fn every_job_is_counted_once_whether_in_the_snapshot_or_in_the_ledger() {
+    let p = pipeline();
+    let now = ts("2026-11-24T12:00:01Z");
+    let defaults = ContainerDefaults::default();
+    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+    let (seen, seen_launch) = backfill_job(&p, 0, "me");
+    let (late, late_launch) = backfill_job(&p, 1, "me");
+    let mut ledger = InFlight::default();
+    ledger.add("ns", &seen.name_any(), seen_launch);
+    ledger.add("ns", &late.name_any(), late_launch);
+    // The snapshot was taken before the cache received `late` (which the cache may show by
+    // the time the ledger is pruned: that must not matter).
+    let snapshot = vec![Arc::new(seen.clone())];
+    let observed = merge_jobs(&snapshot, &mut ledger, &of, now);
+    let mut own: Vec<String> = observed.own.iter().map(|j| j.name.clone()).collect();
+    own.sort();
+    assert_eq!(own, [seen.name_any(), late.name_any()], "each Job in exactly one of snapshot and ledger");
+    assert_eq!(observed.uncounted.len(), 2, "both pods are still to be counted by the quota");
+    assert_eq!(observed.committed.len(), 2);
+    assert_eq!(observed.own_pods.len(), 2);
+    // The ledger keeps what the snapshot did not show, for the next decision.
+    assert_eq!(ledger.in_namespace("ns").map(|(n, _)| n.to_string()).collect::<Vec<_>>(), [late.name_any()]);
+}
+
+#[test]
+fn a_taken_name_is_ours_a_sluice_runs_or_squatted() {
+    let p = pipeline();
+    let (mine, _) = backfill_job(&p, 0, "me");
+    assert_eq!(holder(&mine, "me", "orders"), Created::Yes);
+    // Another backfill's, or the Pipeline's run of the window: the records will show it.
+    assert_eq!(holder(&mine, "other", "orders"), Created::TakenByRun);
+    let mut pipelines = mine.clone();
+    pipelines.metadata.owner_references = None;
+    assert_eq!(holder(&pipelines, "me", "orders"), Created::TakenByRun);
+    // Not Sluice's, another pipeline's, or without what the Job cache needs: squatted.
+    let mut foreign = mine.clone();
+    foreign.metadata.labels = None;
+    assert_eq!(holder(&foreign, "other", "orders"), Created::Squatted);
+    assert_eq!(holder(&mine, "other", "payments"), Created::Squatted);
+    let mut bare = mine.clone();
+    bare.metadata.annotations = None;
+    assert_eq!(holder(&bare, "other", "orders"), Created::Squatted);
+}
