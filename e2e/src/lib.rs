@@ -8,11 +8,15 @@
 //! - [`namespace`] gives each test a fresh namespace and removes it afterwards, also when the
 //!   test fails.
 //! - [`wait`] waits on conditions rather than sleeping.
+//! - [`process`] runs operator processes a test controls (kill, restart, leader election).
+//! - [`audit`] reads the API server's audit log: what was written, when, by which replica.
 //! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
+pub mod audit;
 pub mod cluster;
 pub mod namespace;
 pub mod operator;
+pub mod process;
 pub mod usage;
 pub mod wait;
 pub mod yaml;
