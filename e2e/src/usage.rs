@@ -12,6 +12,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+// Watches retry within 2 s after an error, as the operator's do (kube's default backoff can
+// leave them stale for most of a minute after an API server restart).
 
 /// A Job as first seen.
 #[derive(Clone, Debug)]
@@ -118,7 +120,10 @@ pub fn watch(client: &kube::Client, namespace: &str) -> Arc<Mutex<Usage>> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let into = usage.clone();
     tokio::spawn(async move {
-        let mut stream = watcher(jobs, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        let mut stream = watcher(jobs, watcher::Config::default())
+            .backoff(sluice::controller::watch_backoff::watch_backoff())
+            .applied_objects()
+            .boxed();
         while let Some(item) = stream.next().await {
             let Ok(job) = item else { continue };
             let name = job.metadata.name.clone().unwrap_or_default();
@@ -150,7 +155,9 @@ pub fn watch(client: &kube::Client, namespace: &str) -> Arc<Mutex<Usage>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let into = usage.clone();
     tokio::spawn(async move {
-        let mut stream = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher(pods, watcher::Config::default())
+            .backoff(sluice::controller::watch_backoff::watch_backoff())
+            .boxed();
         while let Some(item) = stream.next().await {
             let (pod, gone) = match item {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),

@@ -20,7 +20,8 @@ const LEASE: &str = "sluice-chaos-leader";
 const LEASE_SECONDS: f64 = 15.0;
 
 fn replica(ns: &str, name: &str) -> OperatorProcess {
-    let args = ["--namespace", ns, "--leader-elect", "--leader-election-namespace", ns, "--leader-election-lease-name", LEASE];
+    let args =
+        ["--namespace", ns, "--leader-elect", "--leader-election-namespace", ns, "--leader-election-lease-name", LEASE];
     OperatorProcess::start(&kubeconfig(), name, &args, "info,sluice=debug")
 }
 

@@ -61,7 +61,10 @@ async fn the_operator_killed_at_random_moments_runs_every_window_once() {
         );
         figures.print(&title);
         assert!(
-            backfill.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Complete" && c.status == "True")),
+            backfill
+                .status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Complete" && c.status == "True")),
             "the Backfill completed: {:#?}",
             backfill.status
         );
