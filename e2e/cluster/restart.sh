@@ -53,7 +53,7 @@ stop() {
 }
 
 api_ready() {
-  [ "$(curl -sf --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+  [ "$(curl -sf --max-time 0.5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
     "$api_url/readyz" 2>/dev/null)" = ok ]
 }
 

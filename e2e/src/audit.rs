@@ -31,7 +31,17 @@ impl AuditEvent {
 
     /// A successful create of a Job.
     pub fn is_job_create(&self) -> bool {
-        self.verb == "create" && self.resource == "jobs" && self.subresource.is_empty() && self.code == 201
+        self.is_job_create_request() && self.code == 201
+    }
+
+    /// A create of a Job that failed on the server's side (5xx, such as a 504 timeout): the
+    /// client cannot tell whether the Job was created, and sometimes it was.
+    pub fn is_job_create_of_unknown_outcome(&self) -> bool {
+        self.is_job_create_request() && self.code >= 500
+    }
+
+    fn is_job_create_request(&self) -> bool {
+        self.verb == "create" && self.resource == "jobs" && self.subresource.is_empty()
     }
 }
 
@@ -120,6 +130,8 @@ mod tests {
         assert!(event.received < event.completed);
         let conflict = parse(&CREATE.replace("201", "409")).expect("event");
         assert!(!conflict.is_job_create() && !conflict.is_successful_write());
+        assert!(!conflict.is_job_create_of_unknown_outcome());
+        assert!(parse(&CREATE.replace("201", "504")).expect("event").is_job_create_of_unknown_outcome());
         let counts = job_creates(&[event.clone(), event, conflict]);
         assert_eq!(counts.get("j1"), Some(&2));
     }

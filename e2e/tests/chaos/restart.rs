@@ -17,7 +17,7 @@ use sluice_e2e::{audit, usage};
 use super::workload::{self, BACKFILL, Kind, Workload};
 
 /// Seconds the component stays down (after it stopped).
-const DOWN_FOR: u64 = 8;
+const DOWN_FOR: u64 = 6;
 const LAUNCH_WITHIN: f64 = 5.0;
 const CONVERGE_WITHIN: f64 = 30.0;
 
@@ -60,12 +60,12 @@ async fn outage(component: &'static str) {
     sluice_e2e::operator::install_crds(&client).await;
     with_namespace(&client, &format!("chaos-{}", component.trim_start_matches("kube-")), |ns| async move {
         let client = ns.client.clone();
-        let w = Workload { ns: ns.name.clone(), partitions: 80, scheduled: workload::mix(8, 5), parallelism: 20 };
+        let w = Workload { ns: ns.name.clone(), partitions: 50, scheduled: workload::mix(8, 5), parallelism: 20 };
         let mut op = OperatorProcess::start(&kubeconfig(), &format!("{}-op", ns.name), &["--namespace", &ns.name], &rust_log());
         op.wait_ready().await;
         let mut ledger = w.start(&client).await;
         let started = Instant::now();
-        while w.backfill_jobs(&ledger) < 15 {
+        while w.backfill_jobs(&ledger) < 12 {
             assert!(started.elapsed() < Duration::from_secs(60), "the Backfill did not start");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -258,6 +258,9 @@ pub struct Figures {
     /// Jobs the watch saw whose create the audit log does not show as successful, with what it
     /// shows for their name.
     pub unaudited: Vec<String>,
+    /// Jobs created by a request that failed on the server's side (a 504 timeout): the operator
+    /// could not know; it must not have created them again.
+    pub created_by_failed_request: Vec<String>,
     pub partitions: i64,
     pub windows_succeeded: i64,
     pub windows_failed: i64,
@@ -308,6 +311,11 @@ impl Figures {
             HARD_MILLI - RESERVE_MILLI,
             self.peak_all_milli,
             HARD_MILLI
+        );
+        println!(
+            "  created by a failed request       {} (the create timed out on the server, the Job exists) {:?}",
+            self.created_by_failed_request.len(),
+            self.created_by_failed_request
         );
         println!("  quota refusal Events              {}", self.refusals.len());
         println!(
@@ -381,7 +389,15 @@ impl Ledger {
         }
         f.jobs_watch = seen.jobs().count();
         f.duplicates_watch = names.iter().filter(|(_, c)| **c > 1).map(|(n, _)| n.to_string()).collect();
-        for name in names.keys().filter(|n| !creates.contains_key(**n)) {
+        let unknown: BTreeSet<&str> =
+            events.iter().filter(|e| e.is_job_create_of_unknown_outcome()).map(|e| e.name.as_str()).collect();
+        f.created_by_failed_request = names
+            .keys()
+            .filter(|n| !creates.contains_key(**n) && unknown.contains(**n))
+            .map(|n| n.to_string())
+            .collect();
+        f.jobs_audit += f.created_by_failed_request.len();
+        for name in names.keys().filter(|n| !creates.contains_key(**n) && !unknown.contains(**n)) {
             let shown: Vec<String> = events
                 .iter()
                 .filter(|e| e.name == *name && e.resource == "jobs")
