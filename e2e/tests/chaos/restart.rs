@@ -71,6 +71,7 @@ async fn outage(component: &'static str) {
         }
 
         let (stopped, ready) = restart(component).await;
+        let backfill_before = w.backfill_jobs(&ledger);
         let down = ready.duration_since(stopped).as_secs_f64();
 
         // Caught up: the Backfill counts every window whose Job had succeeded when the API
@@ -118,6 +119,7 @@ async fn outage(component: &'static str) {
                 let seen = ledger.usage.lock().unwrap_or_else(|e| e.into_inner());
                 let skipped = ledger.skipped.lock().unwrap_or_else(|e| e.into_inner());
                 w.scheduled.iter().filter(|s| must_act(s)).all(|s| acted(s, &seen, &skipped))
+                    && seen.backfill_jobs(BACKFILL).len() > backfill_before
             };
             if all {
                 break;
