@@ -6,7 +6,7 @@ CLUSTER := e2e/cluster
 DEMO_NAMESPACE ?= sluice-demo
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 
-.PHONY: bench all build cluster-build cluster-up cluster-down crds lint unit-test e2e-test test demo demo-down clean
+.PHONY: bench chaos all build cluster-build cluster-up cluster-down crds lint unit-test e2e-test test demo demo-down clean
 
 all: build
 
@@ -54,6 +54,12 @@ test: unit-test e2e-test
 bench: cluster-build build
 	$(CARGO) test -p sluice-e2e --test bench_schedule_lag -- --ignored --nocapture
 	$(CARGO) test -p sluice-e2e --test bench_backfill -- --ignored --nocapture
+
+# Fault tests in their full form (e2e/tests/chaos): 50 SIGKILLs of the operator during a
+# 500-partition Backfill, API server and etcd restarts, leader failover; prints the figures.
+# (`make test` runs the same tests in their short form: 10 kills, 100 partitions.)
+chaos: cluster-build build
+	SLUICE_CHAOS_FULL=1 $(CARGO) test -p sluice-e2e --test chaos -- --nocapture --test-threads=4
 
 # The main job: a local cluster with the operator and the example pipelines running.
 demo: cluster-build build

@@ -13,6 +13,7 @@ marker="$cluster_dir/.sluice-cluster"
 pid_dir="$cluster_dir/pids"
 log_dir="$cluster_dir/logs"
 kubeconfig="$cluster_dir/kubeconfig"
+args_dir="$cluster_dir/args"
 
 # Binaries built by build.sh.
 bin_dir="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}/$KUBERNETES_VERSION/bin"
@@ -43,6 +44,29 @@ pid_is() {
 
 # True when the component's pid file names a live process of that component.
 is_alive() { pid_is "$(pid_of "$1")" "$1"; }
+
+# start <name> <args...>: runs $bin_dir/<name> detached in its own session (so a Ctrl-C in the
+# caller's terminal or the end of the caller's process group does not reach it), stdin from
+# /dev/null, output to logs/<name>.log (stdout must not be inherited: a caller reading up.sh's
+# stdout would never see EOF), without the lock's fd 9. The inner shell writes its own pid, then
+# execs the binary, so the pid file holds the binary's pid. The arguments are kept in args/<name>
+# (NUL-separated), so that restart.sh starts the component again exactly as up.sh did.
+start() {
+  local name="$1"; shift
+  local pidfile="$pid_dir/$name.pid" i
+  rm -f "$pidfile"
+  mkdir -p "$args_dir"
+  printf '%s\0' "$@" >"$args_dir/$name"
+  failing="$name"
+  setsid -f bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
+    "$pidfile" "$bin_dir/$name" "$@" </dev/null >>"$log_dir/$name.log" 2>&1 9>&-
+  for ((i = 0; i < 50; i++)); do
+    [ -s "$pidfile" ] && return 0
+    sleep 0.1
+  done
+  log "$name did not start"
+  return 1
+}
 
 # Serialises up.sh / down.sh runs on the same directory (e.g. test processes that each call up.sh
 # in parallel: the first starts the cluster, the others wait, then find it up). The lock file sits

@@ -214,25 +214,7 @@ chmod 600 "$kubeconfig"
 # ---------------------------------------------------------------------------------------------
 # Process management.
 
-# start <name> <args...>: runs $bin_dir/<name> detached in its own session (so a Ctrl-C in the
-# caller's terminal or the end of the caller's process group does not reach it), stdin from
-# /dev/null, output to logs/<name>.log (stdout must not be inherited: a caller reading up.sh's
-# stdout would never see EOF), without the lock's fd 9. The inner shell writes its own pid, then execs the binary, so the
-# pid file holds the binary's pid.
-start() {
-  local name="$1"; shift
-  local pidfile="$pid_dir/$name.pid" i
-  rm -f "$pidfile"
-  failing="$name"
-  setsid -f bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
-    "$pidfile" "$bin_dir/$name" "$@" </dev/null >>"$log_dir/$name.log" 2>&1 9>&-
-  for ((i = 0; i < 50; i++)); do
-    [ -s "$pidfile" ] && return 0
-    sleep 0.1
-  done
-  log "$name did not start"
-  return 1
-}
+# start <name> <args...>: see common.sh (it also records the arguments, for restart.sh).
 
 # wait_for <name> <description> <command...>: polls the command until it succeeds; fails early
 # if the component died, or after $start_timeout seconds.
@@ -270,9 +252,40 @@ etcd_healthy() { curl -sf --max-time 2 "http://127.0.0.1:$etcd_port/health" | gr
 wait_for etcd "etcd healthy" etcd_healthy
 
 # ---------------------------------------------------------------------------------------------
-# kube-apiserver.
+# kube-apiserver, with an audit log (logs/audit.log, JSON lines) of what the e2e tests count:
+# Job creates and deletes, status writes of Pipelines and Backfills, and Lease writes outside
+# kube-node-lease (leader election). Metadata level (no bodies), nothing else: cheap.
+
+cat >"$cluster_dir/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  namespaces: [kube-node-lease]
+- level: Metadata
+  verbs: [create, delete]
+  resources:
+  - group: batch
+    resources: [jobs]
+- level: Metadata
+  verbs: [update, patch]
+  resources:
+  - group: sluice.dev
+    resources: [pipelines/status, backfills/status]
+- level: Metadata
+  verbs: [create, update, patch]
+  resources:
+  - group: coordination.k8s.io
+    resources: [leases]
+- level: None
+EOF
 
 start kube-apiserver \
+  --audit-policy-file="$cluster_dir/audit-policy.yaml" \
+  --audit-log-path="$log_dir/audit.log" \
+  --audit-log-format=json \
+  --audit-log-maxsize=0 \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
   --bind-address=127.0.0.1 \
   --advertise-address=127.0.0.1 \

@@ -9,12 +9,16 @@
 //!   test fails.
 //! - [`wait`] waits on conditions rather than sleeping.
 //! - [`lineage`] receives the OpenLineage events of the operator it starts, on loopback.
+//! - [`process`] runs operator processes a test controls (kill, restart, leader election).
+//! - [`audit`] reads the API server's audit log: what was written, when, by which replica.
 //! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
+pub mod audit;
 pub mod cluster;
 pub mod lineage;
 pub mod namespace;
 pub mod operator;
+pub mod process;
 pub mod usage;
 pub mod wait;
 pub mod yaml;

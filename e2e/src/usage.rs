@@ -1,6 +1,7 @@
 //! What ran in a namespace, watched in the background: every Job ever created (with its Sluice
 //! labels) and every change of the pods that a ResourceQuota counts (not yet Succeeded or
-//! Failed), so a test can ask for the peak of concurrent pods and requested CPU afterwards.
+//! Failed), so a test can ask for the peak of concurrent pods and requested CPU afterwards, and
+//! how each Job ended.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+// Watches retry within 2 s after an error, as the operator's do (kube's default backoff can
+// leave them stale for most of a minute after an API server restart).
 
 /// A Job as first seen.
 #[derive(Clone, Debug)]
@@ -19,12 +22,18 @@ pub struct SeenJob {
     pub name: String,
     /// The `sluice.dev/backfill` label; empty for Jobs of scheduled runs.
     pub backfill: String,
+    /// The `sluice.dev/pipeline` label.
+    pub pipeline: String,
     pub run: String,
     pub step: String,
     pub attempt: String,
     pub created: Timestamp,
     /// The `sluice.dev/window-end` annotation.
     pub window_end: Option<Timestamp>,
+    /// `Some(true)` once the Job was seen Complete, `Some(false)` once seen Failed.
+    pub succeeded: Option<bool>,
+    /// When this watch first saw the Job finished (local clock).
+    pub finished_seen: Option<Timestamp>,
 }
 
 /// The most pods counted at once, and the most CPU they requested at once.
@@ -82,6 +91,19 @@ fn label<'a>(labels: Option<&'a BTreeMap<String, String>>, key: &str) -> &'a str
     labels.and_then(|l| l.get(key)).map(String::as_str).unwrap_or_default()
 }
 
+/// `Some(true)` for a Job with condition Complete, `Some(false)` with Failed, else `None`.
+pub fn outcome(job: &Job) -> Option<bool> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    let holds = |type_: &str| conditions.iter().any(|c| c.type_ == type_ && c.status == "True");
+    if holds("Complete") {
+        Some(true)
+    } else if holds("Failed") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The CPU requests of a pod's containers in millicores.
 pub fn millicores(pod: &Pod) -> i64 {
     let containers = pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
@@ -98,7 +120,10 @@ pub fn watch(client: &kube::Client, namespace: &str) -> Arc<Mutex<Usage>> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let into = usage.clone();
     tokio::spawn(async move {
-        let mut stream = watcher(jobs, watcher::Config::default()).default_backoff().applied_objects().boxed();
+        let mut stream = watcher(jobs, watcher::Config::default())
+            .backoff(sluice::controller::watch_backoff::watch_backoff())
+            .applied_objects()
+            .boxed();
         while let Some(item) = stream.next().await {
             let Ok(job) = item else { continue };
             let name = job.metadata.name.clone().unwrap_or_default();
@@ -109,19 +134,30 @@ pub fn watch(client: &kube::Client, namespace: &str) -> Arc<Mutex<Usage>> {
                 uid: uid.clone(),
                 name,
                 backfill: label(labels, "sluice.dev/backfill").to_string(),
+                pipeline: label(labels, "sluice.dev/pipeline").to_string(),
                 run: label(labels, "sluice.dev/run").to_string(),
                 step: label(labels, "sluice.dev/step").to_string(),
                 attempt: label(labels, "sluice.dev/attempt").to_string(),
                 created: job.metadata.creation_timestamp.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0),
                 window_end: annotations.and_then(|a| a.get("sluice.dev/window-end")).and_then(|t| t.parse().ok()),
+                succeeded: None,
+                finished_seen: None,
             };
-            into.lock().unwrap_or_else(|e| e.into_inner()).jobs.entry(uid).or_insert(seen);
+            let outcome = outcome(&job);
+            let mut usage = into.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = usage.jobs.entry(uid).or_insert(seen);
+            if entry.succeeded.is_none() && outcome.is_some() {
+                entry.succeeded = outcome;
+                entry.finished_seen = Some(Timestamp::now());
+            }
         }
     });
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let into = usage.clone();
     tokio::spawn(async move {
-        let mut stream = watcher(pods, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher(pods, watcher::Config::default())
+            .backoff(sluice::controller::watch_backoff::watch_backoff())
+            .boxed();
         while let Some(item) = stream.next().await {
             let (pod, gone) = match item {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => (p, false),

@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = kube::Client::try_default().await.context("could not build a Kubernetes client")?;
+    let client = client(args.instance.as_deref()).await?;
     let metrics = Metrics::new();
     let readiness = Readiness::default();
     let shutdown = shutdown_signal().shared();
@@ -151,6 +151,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(Err(e)) => Err(e).context("HTTP server failed"),
         Err(e) => Err(e).context("HTTP server task failed"),
     }
+}
+
+/// A client from the kubeconfig or the pod's service account, whose requests carry
+/// [`sluice::telemetry::user_agent`]: an audit log then tells the replicas apart.
+async fn client(instance: Option<&str>) -> anyhow::Result<kube::Client> {
+    let mut config = kube::Config::infer().await.context("could not load a Kubernetes client configuration")?;
+    let agent = sluice::telemetry::user_agent(instance);
+    let value = axum::http::HeaderValue::from_str(&agent).with_context(|| format!("invalid user agent {agent:?}"))?;
+    config.headers.push((axum::http::header::USER_AGENT, value));
+    kube::Client::try_from(config).context("could not build a Kubernetes client")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -18,3 +18,26 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).init(),
     }
 }
+
+/// The `User-Agent` of the operator's API requests: `sluice-operator/<version>`, with the replica
+/// name (the pod name) when known, so that an API server audit log tells replicas apart.
+pub fn user_agent(instance: Option<&str>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match instance.map(str::trim).filter(|i| !i.is_empty()) {
+        Some(instance) => format!("sluice-operator/{version} ({instance})"),
+        None => format!("sluice-operator/{version}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_agent;
+
+    #[test]
+    fn the_user_agent_names_the_replica() {
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(user_agent(Some("sluice-7d9-abcde")), format!("sluice-operator/{version} (sluice-7d9-abcde)"));
+        assert_eq!(user_agent(None), format!("sluice-operator/{version}"));
+        assert_eq!(user_agent(Some(" ")), format!("sluice-operator/{version}"));
+    }
+}

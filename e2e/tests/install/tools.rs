@@ -2,7 +2,7 @@
 //! chart, operator processes with their own kubeconfig, arguments and log, and unique names.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -159,77 +159,4 @@ pub fn impersonating_kubeconfig(namespace: &str, sa: &str) -> PathBuf {
     path
 }
 
-/// An operator process started by a test, killed when dropped (and when the test's thread ends).
-pub struct OperatorProcess {
-    child: tokio::process::Child,
-    /// Address of /healthz, /readyz, /metrics.
-    pub addr: String,
-    /// Its log (JSON lines).
-    pub log: PathBuf,
-}
-
-impl OperatorProcess {
-    /// Starts `sluice-operator run --log-format json <args>` with `kubeconfig`; `name` is its pod
-    /// name (leader-election identity) and log file name. `rust_log` is its RUST_LOG.
-    pub fn start(kubeconfig: &Path, name: &str, args: &[&str], rust_log: &str) -> Self {
-        let addr = format!("127.0.0.1:{}", sluice_e2e::operator::free_port());
-        let log = artifacts_dir().join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut command = tokio::process::Command::new(sluice_e2e::operator::binary());
-        command
-            .args(["run", "--http-addr", &addr, "--log-format", "json"])
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", name)
-            .env("RUST_LOG", rust_log)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file)
-            .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; the kernel signals the child when the spawning
-        // thread (the test's) exits, so no operator outlives its test.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().expect("operator binary runs");
-        Self { child, addr, log }
-    }
-
-    /// Sends `signal` (SIGTERM, SIGKILL) to the process.
-    pub fn signal(&self, signal: i32) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signalling our own child process.
-            unsafe { libc::kill(pid as i32, signal) };
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit.
-    pub async fn exited(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait()).await.ok().map(|r| r.expect("wait"))
-    }
-
-    /// The process's log so far.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until /readyz answers 200.
-    pub async fn wait_ready(&self) {
-        sluice_e2e::operator::wait_ready(&self.addr).await;
-    }
-
-    /// Its /metrics text.
-    pub async fn metrics(&self) -> String {
-        let (code, body) = sluice_e2e::operator::http_get(&self.addr, "/metrics").await.expect("GET /metrics");
-        assert_eq!(code, 200, "{body}");
-        body
-    }
-
-    /// The value of an unlabelled gauge in /metrics, if exported.
-    pub async fn gauge(&self, name: &str) -> Option<f64> {
-        self.metrics().await.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
-    }
-}
+pub use sluice_e2e::process::OperatorProcess;

@@ -8,6 +8,7 @@ pub mod object;
 pub mod pipeline;
 pub mod ready;
 pub mod status;
+pub mod watch_backoff;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::server::Readiness;
 use context::{Caches, Context};
 use object::SluiceObject as _;
+use watch_backoff::watch_backoff;
 
 /// How the controllers run.
 #[derive(Clone, Debug)]
@@ -127,18 +129,24 @@ pub async fn run(
     let wc = watcher::Config::default().any_semantic();
     let config = controller::Config::default().concurrency(settings.concurrency);
 
-    let pipelines =
-        Controller::new(api::<Pipeline>(&client, &settings.namespace), wc.clone()).with_config(config.clone());
-    let datasets =
-        Controller::new(api::<Dataset>(&client, &settings.namespace), wc.clone()).with_config(config.clone());
-    let backfills = Controller::new(api::<Backfill>(&client, &settings.namespace), wc.clone()).with_config(config);
+    // Every watch retries within 2 s after an error (watch_backoff.rs): after an API server
+    // outage the caches catch up at once.
+    let pipelines = Controller::new(api::<Pipeline>(&client, &settings.namespace), wc.clone())
+        .with_config(config.clone())
+        .trigger_backoff(watch_backoff());
+    let datasets = Controller::new(api::<Dataset>(&client, &settings.namespace), wc.clone())
+        .with_config(config.clone())
+        .trigger_backoff(watch_backoff());
+    let backfills = Controller::new(api::<Backfill>(&client, &settings.namespace), wc.clone())
+        .with_config(config)
+        .trigger_backoff(watch_backoff());
     let pipeline_store = pipelines.store();
     let dataset_store = datasets.store();
     let backfill_store = backfills.store();
 
     let (quota_store, quota_writer) = reflector::store::<ResourceQuota>();
     let quota_stream = watcher(api::<ResourceQuota>(&client, &settings.namespace), wc.clone())
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(|q| q.managed_fields_mut().clear())
         .reflect(quota_writer)
         .touched_objects();
@@ -160,7 +168,7 @@ pub async fn run(
         None => (None, None),
     };
     let job_stream = watcher(api::<Job>(&client, &settings.namespace), job_wc)
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(|j| j.managed_fields_mut().clear())
         .reflect(job_writer)
         .inspect(move |item| lineage_tap.iter_mut().for_each(|tap| tap.observe(item)))
@@ -216,7 +224,7 @@ pub async fn run(
     // LimitRanges give the default requests that backfill quota admission counts.
     let (limit_range_store, limit_range_writer) = reflector::store::<LimitRange>();
     let limit_range_stream = watcher(api::<LimitRange>(&client, &settings.namespace), wc.clone())
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(|l| l.managed_fields_mut().clear())
         .reflect(limit_range_writer)
         .touched_objects();
@@ -227,7 +235,7 @@ pub async fn run(
     let (pod_store, pod_writer) = reflector::store::<Pod>();
     let pod_wc = watcher::Config::default().any_semantic().labels(crate::jobs::labels::STEP);
     let pod_stream = watcher(api::<Pod>(&client, &settings.namespace), pod_wc)
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(|p| p.managed_fields_mut().clear())
         .reflect(pod_writer)
         .touched_objects();
@@ -252,7 +260,7 @@ pub async fn run(
     let by_dataset = pipeline_store.clone();
     let (dataset_view, dataset_view_writer) = reflector::store::<Dataset>();
     let dataset_stream = watcher(api::<Dataset>(&client, &settings.namespace), wc.clone())
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(|d| d.managed_fields_mut().clear())
         .reflect(dataset_view_writer)
         .touched_objects();

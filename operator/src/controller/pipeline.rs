@@ -32,9 +32,10 @@ use crate::validation;
 
 pub use crate::act::pipeline::RUN_NOW_ANNOTATION;
 
-/// How soon to decide again after the status changed under a decision (the watch event of the
-/// newer status usually wakes the Pipeline before).
-const CONFLICT_RETRY: Duration = Duration::from_millis(100);
+/// How soon to decide again after the status changed under a decision. The watch event of the
+/// newer status wakes the Pipeline as soon as the cache has it; this only bounds the wait, and
+/// is long enough that a cache left stale (after an API server restart) causes no write storm.
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// How soon to look again after a Job name turned out to be held by another object.
 const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// How soon to look again after the API server refused a Job.
