@@ -1,9 +1,8 @@
 //! What every reconciler shares: the client, the caches of watched objects, the event recorder,
-//! metrics and per-object error backoff.
+//! metrics and per-object failure counts (for the retry backoff).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ServiceAccount};
@@ -132,13 +131,12 @@ impl Context {
         }
     }
 
-    /// Delay before retrying a failed reconcile of `key`: 1 s doubling to 5 min per consecutive
-    /// failure of that object.
-    pub fn next_backoff(&self, key: &str) -> Duration {
+    /// Counts a failed reconcile of `key` and returns its consecutive failures, this one included.
+    pub fn count_failure(&self, key: &str) -> u32 {
         let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         let attempts = map.entry(key.to_string()).or_insert(0);
         *attempts = attempts.saturating_add(1);
-        Duration::from_secs((1u64 << (*attempts - 1).min(9)).min(300))
+        *attempts
     }
 
     /// Forgets the failures of `key` after a successful reconcile.

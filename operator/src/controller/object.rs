@@ -29,10 +29,15 @@ pub trait SluiceObject:
     /// Name of the controller, for metrics and logs.
     const CONTROLLER: &'static str;
     fn status(&self) -> Option<&Self::Status>;
+    /// When the object next has work due whatever happens (its next schedule time, a freshness
+    /// deadline), as last recorded in status: a failed reconcile never retries later than that.
+    fn next_tick(&self) -> Option<jiff::Timestamp> {
+        None
+    }
 }
 
 macro_rules! sluice_object {
-    ($kind:ty, $status:ty, $controller:literal) => {
+    ($kind:ty, $status:ty, $controller:literal, $tick:expr) => {
         impl ConditionedStatus for $status {
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
@@ -51,10 +56,16 @@ macro_rules! sluice_object {
             fn status(&self) -> Option<&Self::Status> {
                 self.status.as_ref()
             }
+            fn next_tick(&self) -> Option<jiff::Timestamp> {
+                self.status.as_ref().and_then($tick)
+            }
         }
     };
 }
 
-sluice_object!(Pipeline, PipelineStatus, "pipeline");
-sluice_object!(Dataset, DatasetStatus, "dataset");
-sluice_object!(Backfill, BackfillStatus, "backfill");
+sluice_object!(Pipeline, PipelineStatus, "pipeline", |s: &PipelineStatus| s.next_schedule_time.as_ref().map(|t| t.0));
+sluice_object!(Dataset, DatasetStatus, "dataset", |s: &DatasetStatus| {
+    let freshness = s.freshness.as_ref()?;
+    [&freshness.warn_at, &freshness.stale_at].into_iter().flatten().map(|t| t.0).min()
+});
+sluice_object!(Backfill, BackfillStatus, "backfill", |_: &BackfillStatus| None);

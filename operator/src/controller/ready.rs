@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use jiff::Timestamp;
+
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -12,6 +14,7 @@ use super::object::SluiceObject;
 use crate::api::conditions::{self, types};
 use crate::error::{Error, Result};
 use crate::plan::ready::{PlannedEvent, ready_condition, ready_event};
+use crate::plan::retry::{self, Failure};
 
 /// Publishes a reconcile's planned Events (concurrently), then the Event for a change of the
 /// `Ready` condition from `previous` (the conditions before this reconcile) to what `problems`
@@ -62,11 +65,27 @@ where
     result
 }
 
-/// Error policy shared by the controllers: per-object exponential backoff.
+/// Error policy shared by the controllers: per-object backoff, short for transient errors and
+/// never past the object's next tick (see [`crate::plan::retry`]).
 pub fn error_policy<K: SluiceObject>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.next_backoff(&object_key(&*obj));
-    tracing::warn!(controller = K::CONTROLLER, object = %object_key(&*obj), %error, ?delay, "reconcile failed; retrying");
+    let key = object_key(&*obj);
+    let failure = Failure {
+        transient: error.is_transient(),
+        attempt: ctx.count_failure(&key),
+        jitter: jitter(),
+        next_tick: obj.next_tick(),
+    };
+    let delay = retry::delay(failure, Timestamp::now());
+    let category = error.category();
+    tracing::warn!(controller = K::CONTROLLER, object = %key, %error, category, attempt = failure.attempt, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
+}
+
+/// A number in `[0, 1)` from the clock's sub-second part: enough to spread the retries of many
+/// objects that failed at the same moment.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 fn object_key<K: SluiceObject>(obj: &K) -> String {

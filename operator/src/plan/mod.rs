@@ -11,4 +11,5 @@ pub mod dataset_events;
 pub mod pipeline;
 pub mod pipeline_events;
 pub mod ready;
+pub mod retry;
 pub mod runs;
