@@ -40,7 +40,7 @@ async fn the_operator_killed_at_random_moments_runs_every_window_once() {
         // not yet synced) and some hit one in full flight.
         let mut at_job_counts = Vec::new();
         for _ in 0..kills {
-            tokio::time::sleep(Duration::from_millis(rng.u64(500..6000))).await;
+            tokio::time::sleep(Duration::from_millis(rng.u64(300..4000))).await;
             op.kill_and_restart().await;
             at_job_counts.push(w.backfill_jobs(&ledger));
         }
@@ -68,8 +68,11 @@ async fn the_operator_killed_at_random_moments_runs_every_window_once() {
             "the Backfill completed: {:#?}",
             backfill.status
         );
+        // Most kills (at least 4 in 5) fell while the Backfill still had partitions to launch;
+        // how fast it runs depends on the machine.
+        let during = at_job_counts.iter().filter(|c| **c < partitions as usize).count();
         assert!(
-            at_job_counts.first() < at_job_counts.last() && at_job_counts.last() < Some(&(partitions as usize)),
+            at_job_counts.first() < at_job_counts.last() && during * 5 >= at_job_counts.len() * 4,
             "the kills fell while the Backfill ran: {at_job_counts:?}"
         );
         figures.assert_all();

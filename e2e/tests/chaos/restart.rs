@@ -19,6 +19,10 @@ use super::workload::{self, BACKFILL, Kind, Workload};
 /// Seconds the component stays down (after it stopped).
 const DOWN_FOR: u64 = 6;
 const LAUNCH_WITHIN: f64 = 5.0;
+/// A Backfill admits its next partition only once the ResourceQuota shows headroom: after an
+/// outage that waits for kube-controller-manager's quota and Job controllers to catch up too
+/// (measured 12.8 s once on this machine), so its bound is wider.
+const BACKFILL_LAUNCH_WITHIN: f64 = 30.0;
 const CONVERGE_WITHIN: f64 = 30.0;
 
 /// The operator's RUST_LOG: `SLUICE_E2E_OPERATOR_LOG`, else Sluice's debug lines.
@@ -179,7 +183,10 @@ async fn outage(component: &'static str) {
             );
         }
         let backfill_lag = backfill_lag.expect("the Backfill launched after the outage");
-        assert!(backfill_lag <= LAUNCH_WITHIN, "the Backfill's next partition launched {backfill_lag:.1} s after ready");
+        assert!(
+            backfill_lag <= BACKFILL_LAUNCH_WITHIN,
+            "the Backfill's next partition launched {backfill_lag:.1} s after ready (at most {BACKFILL_LAUNCH_WITHIN} s)"
+        );
         assert!(converged <= CONVERGE_WITHIN, "status caught up {converged:.1} s after ready (at most {CONVERGE_WITHIN} s)");
         assert!(done.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Complete" && c.status == "True")));
         figures.assert_all();
