@@ -180,7 +180,7 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
         // Replace: the running Job of the first run is deleted, so its run is aborted.
         let replaced = wait_events(n, "replaced.slow", "an ABORT", |t| t.iter().any(|x| x == "ABORT")).await;
         let runs = by_run(&replaced);
-        assert_eq!(runs[replaced[0].1["run"]["runId"].as_str().unwrap()], ["START", "ABORT"], "{runs:?}");
+        assert!(runs.values().any(|r| r == &["START", "ABORT"]), "the replaced run: START then ABORT: {runs:?}");
         assert!(runs.len() >= 2, "the replacing run started: {runs:?}");
         assert!(runs.values().all(|r| r == &["START"] || r == &["START", "ABORT"]), "{runs:?}");
         let stop = json!({"spec": {"suspend": true}});
