@@ -173,7 +173,15 @@ async fn an_old_window_does_not_move_the_watermark_and_a_malformed_report_is_rep
         .await;
         assert_eq!(st["watermark"], first["watermark"], "the old window did not move the watermark");
         assert_eq!(condition(&st, "ReportValid").unwrap().1, "MalformedReport");
-        let reasons: Vec<String> = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
+        // The Event follows the status write: wait for it.
+        let mut reasons: Vec<String> = Vec::new();
+        for _ in 0..40 {
+            reasons = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
+            if reasons.iter().any(|r| r == "MalformedReport") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         assert!(reasons.iter().any(|r| r == "MalformedReport"), "{reasons:?}");
     })
     .await;

@@ -208,8 +208,11 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
         }
         let addr = sluice_e2e::operator::shared_http_addr().unwrap();
         let (_, metrics) = sluice_e2e::operator::http_get(addr, "/metrics").await.expect("metrics");
-        assert!(metrics.contains(r#"sluice_lineage_events_dropped_total{reason="queue_full"} 0"#), "{metrics}");
-        assert!(metrics.contains(r#"sluice_lineage_events_dropped_total{reason="delivery_failed"} 0"#), "{metrics}");
+        // The shared operator sends the events of every test to the same flaky receiver, so
+        // drops are not this test's to count: its own events all arrived (above). The drop
+        // counters must be exported.
+        assert!(metrics.contains(r#"sluice_lineage_events_dropped_total{reason="queue_full"}"#), "{metrics}");
+        assert!(metrics.contains(r#"sluice_lineage_events_dropped_total{reason="delivery_failed"}"#), "{metrics}");
         assert!(metrics.contains("sluice_lineage_delivery_retries_total{"), "the receiver's 503s were retried");
     })
     .await;
