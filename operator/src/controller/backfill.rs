@@ -35,7 +35,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -127,24 +127,11 @@ struct KubeBackfills<'a> {
 
 impl JobApi for KubeBackfills<'_> {
     async fn create_job(&self, job: &Job) -> Result<act::Created> {
-        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        match api.create(&PostParams::default(), job).await {
-            Ok(_) => Ok(act::Created::Created),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Ok(act::Created::Exists(api.get_opt(&job.name_any()).await?.map(Box::new)))
-            }
-            Err(kube::Error::Api(status)) => Ok(act::Created::Rejected(status.message)),
-            Err(error) => Err(error.into()),
-        }
+        super::kube_jobs::create(&self.ctx.client, &self.namespace, job).await
     }
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
-        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), namespace);
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        super::kube_jobs::delete(&self.ctx.client, namespace, name).await
     }
 }
 

@@ -9,9 +9,12 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
+use crate::api::{Backfill, Pipeline};
 use crate::jobs::{annotations, labels};
+use crate::plan::pipeline::ForeignJob;
 use crate::plan::runs::{JobState, ObservedJob};
 use crate::schedule::Window;
+use kube::Resource;
 
 /// The state of a Job from its conditions.
 pub fn job_state(job: &Job) -> JobState {
@@ -71,6 +74,31 @@ pub fn owned_by(store: &Store<Job>, namespace: &str, owner_uid: &str) -> Vec<Obs
         .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
         .filter(|j| j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))
         .filter_map(|j| observe(j))
+        .collect()
+}
+
+/// Jobs in the cache with `pipeline`'s label that another object controls (not the owner with
+/// `owner_uid`), including ones being deleted: their names are still taken.
+pub fn foreign_to(store: &Store<Job>, namespace: &str, pipeline: &Pipeline, owner_uid: &str) -> Vec<ForeignJob> {
+    let label = crate::jobs::label_value(&pipeline.name_any());
+    store
+        .state()
+        .iter()
+        .filter(|j| j.namespace().as_deref() == Some(namespace) && j.labels().get(labels::PIPELINE) == Some(&label))
+        .filter(|j| !j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))
+        .filter_map(|j| {
+            let observed = observe(j)?;
+            let controller = j.owner_references().iter().find(|o| o.controller == Some(true));
+            Some(ForeignJob {
+                name: observed.name,
+                run_id: observed.run_id,
+                step: observed.step,
+                attempt: observed.attempt,
+                holder: crate::act::pipeline::holder(j),
+                backfill: controller
+                    .is_some_and(|o| o.kind == Backfill::kind(&()) && o.api_version == Backfill::api_version(&())),
+            })
+        })
         .collect()
 }
 

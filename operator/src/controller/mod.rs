@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod context;
 pub mod dataset;
 pub mod job_cache;
+pub mod kube_jobs;
 pub mod object;
 pub mod pipeline;
 pub mod ready;

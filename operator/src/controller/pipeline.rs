@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -22,10 +22,9 @@ use super::status::FIELD_MANAGER;
 use crate::act::pipeline::{Acted, Observed, Outcome, PipelineApi};
 use crate::act::{Created, JobApi, Written};
 use crate::api::conditions::{self, types};
-use crate::api::{Backfill, DriftPolicy, Pipeline, PipelineStatus, RunPhase};
+use crate::api::{DriftPolicy, Pipeline, PipelineStatus, RunPhase};
 use crate::error::{Error, Result};
-use crate::jobs::labels;
-use crate::plan::pipeline::{CheckedKey, ForeignJob, Plan, Upstream};
+use crate::plan::pipeline::{CheckedKey, Plan, Upstream};
 use crate::plan::runs::JobState;
 use crate::schedule::Window;
 use crate::validation;
@@ -122,24 +121,11 @@ struct KubePipelines<'a> {
 
 impl JobApi for KubePipelines<'_> {
     async fn create_job(&self, job: &Job) -> Result<Created> {
-        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        match api.create(&PostParams::default(), job).await {
-            Ok(_) => Ok(Created::Created),
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                Ok(Created::Exists(api.get_opt(&job.name_any()).await?.map(Box::new)))
-            }
-            Err(kube::Error::Api(status)) => Ok(Created::Rejected(status.message)),
-            Err(error) => Err(error.into()),
-        }
+        super::kube_jobs::create(&self.ctx.client, &self.namespace, job).await
     }
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
-        let api: Api<Job> = Api::namespaced(self.ctx.client.clone(), namespace);
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        super::kube_jobs::delete(&self.ctx.client, namespace, name).await
     }
 }
 
@@ -170,7 +156,7 @@ impl PipelineApi for KubePipelines<'_> {
         problems.extend(refusals);
         Observed {
             jobs: job_cache::owned_by(&ctx.jobs, &self.namespace, &uid),
-            foreign: foreign_jobs(ctx, &self.namespace, pipeline, &uid),
+            foreign: job_cache::foreign_to(&ctx.jobs, &self.namespace, pipeline, &uid),
             upstream: upstream(ctx, &self.namespace, pipeline),
             blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
             free_job_slots: self.free_job_slots,
@@ -192,31 +178,6 @@ fn outputs_checked(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> BTree
             let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
             let checked = dataset.status.as_ref().and_then(|s| s.last_checked_run.as_ref());
             Some((name.clone(), checked.map(|c| (c.finished.0, c.pipeline.clone(), c.run.clone(), c.step.clone()))))
-        })
-        .collect()
-}
-
-/// Jobs with the Pipeline's label that another object controls, including ones being deleted
-/// (their names are still taken).
-fn foreign_jobs(ctx: &Context, namespace: &str, pipeline: &Pipeline, uid: &str) -> Vec<ForeignJob> {
-    let label = crate::jobs::label_value(&pipeline.name_any());
-    ctx.jobs
-        .state()
-        .iter()
-        .filter(|j| j.namespace().as_deref() == Some(namespace) && j.labels().get(labels::PIPELINE) == Some(&label))
-        .filter(|j| !j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid))
-        .filter_map(|j| {
-            let observed = job_cache::observe(j)?;
-            let controller = j.owner_references().iter().find(|o| o.controller == Some(true));
-            Some(ForeignJob {
-                name: observed.name,
-                run_id: observed.run_id,
-                step: observed.step,
-                attempt: observed.attempt,
-                holder: crate::act::pipeline::holder(j),
-                backfill: controller
-                    .is_some_and(|o| o.kind == Backfill::kind(&()) && o.api_version == Backfill::api_version(&())),
-            })
         })
         .collect()
 }

@@ -21,16 +21,15 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::ResourceExt;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 use sluice::act::backfill::{self as bf, BackfillApi, JobsOf, StatusWrite};
 use sluice::act::pipeline::{Observed, PipelineApi};
 use sluice::act::{Created, JobApi, Written};
 use sluice::api::{Backfill, BackfillStatus, Pipeline, PipelineStatus};
 use sluice::controller::job_cache;
 use sluice::error::{Error, Result};
-use sluice::jobs::labels;
 use sluice::plan::pipeline::ForeignJob;
 use sluice::quota::{ContainerDefaults, InFlight, Launch};
 
@@ -125,26 +124,7 @@ impl Replica {
     /// Jobs with the Pipeline's label that another object controls, including ones being
     /// deleted: the same selection as the Pipeline controller's.
     fn foreign(&self, namespace: &str, pipeline: &Pipeline, uid: &str) -> Vec<ForeignJob> {
-        let label = sluice::jobs::label_value(&pipeline.name_any());
-        self.store
-            .state()
-            .iter()
-            .filter(|j| j.namespace().as_deref() == Some(namespace) && j.labels().get(labels::PIPELINE) == Some(&label))
-            .filter(|j| !j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid))
-            .filter_map(|j| {
-                let observed = job_cache::observe(j)?;
-                let controller = j.owner_references().iter().find(|o| o.controller == Some(true));
-                Some(ForeignJob {
-                    name: observed.name,
-                    run_id: observed.run_id,
-                    step: observed.step,
-                    attempt: observed.attempt,
-                    holder: sluice::act::pipeline::holder(j),
-                    backfill: controller
-                        .is_some_and(|o| o.kind == Backfill::kind(&()) && o.api_version == Backfill::api_version(&())),
-                })
-            })
-            .collect()
+        job_cache::foreign_to(&self.store, namespace, pipeline, uid)
     }
 }
 
