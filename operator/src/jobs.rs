@@ -44,11 +44,16 @@ pub fn job_name(pipeline: &str, step: &str, run_id: &str, attempt: u32) -> Strin
     if full.len() <= MAX_JOB_NAME {
         return full;
     }
-    let digest = Sha256::digest(full.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hash = short_hash(&full, 4);
     let keep = MAX_JOB_NAME - hash.len() - 1;
     let prefix = full[..keep].trim_end_matches('-');
     format!("{prefix}-{hash}")
+}
+
+/// The first `bytes` bytes of the SHA-256 of `value` in hex: the suffix that keeps shortened
+/// names, and run ids derived from a value, distinct.
+pub fn short_hash(value: &str, bytes: usize) -> String {
+    Sha256::digest(value.as_bytes()).iter().take(bytes).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A label value: at most 63 characters, shortened with a hash when longer.
@@ -56,8 +61,7 @@ pub fn label_value(value: &str) -> String {
     if value.len() <= 63 {
         return value.to_string();
     }
-    let digest = Sha256::digest(value.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let hash = short_hash(value, 4);
     format!("{}-{hash}", value[..54].trim_end_matches(['-', '.', '_']))
 }
 

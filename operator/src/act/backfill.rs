@@ -37,11 +37,11 @@ use crate::api::{Backfill, BackfillStatus, Pipeline};
 use crate::controller::job_cache;
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob};
+use crate::plan::backfill::ranges::RangeSet;
+use crate::plan::backfill::records::{ForeignJob, Owner, Records, Sibling};
 use crate::plan::backfill::{
     BlockedInput, CreateRound, Created, Input, JobToCreate, MAX_NAME_CONFLICTS, PipelineView, Plan, Settled, decide,
 };
-use crate::plan::backfill_ranges::RangeSet;
-use crate::plan::backfill_records::{ForeignJob, Owner, Records, Sibling};
 use crate::plan::runs::{JobState, ObservedJob};
 use crate::quota::{self, Budget, ContainerDefaults, InFlight, Launch, PodCharge, PodDemand, QuotaBudget, Round};
 

@@ -50,8 +50,8 @@ use crate::act::{self, JobApi};
 use crate::api::conditions::{self, types};
 use crate::api::{Backfill, BackfillStatus, BackfillSteps, DriftPolicy, Pipeline, StepKind};
 use crate::error::{Error, Result};
+use crate::plan::backfill::summary::reasons;
 use crate::plan::backfill::{BlockedInput, Plan};
-use crate::plan::backfill_status::reasons;
 use crate::quota::{ContainerDefaults, Launch};
 use crate::validation;
 

@@ -1,11 +1,6 @@
 //! Deciding functions: spec + observed state + now -> what to write. Pure: no client, no clock.
 
 pub mod backfill;
-pub mod backfill_events;
-pub mod backfill_partitions;
-pub mod backfill_ranges;
-pub mod backfill_records;
-pub mod backfill_status;
 pub mod dataset;
 pub mod dataset_events;
 pub mod pipeline;

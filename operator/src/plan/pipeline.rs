@@ -444,7 +444,7 @@ fn manual_candidate(
     let Some(window) = schedule.latest_at_or_before(input.now).and_then(|t| schedule.window_at(t, rule)) else {
         return Vec::new();
     };
-    let id = format!("{}-manual-{}", window.run_id(), short_hash(value));
+    let id = format!("{}-manual-{}", window.run_id(), crate::jobs::short_hash(value, 3));
     vec![Candidate { manual: true, ..Candidate::new(window, id) }]
 }
 
@@ -892,11 +892,6 @@ fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {
         reason: Some(reason.to_string()),
         manual: false,
     }
-}
-
-fn short_hash(value: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(value.as_bytes()).iter().take(3).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

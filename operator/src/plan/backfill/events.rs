@@ -1,9 +1,11 @@
-//! Events of a Backfill's admission being held back and released. Pure; called from
-//! `backfill::decide` with the throttle before and after the decision.
+//! Stage 6 of a Backfill's decision, its Events: on transitions only (completed, failed,
+//! suspended and resumed, admissions held back and released), so a repeated decision repeats
+//! none. Pure.
 
-use super::backfill_status::reasons;
-use super::ready::PlannedEvent;
-use crate::api::Throttle;
+use super::summary::{Outcome, reasons};
+use crate::api::conditions::{self, types};
+use crate::api::{BackfillStatus, PartitionCounts, Throttle};
+use crate::plan::ready::PlannedEvent;
 
 /// Reason of the Event when admissions start being held back, or held back for another reason.
 pub const THROTTLED: &str = "Throttled";
@@ -36,6 +38,41 @@ pub fn throttle(previous: Option<&Throttle>, current: Option<&Throttle>, pending
         }),
         _ => None,
     }
+}
+
+/// The Events of the change from `previous` to `current` with `outcome`.
+pub fn transitions(
+    previous: &BackfillStatus,
+    current: &BackfillStatus,
+    outcome: &Outcome,
+    suspend: bool,
+) -> Vec<PlannedEvent> {
+    let event = |warning, reason, note| PlannedEvent { warning, reason, note };
+    let mut events = Vec::new();
+    let was = |t: &str| conditions::is_true(&previous.conditions, t);
+    let c = current.partitions.clone().unwrap_or_default();
+    if outcome.complete && !was(types::COMPLETE) {
+        events.push(event(false, "Completed", completed(&c)));
+    }
+    if let Some((reason, message)) = &outcome.failed
+        && !(was(types::FAILED)
+            && conditions::find(&previous.conditions, types::FAILED).is_some_and(|f| f.reason == *reason))
+    {
+        events.push(event(true, reason, message.clone()));
+    }
+    let was_suspended = previous.throttled.as_ref().is_some_and(|t| t.reason == reasons::SUSPENDED);
+    if suspend && !was_suspended {
+        events.push(event(false, "Suspended", "no new Job starts; running ones finish".into()));
+    } else if !suspend && was_suspended {
+        events.push(event(false, "Resumed", "admitting partitions again".into()));
+    }
+    let pending = c.pending > 0 && !outcome.complete && outcome.failed.is_none();
+    events.extend(throttle(previous.throttled.as_ref(), current.throttled.as_ref(), pending));
+    events
+}
+
+fn completed(c: &PartitionCounts) -> String {
+    format!("{} succeeded, {} failed, {} skipped of {} partitions", c.succeeded, c.failed, c.skipped, c.total)
 }
 
 #[cfg(test)]

@@ -7,9 +7,11 @@ use std::collections::BTreeSet;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::ranges::RangeSet;
+use super::records::{ForeignJob, Owner, Sibling};
 use super::*;
-use crate::api::{PartitionWindow, RunPhase, RunRecord};
-use crate::plan::backfill_records::{ForeignJob, Owner, Sibling};
+use crate::api::conditions;
+use crate::api::{PartitionCounts, PartitionWindow, RunPhase, RunRecord};
 use crate::plan::runs::JobState;
 use crate::quota::{Amounts, QuotaBudget, QuotaState};
 
@@ -394,7 +396,7 @@ fn a_window_whose_job_names_are_taken_gets_a_run_id_of_its_own() {
     });
     let plan = w.decide();
     assert_eq!(plan.create[0].window, hour(0));
-    assert_eq!(plan.create[0].run_id, format!("{}-b{}", hour(0).run_id(), super::short_hash("uid-1")));
+    assert_eq!(plan.create[0].run_id, format!("{}-b{}", hour(0).run_id(), crate::jobs::short_hash("uid-1", 3)));
     assert_eq!(plan.create[1].run_id, hour(1).run_id());
     // The suffixed run id stays the run id of that partition.
     w.apply(&plan);
@@ -465,8 +467,11 @@ fn failing_partitions_retry_with_backoff_then_count_and_stop_the_backfill() {
     assert_eq!(w.status.recent_failures.len(), 2);
     assert_eq!(w.status.recent_failures[0].window_start.0, hour(1).start, "newest first");
     assert_eq!(w.status.recent_failures[0].reason, "BackoffLimitExceeded");
-    assert_eq!(super::failure_reason("Job has failed"), "StepFailed");
-    assert_eq!(super::failure_reason("DeadlineExceeded: Job was active longer than specified"), "DeadlineExceeded");
+    assert_eq!(super::observe::failure_reason("Job has failed"), "StepFailed");
+    assert_eq!(
+        super::observe::failure_reason("DeadlineExceeded: Job was active longer than specified"),
+        "DeadlineExceeded"
+    );
     assert_eq!(w.status.failed_ranges[0].count, 2);
     // The failed partitions' Jobs are kept for inspection, and nothing new starts.
     assert_eq!(w.jobs.len(), 4);
@@ -954,7 +959,7 @@ fn a_window_whose_run_was_recorded_elsewhere_gets_a_run_id_of_its_own_after_its_
     sibling.failed.insert(hour(2), Some);
     w.siblings.push(sibling);
     let plan = w.decide();
-    let suffix = format!("-b{}", super::short_hash("uid-1"));
+    let suffix = format!("-b{}", crate::jobs::short_hash("uid-1", 3));
     let ids: Vec<(Window, String)> = plan.create.iter().map(|c| (c.window, c.run_id.clone())).collect();
     assert_eq!(
         ids,

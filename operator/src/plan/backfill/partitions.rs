@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::backfill_ranges::{RangeSet, Span};
+use super::ranges::{RangeSet, Span};
 use crate::api::{BackfillOrder, PartitionBasis, PipelineSpec};
 use crate::schedule::{Schedule, Window, WindowRule, compact_duration};
 
@@ -144,7 +144,7 @@ pub fn basis_of(spec: &PipelineSpec) -> Option<PartitionBasis> {
 
 /// The window rule of a basis, derived as `plan::pipeline::window_rule` derives a Pipeline's.
 pub fn rule_of(basis: &PartitionBasis) -> WindowRule {
-    super::pipeline::rule_from(basis.size.as_deref(), basis.offset.as_deref())
+    crate::plan::pipeline::rule_from(basis.size.as_deref(), basis.offset.as_deref())
 }
 
 /// The basis a backfill's windows follow: the one pinned in its status once it has `started`

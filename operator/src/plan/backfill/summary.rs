@@ -5,7 +5,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::backfill::BlockedInput;
+use super::BlockedInput;
 use crate::api::conditions::{DesiredCondition, types};
 use crate::api::{PartitionCounts, Throttle};
 use crate::quota::{Refusal, Shortfall, quantity};

@@ -21,10 +21,10 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::backfill_partitions::Verdict;
-use super::backfill_ranges::RangeSet;
-use super::runs::{JobState, ObservedJob};
+use super::partitions::Verdict;
+use super::ranges::RangeSet;
 use crate::api::{PipelineStatus, Reprocess, RunPhase, RunRecord};
+use crate::plan::runs::{JobState, ObservedJob};
 use crate::schedule::Window;
 
 /// The owner of a Job of the pipeline that is not this backfill.
