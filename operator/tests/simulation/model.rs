@@ -24,7 +24,7 @@ use sluice::act::backfill::StatusWrite;
 use sluice::act::{Created, Written};
 use sluice::api::{Backfill, BackfillStatus, Pipeline, PipelineStatus};
 use sluice::jobs::{annotations, labels};
-use sluice::plan::backfill_ranges::RangeSet;
+use sluice::plan::backfill::ranges::RangeSet;
 use sluice::schedule::Window;
 
 use crate::rng::Rng;
