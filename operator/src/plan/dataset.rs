@@ -169,7 +169,8 @@ fn time(t: Timestamp) -> Time {
     Time(t)
 }
 
-/// Decides the status of one Dataset.
+/// Decides the status of one Dataset: the watermark from the applicable runs, each new run's
+/// report checked once, the contract, freshness, conditions and Events, and when to look again.
 pub fn decide(input: &Input<'_>) -> Plan {
     let now = input.now;
     let mut plan = Plan::default();
@@ -183,9 +184,26 @@ pub fn decide(input: &Input<'_>) -> Plan {
         input.produced.iter().partition(|r| r.report_pending(now));
     plan.waiting_for_reports = waiting.iter().map(|r| r.describe()).collect();
     advance_watermark(&mut status, &applicable, now);
+    let mut checks = check_new_runs(input, &mut status);
+    let contract_condition = contract(input, &status, &mut checks.events);
+    let fresh = Freshness::of(input, &status);
+    status.freshness = Some(fresh.status.clone());
+    plan.events.extend(fresh.event(input));
+    plan.events.extend(checks.events);
 
-    // Every run's report is checked once, in finish order after the last checked one. A run
-    // still waiting for its report holds back the later ones, so that none is passed over.
+    let mut desired = vec![ready_condition(&input.problems), fresh.condition];
+    desired.extend(contract_condition);
+    desired.extend(checks.report_condition);
+    plan.events.extend(super::dataset_events::recoveries(&input.status.conditions, &desired));
+    status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
+    plan.requeue_after = requeue(now, &fresh.status, !waiting.is_empty());
+    plan.status = status;
+    plan
+}
+
+/// Every run's report is checked once, in finish order after the last checked one. A run still
+/// waiting for its report holds back the later ones, so that none is passed over.
+fn check_new_runs(input: &Input<'_>, status: &mut DatasetStatus) -> Checks {
     let mut checks = Checks::default();
     let mut new_runs: Vec<&ProducedRun> = input
         .produced
@@ -193,111 +211,115 @@ pub fn decide(input: &Input<'_>) -> Plan {
         .filter(|r| status.last_checked_run.as_ref().is_none_or(|c| r.key() > checked_key(c)))
         .collect();
     new_runs.sort_by(|a, b| a.key().cmp(&b.key()));
-    for run in new_runs.into_iter().take_while(|r| !r.report_pending(now)) {
-        checks.check(run, input.spec.contract.as_ref(), &mut status, now);
+    for run in new_runs.into_iter().take_while(|r| !r.report_pending(input.now)) {
+        checks.check(run, input.spec.contract.as_ref(), status, input.now);
     }
-    let report_condition = checks.report_condition;
+    checks
+}
 
-    // Contract: the schema of the most recently finished run that reported one.
-    let contract_condition = input.spec.contract.as_ref().map(|c| contract_condition(c, &status));
-    if let Some(desired) = &contract_condition {
-        let previous = conditions::find(&input.status.conditions, desired.type_);
-        let changed = previous.is_none_or(|p| p.status != "False" || p.message != desired.message);
-        // A contract edited so that the current schema violates it: no run to blame, one Event.
-        if !desired.status
-            && !desired.unknown
-            && changed
-            && !checks.events.iter().any(|e| e.reason == CONTRACT_VIOLATED)
-        {
-            checks.events.push(PlannedEvent {
-                warning: true,
-                reason: CONTRACT_VIOLATED,
-                note: desired.message.clone(),
-            });
+/// The contract condition from the schema of the most recently finished run that reported one;
+/// a `ContractViolated` Event when a contract edit alone makes the current schema violate it
+/// (no run to blame, so the checks sent none).
+fn contract(input: &Input<'_>, status: &DatasetStatus, events: &mut Vec<PlannedEvent>) -> Option<DesiredCondition> {
+    let desired = contract_condition(input.spec.contract.as_ref()?, status);
+    let previous = conditions::find(&input.status.conditions, desired.type_);
+    let changed = previous.is_none_or(|p| p.status != "False" || p.message != desired.message);
+    if !desired.status && !desired.unknown && changed && !events.iter().any(|e| e.reason == CONTRACT_VIOLATED) {
+        events.push(PlannedEvent { warning: true, reason: CONTRACT_VIOLATED, note: desired.message.clone() });
+    }
+    Some(desired)
+}
+
+/// Freshness at `now`: the state with its thresholds, and the `Fresh` condition.
+struct Freshness {
+    status: FreshnessStatus,
+    condition: DesiredCondition,
+}
+
+impl Freshness {
+    fn of(input: &Input<'_>, status: &DatasetStatus) -> Self {
+        let objective = objective(input.spec);
+        let wm = status.watermark.as_ref().map(|t| t.0);
+        let state = freshness(wm, objective, input.now);
+        let warn_at = wm.zip(objective.and_then(|o| o.warn_after)).and_then(|(w, d)| w.checked_add(d).ok());
+        let stale_at = wm.zip(objective.map(|o| o.max_age)).and_then(|(w, d)| w.checked_add(d).ok());
+        let max_age = input.spec.freshness.as_ref().map(|f| f.max_age.as_str()).unwrap_or("");
+        let condition = fresh_condition(state, wm, stale_at, objective.is_some(), max_age);
+        Freshness {
+            status: FreshnessStatus { state, warn_at: warn_at.map(time), stale_at: stale_at.map(time) },
+            condition,
         }
     }
 
-    // Freshness.
-    let objective = objective(input.spec);
-    let wm = status.watermark.as_ref().map(|t| t.0);
-    let state = freshness(wm, objective, now);
-    let warn_at = wm.zip(objective.and_then(|o| o.warn_after)).and_then(|(w, d)| w.checked_add(d).ok());
-    let stale_at = wm.zip(objective.map(|o| o.max_age)).and_then(|(w, d)| w.checked_add(d).ok());
-    status.freshness = Some(FreshnessStatus { state, warn_at: warn_at.map(time), stale_at: stale_at.map(time) });
-    let wm_text = wm.map(|w| w.to_string()).unwrap_or_default();
-    let fresh_condition = match state {
+    /// The Event of a change of state (none for the first `Unknown`).
+    fn event(&self, input: &Input<'_>) -> Option<PlannedEvent> {
+        let state = self.status.state;
+        let previous = input.status.freshness.as_ref().map(|f| f.state);
+        if previous == Some(state) || (previous.is_none() && state == FreshnessState::Unknown) {
+            return None;
+        }
+        let reason = match state {
+            FreshnessState::Fresh => "Fresh",
+            FreshnessState::Warning => "FreshnessWarning",
+            FreshnessState::Stale => "Stale",
+            FreshnessState::Unknown => "FreshnessUnknown",
+        };
+        let warning = matches!(state, FreshnessState::Warning | FreshnessState::Stale);
+        Some(PlannedEvent { warning, reason, note: self.condition.message.clone() })
+    }
+}
+
+/// The `Fresh` condition of `state` for data complete up to `wm`.
+fn fresh_condition(
+    state: FreshnessState,
+    wm: Option<Timestamp>,
+    stale_at: Option<Timestamp>,
+    has_objective: bool,
+    max_age: &str,
+) -> DesiredCondition {
+    let wm = wm.map(|w| w.to_string()).unwrap_or_default();
+    let stale_at = stale_at.map(|t| t.to_string()).unwrap_or_default();
+    match state {
         FreshnessState::Unknown => {
             DesiredCondition::unknown(types::FRESH, "NeverProduced", "no producing step has succeeded yet")
         }
-        FreshnessState::Fresh if objective.is_none() => DesiredCondition::new(
+        FreshnessState::Fresh if !has_objective => DesiredCondition::new(
             types::FRESH,
             true,
             "NoObjective",
-            format!("data complete up to {wm_text}; no freshness objective"),
+            format!("data complete up to {wm}; no freshness objective"),
         ),
         FreshnessState::Fresh => DesiredCondition::new(
             types::FRESH,
             true,
             "Fresh",
-            format!(
-                "data complete up to {wm_text}, within maxAge until {}",
-                stale_at.map(|t| t.to_string()).unwrap_or_default()
-            ),
+            format!("data complete up to {wm}, within maxAge until {stale_at}"),
         ),
         FreshnessState::Warning => DesiredCondition::new(
             types::FRESH,
             true,
             "Warning",
-            format!(
-                "data complete up to {wm_text} is past warnAfter; stale at {}",
-                stale_at.map(|t| t.to_string()).unwrap_or_default()
-            ),
+            format!("data complete up to {wm} is past warnAfter; stale at {stale_at}"),
         ),
         FreshnessState::Stale => DesiredCondition::new(
             types::FRESH,
             false,
             "Stale",
-            format!(
-                "data complete up to {wm_text} is older than maxAge {}",
-                input.spec.freshness.as_ref().map(|f| f.max_age.as_str()).unwrap_or("")
-            ),
+            format!("data complete up to {wm} is older than maxAge {max_age}"),
         ),
-    };
-    let previous_state = input.status.freshness.as_ref().map(|f| f.state);
-    if previous_state != Some(state) && !(previous_state.is_none() && state == FreshnessState::Unknown) {
-        let warning = matches!(state, FreshnessState::Warning | FreshnessState::Stale);
-        plan.events.push(PlannedEvent {
-            warning,
-            reason: match state {
-                FreshnessState::Fresh => "Fresh",
-                FreshnessState::Warning => "FreshnessWarning",
-                FreshnessState::Stale => "Stale",
-                FreshnessState::Unknown => "FreshnessUnknown",
-            },
-            note: fresh_condition.message.clone(),
-        });
     }
+}
 
-    plan.events.extend(checks.events);
-
-    let mut desired = vec![ready_condition(&input.problems), fresh_condition];
-    desired.extend(contract_condition);
-    desired.extend(report_condition);
-    plan.events.extend(super::dataset_events::recoveries(&input.status.conditions, &desired));
-    status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
-
-    // Requeue exactly at the next threshold still ahead.
-    plan.requeue_after = [warn_at, stale_at]
+/// Exactly at the next threshold still ahead, or soon while reports are awaited.
+fn requeue(now: Timestamp, freshness: &FreshnessStatus, waiting: bool) -> Option<SignedDuration> {
+    let next = [&freshness.warn_at, &freshness.stale_at]
         .into_iter()
         .flatten()
+        .map(|t| t.0)
         .filter(|t| *t > now)
         .min()
         .map(|t| t.duration_since(now).max(SignedDuration::from_millis(1)));
-    if !waiting.is_empty() {
-        plan.requeue_after = Some(plan.requeue_after.map_or(REPORT_WAIT, |d| d.min(REPORT_WAIT)));
-    }
-    plan.status = status;
-    plan
+    if waiting { Some(next.map_or(REPORT_WAIT, |d| d.min(REPORT_WAIT))) } else { next }
 }
 
 const CONTRACT_VIOLATED: &str = "ContractViolated";

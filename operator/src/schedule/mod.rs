@@ -1,6 +1,6 @@
 //! Schedules: cron expressions evaluated in an IANA time zone. Pure: times are passed in.
 
-mod count;
+pub(crate) mod count;
 mod window;
 
 pub use window::{Window, WindowRule, compact_duration};
