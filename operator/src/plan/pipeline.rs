@@ -832,6 +832,21 @@ fn finish_status(
         _ => None,
     };
 
+    let desired = desired_conditions(input, status, newest_finished.as_ref(), ready, plan);
+    status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
+}
+
+/// Ready, Running, Degraded, Suspended and (for Pipelines that read Datasets) InputsHeld, with
+/// the InputsHeld and InputsReleased Events on its transitions.
+fn desired_conditions(
+    input: &Input<'_>,
+    status: &PipelineStatus,
+    newest_finished: Option<&RunRecord>,
+    ready: DesiredCondition,
+    plan: &mut Plan,
+) -> Vec<DesiredCondition> {
+    let spec = input.spec;
+    let active = &status.active_runs;
     let running = DesiredCondition::new(
         types::RUNNING,
         !active.is_empty(),
@@ -878,7 +893,7 @@ fn finish_status(
             _ => {}
         }
     }
-    status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
+    desired
 }
 
 fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {
