@@ -142,36 +142,16 @@ where
     Fut: Future<Output = ()>,
 {
     let leader_gauge = leader_gauge(metrics);
-    let Some(mut manager) = build_manager(&client, &election, shutdown.clone()).await else {
+    let Some(manager) = build_manager(&client, &election, shutdown.clone()).await else {
         return Ok(());
     };
     ready.set(true);
     tracing::info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity,
         "standing by until this replica holds the leader Lease");
 
-    // Standing by. Errors here are only logged: a standby does not act, so it can keep trying.
-    // The crate's standby sleeps until the Lease it last read expires, so it would miss a Lease
-    // released early (a leader stopping on SIGTERM); a fresh manager every retry period reads the
-    // Lease again, so a released Lease is taken within that period.
-    let mut delay = Duration::from_secs(1);
-    loop {
-        tokio::select! {
-            _ = shutdown.clone() => return Ok(()),
-            changed = manager.changed() => match changed {
-                Ok(true) => break,
-                Ok(false) => delay = Duration::from_secs(1),
-                Err(error) => {
-                    tracing::warn!(%error, ?delay, "could not take part in leader election; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            },
-            _ = tokio::time::sleep(election.retry_period()) => {
-                let Some(fresh) = build_manager(&client, &election, shutdown.clone()).await else { return Ok(()) };
-                manager = fresh;
-            }
-        }
-    }
+    let Some(manager) = stand_by(&client, &election, manager, shutdown.clone()).await else {
+        return Ok(());
+    };
 
     tracing::info!(identity = %election.identity, "acquired the leader Lease; starting the controllers");
     leader_gauge.set(1);
@@ -208,6 +188,41 @@ where
         Err(error) => {
             tracing::error!(%error, "leadership lost");
             Err(error)
+        }
+    }
+}
+
+/// Waits until this replica holds the Lease: the manager that holds it, or `None` on shutdown.
+///
+/// Errors here are only logged: a standby does not act, so it can keep trying. The crate's
+/// standby sleeps until the Lease it last read expires, so it would miss a Lease released early
+/// (a leader stopping on SIGTERM); a fresh manager every retry period reads the Lease again, so a
+/// released Lease is taken within that period.
+async fn stand_by<S>(
+    client: &Client,
+    election: &Election,
+    mut manager: LeaseManager,
+    shutdown: S,
+) -> Option<LeaseManager>
+where
+    S: Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = shutdown.clone() => return None,
+            changed = manager.changed() => match changed {
+                Ok(true) => return Some(manager),
+                Ok(false) => delay = Duration::from_secs(1),
+                Err(error) => {
+                    tracing::warn!(%error, ?delay, "could not take part in leader election; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            },
+            _ = tokio::time::sleep(election.retry_period()) => {
+                manager = build_manager(client, election, shutdown.clone()).await?;
+            }
         }
     }
 }
