@@ -12,7 +12,6 @@ use crate::api::conditions::{self, DesiredCondition, types};
 use crate::api::{
     CatchUpPolicy, ConcurrencyPolicy, PartitionWindow, PipelineSpec, PipelineStatus, RunPhase, RunRecord, StepSpec,
 };
-use crate::duration;
 use crate::schedule::{Schedule, Window, WindowRule};
 
 /// How long a capped pipeline waits before it looks for a free Job slot again.
@@ -152,19 +151,6 @@ fn event(warning: bool, reason: &'static str, note: String) -> PlannedEvent {
     PlannedEvent { warning, reason, note }
 }
 
-/// The window rule of a spec (validated durations; invalid ones fall back to defaults).
-pub fn window_rule(spec: &PipelineSpec) -> WindowRule {
-    let partition = spec.partition.as_ref();
-    rule_from(partition.and_then(|p| p.size.as_deref()), partition.and_then(|p| p.offset.as_deref()))
-}
-
-/// The window rule of a partition size and offset as written (invalid ones fall back to
-/// defaults: the time between ticks, no offset).
-pub fn rule_from(size: Option<&str>, offset: Option<&str>) -> WindowRule {
-    let parse = |v: Option<&str>| v.and_then(|d| duration::parse(d).ok());
-    WindowRule { size: parse(size).filter(|d| !d.is_zero()), offset: parse(offset).unwrap_or(SignedDuration::ZERO) }
-}
-
 /// A run in progress: recorded in `status.activeRuns` (or starting in this decision).
 #[derive(Clone, Debug)]
 struct ActiveRun {
@@ -249,7 +235,7 @@ pub fn decide(input: &Input<'_>) -> Plan {
         .as_deref()
         .and_then(|expr| Schedule::parse(expr, spec.time_zone.as_deref()).ok())
         .filter(|_| input.problems.is_empty());
-    let rule = window_rule(spec);
+    let rule = crate::schedule::window_rule(spec);
 
     // Records: finished runs, and windows that did not run here (older statuses kept both in
     // recentRuns).

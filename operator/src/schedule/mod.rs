@@ -3,7 +3,7 @@
 pub(crate) mod count;
 mod window;
 
-pub use window::{Window, WindowRule, compact_duration};
+pub use window::{Window, WindowRule, compact_duration, rule_from, window_rule};
 
 use std::str::FromStr;
 

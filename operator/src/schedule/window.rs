@@ -10,6 +10,8 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, Zoned};
 
 use super::Schedule;
+use crate::api::PipelineSpec;
+use crate::duration;
 
 /// A partition window `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +50,19 @@ pub struct WindowRule {
     pub size: Option<SignedDuration>,
     /// Shift of the window before the tick.
     pub offset: SignedDuration,
+}
+
+/// The window rule of a spec (validated durations; invalid ones fall back to defaults).
+pub fn window_rule(spec: &PipelineSpec) -> WindowRule {
+    let partition = spec.partition.as_ref();
+    rule_from(partition.and_then(|p| p.size.as_deref()), partition.and_then(|p| p.offset.as_deref()))
+}
+
+/// The window rule of a partition size and offset as written (invalid ones fall back to
+/// defaults: the time between ticks, no offset).
+pub fn rule_from(size: Option<&str>, offset: Option<&str>) -> WindowRule {
+    let parse = |v: Option<&str>| v.and_then(|d| duration::parse(d).ok());
+    WindowRule { size: parse(size).filter(|d| !d.is_zero()), offset: parse(offset).unwrap_or(SignedDuration::ZERO) }
 }
 
 impl Schedule {

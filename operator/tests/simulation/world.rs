@@ -23,9 +23,9 @@ use sluice::api::{Backfill, Pipeline, PipelineStatus, Reprocess, RunPhase};
 use sluice::error::Result;
 use sluice::plan::backfill::ranges::RangeSet;
 use sluice::plan::backfill::selected_steps;
-use sluice::plan::pipeline::window_rule;
 use sluice::plan::runs::JobState;
 use sluice::schedule::Schedule;
+use sluice::schedule::window_rule;
 
 use crate::generate::{self, Faults, Scenario};
 use crate::invariants::Invariants;

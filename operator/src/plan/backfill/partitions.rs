@@ -142,9 +142,9 @@ pub fn basis_of(spec: &PipelineSpec) -> Option<PartitionBasis> {
     })
 }
 
-/// The window rule of a basis, derived as `plan::pipeline::window_rule` derives a Pipeline's.
+/// The window rule of a basis, derived as `schedule::window_rule` derives a Pipeline's.
 pub fn rule_of(basis: &PartitionBasis) -> WindowRule {
-    crate::plan::pipeline::rule_from(basis.size.as_deref(), basis.offset.as_deref())
+    crate::schedule::rule_from(basis.size.as_deref(), basis.offset.as_deref())
 }
 
 /// The basis a backfill's windows follow: the one pinned in its status once it has `started`
@@ -398,9 +398,9 @@ mod tests {
         }))
         .unwrap();
         let basis = basis_of(&spec).unwrap();
-        assert_eq!(rule_of(&basis), crate::plan::pipeline::window_rule(&spec));
+        assert_eq!(rule_of(&basis), crate::schedule::window_rule(&spec));
         spec.partition = None;
-        assert_eq!(rule_of(&basis_of(&spec).unwrap()), crate::plan::pipeline::window_rule(&spec));
+        assert_eq!(rule_of(&basis_of(&spec).unwrap()), crate::schedule::window_rule(&spec));
         // Started: the pinned basis holds, whatever the Pipeline says now.
         assert_eq!(pinned_basis(Some(&basis), true, Some(&spec)), Some(basis.clone()));
         assert_eq!(pinned_basis(Some(&basis), true, None), Some(basis.clone()));
