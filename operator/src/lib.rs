@@ -1,8 +1,16 @@
 //! Sluice: a Kubernetes operator for ELT pipelines.
 //!
-//! The library holds everything but the command line: the CRD types ([`api`]), the pure deciding
-//! code ([`plan`], [`schedule`], [`validation`]) and the controllers that apply its decisions
-//! ([`controller`]).
+//! The library (`sluice`; the package is `sluice-operator` because the binary is the operator)
+//! holds everything but the command line:
+//! - the CRD types and condition types: [`api`];
+//! - pure deciding code, no client and no clock: [`plan`] (what to do for each kind),
+//!   [`schedule`] (cron, windows, run ids), [`quota`] (the admission rule), [`validation`],
+//!   [`tenancy`], [`duration`], [`report`] (step termination reports), [`jobs`] (building step
+//!   Jobs and their names);
+//! - the act layer, which applies a decision with the write-order rules: [`act`];
+//! - the shell: [`controller`] (watches, caches, the kube-backed act traits, Events),
+//!   [`leader`] (Lease election), [`lineage`] (OpenLineage delivery), [`metrics`], [`server`]
+//!   (health and metrics endpoints), [`telemetry`] (logging), [`error`].
 
 pub mod act;
 pub mod api;
