@@ -108,15 +108,23 @@ fn dashcheck_rejects_what_grafana_or_prometheus_would_not_take() {
             mutated("label", |b| expr(b, r#"sluice_runs_started_total{step="x"}"#)),
             r#"no label "step""#,
         ),
-        ("bare histogram", mutated("histogram", |b| expr(b, "sluice_run_duration_seconds")), "sluice_run_duration_seconds"),
+        (
+            "bare histogram",
+            mutated("histogram", |b| expr(b, "sluice_run_duration_seconds")),
+            "sluice_run_duration_seconds",
+        ),
         (
             "variable label",
-            mutated("variable", |b| b["templating"]["list"][2]["query"] = json!("label_values(sluice_runs_started_total, pipelin)")),
+            mutated("variable", |b| {
+                b["templating"]["list"][2]["query"] = json!("label_values(sluice_runs_started_total, pipelin)")
+            }),
             r#"no label "pipelin""#,
         ),
         (
             "not Prometheus",
-            mutated("datasource", |b| b["panels"][1]["targets"][0].as_object_mut().unwrap().remove("datasource").unwrap()),
+            mutated("datasource", |b| {
+                b["panels"][1]["targets"][0].as_object_mut().unwrap().remove("datasource");
+            }),
             "no datasource of type prometheus",
         ),
     ];
@@ -146,7 +154,8 @@ fn chart_ships_each_dashboard_as_a_sidecar_configmap_only_when_enabled() {
     let maps = labelled(&render("sluice", "sluice-system", &sets));
     assert_eq!(maps.len(), DASHBOARDS.len(), "one ConfigMap per dashboard: {maps:#?}");
     for file in DASHBOARDS {
-        let map = maps.iter().find(|m| m["data"].get(file).is_some()).unwrap_or_else(|| panic!("no ConfigMap has {file}"));
+        let map =
+            maps.iter().find(|m| m["data"].get(file).is_some()).unwrap_or_else(|| panic!("no ConfigMap has {file}"));
         let meta = &map["metadata"];
         assert_eq!(meta["namespace"], "monitoring");
         assert_eq!(meta["labels"]["team"], "data");

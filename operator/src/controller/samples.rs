@@ -36,3 +36,42 @@ fn contract(dataset: &Dataset) -> Option<ContractSample> {
     };
     Some(ContractSample { violated, policy })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn dataset(contract: serde_json::Value, conformant: Option<&str>) -> Dataset {
+        let conditions: Vec<serde_json::Value> = conformant
+            .map(|status| {
+                json!({"type": "SchemaConformant", "status": status, "reason": "R", "message": "m",
+                       "lastTransitionTime": "2026-11-24T10:00:00Z"})
+            })
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset",
+            "metadata": {"name": "orders", "namespace": "team-a"},
+            "spec": {"owner": "team-a", "layer": "Raw", "contract": contract},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_contract_sample_follows_schema_conformant_and_names_the_policy() {
+        let columns = json!([{"name": "id", "type": "bigint"}]);
+        let block = json!({"columns": columns, "policy": "Block"});
+        let violated = contract(&dataset(block.clone(), Some("False"))).unwrap();
+        assert!(violated.violated);
+        assert_eq!(violated.policy, "Block");
+        let met = contract(&dataset(json!({"columns": columns}), Some("True"))).unwrap();
+        assert!(!met.violated);
+        assert_eq!(met.policy, "Warn", "the default policy");
+        assert!(contract(&dataset(block.clone(), Some("Unknown"))).is_none(), "no schema reported yet");
+        assert!(contract(&dataset(block, None)).is_none());
+        assert!(contract(&dataset(serde_json::Value::Null, Some("False"))).is_none(), "no contract");
+    }
+}
