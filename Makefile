@@ -44,8 +44,14 @@ lint:
 unit-test:
 	$(CARGO) test -p sluice-operator
 
+# Go helpers of the tests (e2e/tools: dashcheck checks the Grafana dashboards), built and cached
+# outside the repository.
+.PHONY: tools
+tools:
+	bash e2e/tools/build.sh dashcheck >/dev/null
+
 # End-to-end tests: start (or reuse) the local control plane, run the operator binary against it.
-e2e-test: cluster-build build
+e2e-test: cluster-build build tools
 	$(CARGO) test -p sluice-e2e -- --test-threads=4
 
 test: unit-test e2e-test

@@ -2,8 +2,9 @@
 //! objects), the chart on the local cluster (server-side dry run, install, upgrade, `helm test`,
 //! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's RBAC proven
 //! enough and minimal by an operator impersonating its ServiceAccount, leader election with
-//! failover, the Argo CD health checks under Lua 5.1, and who a step may run as (the admission
-//! policy and the operator, with an impersonated Pipeline author).
+//! failover, the Grafana dashboards (schema, PromQL, metric names, ConfigMaps), the Argo CD health
+//! checks under Lua 5.1, and who a step may run as (the admission policy and the operator, with
+//! an impersonated Pipeline author).
 //!
 //! A test binary of its own that starts no shared operator (it does not call
 //! `sluice_e2e::setup()`): every operator here is started by its test, with the rights and
@@ -16,6 +17,8 @@ mod argocd;
 mod chart;
 #[path = "install/cluster.rs"]
 mod cluster;
+#[path = "install/dashboards.rs"]
+mod dashboards;
 #[path = "install/leader.rs"]
 mod leader;
 #[path = "install/permissions.rs"]

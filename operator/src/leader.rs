@@ -228,7 +228,7 @@ where
 }
 
 /// The `sluice_leader` gauge (1 while this replica leads), registered once per metrics registry.
-fn leader_gauge(metrics: &Metrics) -> IntGauge {
+pub fn leader_gauge(metrics: &Metrics) -> IntGauge {
     let gauge = IntGauge::new("sluice_leader", "1 while this replica holds the leader Lease and runs the controllers.")
         .expect("valid metric");
     // A second registration (a second election in one process, as in tests) keeps the first.

@@ -21,7 +21,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, Opts};
+
+use crate::metrics::Registry;
 use tokio::sync::mpsc;
 
 use crate::api::{Dataset, Pipeline, StepKind};

@@ -1,4 +1,5 @@
-//! `sluice-operator`: `run` serves the controllers, `crd` prints the CRDs, `version` the version.
+//! `sluice-operator`: `run` serves the controllers, `crd` prints the CRDs, `metrics` the metric
+//! families, `version` the version.
 
 use std::net::SocketAddr;
 
@@ -28,6 +29,9 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Print the metric families the operator defines, leader election's included: one per line,
+    /// name, type, comma-separated labels and help, tab-separated (what dashboards may select).
+    Metrics,
     /// Print the version.
     Version,
 }
@@ -111,6 +115,14 @@ async fn main() -> anyhow::Result<()> {
                 let path = dir.join(sluice::api::crd_file_name(&crd));
                 std::fs::write(&path, sluice::api::crd_yaml(&crd)?)
                     .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
+        Command::Metrics => {
+            let metrics = Metrics::new();
+            leader::leader_gauge(&metrics);
+            for family in metrics.registry.families() {
+                println!("{}", family.line());
             }
             Ok(())
         }

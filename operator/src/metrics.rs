@@ -2,10 +2,12 @@
 //! unbounded value (run id, Job name, error text) as a label.
 
 pub mod controller_runtime;
+pub mod registry;
 
 use std::sync::{Arc, OnceLock};
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+pub use registry::Registry;
 
 /// One dataset's freshness inputs, read from the watch cache at scrape time.
 pub struct DatasetSample {
@@ -15,6 +17,16 @@ pub struct DatasetSample {
     pub watermark: Option<f64>,
     /// The objective (`maxAge`) in seconds, if set.
     pub max_age: Option<f64>,
+    /// The contract's state, if the dataset has a contract and its schema was checked.
+    pub contract: Option<ContractSample>,
+}
+
+/// A dataset's contract as last checked (its `SchemaConformant` condition).
+pub struct ContractSample {
+    /// True when the reported schema violates the contract.
+    pub violated: bool,
+    /// What a violation does: `Warn` or `Block`.
+    pub policy: &'static str,
 }
 
 type DatasetSource = Arc<OnceLock<Box<dyn Fn() -> Vec<DatasetSample> + Send + Sync>>>;
@@ -32,6 +44,8 @@ pub struct Metrics {
     pub dataset_stale: IntGaugeVec,
     /// Each dataset's watermark as a Unix timestamp (alert on `time() - this`).
     pub dataset_watermark: GaugeVec,
+    /// 1 while a dataset's reported schema violates its contract, else 0, by policy.
+    pub dataset_contract_violated: IntGaugeVec,
     dataset_source: DatasetSource,
     pub registry: Registry,
     /// Reconciles by controller and result (`success`, `error`), like controller-runtime's
@@ -57,6 +71,8 @@ pub struct Metrics {
     pub schedule_lag: HistogramVec,
     /// Jobs created, by namespace and kind of owner (`pipeline`, `backfill`).
     pub jobs_created: IntCounterVec,
+    /// Retries started: Jobs created for a step's second or later attempt, by pipeline and step.
+    pub step_retries: IntCounterVec,
     /// controller-runtime's series (`controller_runtime_*`, `workqueue_*`).
     pub runtime: controller_runtime::ControllerRuntimeMetrics,
     /// OpenLineage delivery: events sent, dropped, retried, queued.
@@ -133,7 +149,20 @@ impl Metrics {
             &["namespace", "owner"],
         )
         .expect("valid metric");
-        for c in [&reconciles, &reconcile_errors, &status_writes, &runs_started, &runs_finished, &jobs_created] {
+        let step_retries = IntCounterVec::new(
+            Opts::new("sluice_step_retries_total", "Step retries started (Jobs of a second or later attempt)."),
+            &["namespace", "pipeline", "step"],
+        )
+        .expect("valid metric");
+        for c in [
+            &reconciles,
+            &reconcile_errors,
+            &status_writes,
+            &runs_started,
+            &runs_finished,
+            &jobs_created,
+            &step_retries,
+        ] {
             registry.register(Box::new(c.clone())).expect("unique metric");
         }
         for h in [&reconcile_duration, &run_duration, &step_duration, &schedule_lag] {
@@ -152,7 +181,14 @@ impl Metrics {
         for g in [&dataset_freshness, &dataset_objective, &dataset_watermark] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
-        registry.register(Box::new(dataset_stale.clone())).expect("unique metric");
+        let dataset_contract_violated = IntGaugeVec::new(
+            Opts::new("sluice_dataset_contract_violated", "1 while the dataset's schema violates its contract."),
+            &["namespace", "dataset", "policy"],
+        )
+        .expect("valid metric");
+        for g in [&dataset_stale, &dataset_contract_violated] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
         let runtime = controller_runtime::ControllerRuntimeMetrics::register(&registry);
         let lineage = crate::lineage::LineageMetrics::register(&registry);
         Self {
@@ -161,6 +197,7 @@ impl Metrics {
             dataset_objective,
             dataset_stale,
             dataset_watermark,
+            dataset_contract_violated,
             dataset_source: Arc::default(),
             registry,
             reconciles,
@@ -174,6 +211,7 @@ impl Metrics {
             active_runs,
             schedule_lag,
             jobs_created,
+            step_retries,
             runtime,
             lineage,
         }
@@ -192,8 +230,13 @@ impl Metrics {
             g.reset();
         }
         self.dataset_stale.reset();
+        self.dataset_contract_violated.reset();
         for d in source() {
             let labels = [d.namespace.as_str(), d.name.as_str()];
+            if let Some(contract) = &d.contract {
+                let series = [labels[0], labels[1], contract.policy];
+                self.dataset_contract_violated.with_label_values(&series).set(i64::from(contract.violated));
+            }
             if let Some(max_age) = d.max_age {
                 self.dataset_objective.with_label_values(&labels).set(max_age);
             }
@@ -207,6 +250,14 @@ impl Metrics {
         }
     }
 
+    /// A step Job was created for `attempt` (0 is the first) by an owner of kind `owner`.
+    pub fn job_created(&self, namespace: &str, owner: &str, pipeline: &str, step: &str, attempt: u32) {
+        self.jobs_created.with_label_values(&[namespace, owner]).inc();
+        if attempt > 0 {
+            self.step_retries.with_label_values(&[namespace, pipeline, step]).inc();
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         self.refresh_datasets();
@@ -215,6 +266,9 @@ impl Metrics {
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Backfill metrics. Labels are namespaces, object names, phases, reasons and quota resource
 /// names: all bounded by the objects in the cluster, never by partitions.

@@ -98,8 +98,11 @@ async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
     for _ in 0..acted.status_writes {
         ctx.metrics.status_writes.with_label_values(&["backfill"]).inc();
     }
-    for _ in &acted.created {
-        ctx.metrics.jobs_created.with_label_values(&[namespace, "backfill"]).inc();
+    for create in &acted.plan.create {
+        let job = crate::jobs::job_name(pipeline_name, &create.step, &create.run_id, create.attempt);
+        if acted.created.contains(&job) {
+            ctx.metrics.job_created(namespace, "backfill", pipeline_name, &create.step, create.attempt);
+        }
     }
     for r in &acted.rejected {
         let note = format!("could not create Job {} for step {}: {}", r.job, r.step, r.message);

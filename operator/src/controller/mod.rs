@@ -8,6 +8,7 @@ pub mod kube_jobs;
 pub mod object;
 pub mod pipeline;
 pub mod ready;
+pub mod samples;
 pub mod status;
 pub mod watch_backoff;
 
@@ -317,22 +318,7 @@ pub async fn run(
     let reporter = Reporter { controller: "sluice-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
     let freshness_source = dataset_store.clone();
-    metrics.set_dataset_source(move || {
-        freshness_source
-            .state()
-            .iter()
-            .map(|d| crate::metrics::DatasetSample {
-                namespace: d.namespace().unwrap_or_default(),
-                name: d.name_any(),
-                watermark: d
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.watermark.as_ref())
-                    .map(|w| w.0.as_millisecond() as f64 / 1000.0),
-                max_age: crate::plan::dataset::objective(&d.spec).map(|o| o.max_age.as_secs_f64()),
-            })
-            .collect()
-    });
+    metrics.set_dataset_source(move || freshness_source.state().iter().map(|d| samples::dataset(d)).collect());
     let caches = Caches {
         pipelines: pipeline_store.clone(),
         datasets: dataset_view.clone(),

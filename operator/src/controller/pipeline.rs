@@ -87,7 +87,7 @@ async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
         ctx.metrics.status_writes.with_label_values(&["pipeline"]).inc();
     }
     for create in &acted.created {
-        ctx.metrics.jobs_created.with_label_values(&[namespace, "pipeline"]).inc();
+        ctx.metrics.job_created(namespace, "pipeline", &name, &create.step, create.attempt);
         if create.attempt == 0
             && let Some(started) = acted.plan.started.iter().find(|s| s.run_id == create.run_id)
             && let Some(tick) = started.tick
