@@ -279,8 +279,15 @@ fn record_metrics(
         }
     }
     m.admissions.with_label_values(&[namespace, name]).inc_by(admitted as u64);
-    if let Some(t) = &plan.status.throttled {
-        m.throttles.with_label_values(&[namespace, name, t.reason.as_str()]).inc();
+    let throttle = plan.status.throttled.as_ref().map(|t| t.reason.as_str());
+    crate::metrics::prune::remove_where(&m.throttled, |l| {
+        l.get("namespace") == Some(&namespace)
+            && l.get("backfill") == Some(&name)
+            && l.get("reason") != throttle.as_ref()
+    });
+    if let Some(reason) = throttle {
+        m.throttles.with_label_values(&[namespace, name, reason]).inc();
+        m.throttled.with_label_values(&[namespace, name, reason]).set(1);
     }
     if let Some(q) = quota {
         let quota_name = q.name_any();

@@ -5,6 +5,7 @@ pub mod context;
 pub mod dataset;
 pub mod job_cache;
 pub mod kube_jobs;
+pub mod live_objects;
 pub mod object;
 pub mod pipeline;
 pub mod ready;
@@ -324,6 +325,7 @@ pub async fn run(
             .map(|d| crate::metrics::DatasetSample {
                 namespace: d.namespace().unwrap_or_default(),
                 name: d.name_any(),
+                owner: d.spec.owner.clone(),
                 watermark: d
                     .status
                     .as_ref()
@@ -333,6 +335,7 @@ pub async fn run(
             })
             .collect()
     });
+    metrics.set_object_source(live_objects::source(pipeline_store.clone(), backfill_store.clone()));
     let caches = Caches {
         pipelines: pipeline_store.clone(),
         datasets: dataset_view.clone(),
