@@ -260,8 +260,8 @@ pub struct BackfillMetrics {
     /// Decisions that held admissions back, by reason (`QuotaExhausted`, `ParallelismReached`,
     /// `BudgetLimitReached`, `JobCapReached`, `WaitingForSchedule`, `WindowsBusy`, `Suspended`).
     pub throttles: IntCounterVec,
-    /// 1 for the reason admissions are held back at the backfill's last decision (the status's
-    /// `throttled`); no series while nothing holds it back.
+    /// One series per throttle reason: 1 for the reason admissions are held back at the
+    /// backfill's last decision (the status's `throttled`), 0 for the others.
     pub throttled: IntGaugeVec,
     /// Headroom of a ResourceQuota beyond a backfill's reserve after its last decision, in the
     /// resource's base unit (cores, bytes, pods); negative when scheduled runs use the reserve.
@@ -286,7 +286,7 @@ impl BackfillMetrics {
         )
         .expect("valid metric");
         let throttled = IntGaugeVec::new(
-            Opts::new("sluice_backfill_throttled", "1 for the reason the backfill's admissions are held back."),
+            Opts::new("sluice_backfill_throttled", "1 for the reason the backfill's admissions are held back, else 0."),
             &["namespace", "backfill", "reason"],
         )
         .expect("valid metric");

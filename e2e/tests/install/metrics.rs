@@ -36,6 +36,7 @@ async fn populate(client: &kube::Client, ns: &str, op: &OperatorProcess) -> Stri
         format!(r#"sluice_runs_finished_total{{namespace="{ns}",pipeline="ingest",result="succeeded"}}"#),
         format!(r#"sluice_runs_finished_total{{namespace="{ns}",pipeline="keeper",result="succeeded"}}"#),
         format!(r#"sluice_backfill_throttled{{backfill="history",namespace="{ns}",reason="Suspended"}} 1"#),
+        format!(r#"sluice_backfill_throttled{{backfill="history",namespace="{ns}",reason="QuotaExhausted"}} 0"#),
         format!(r#"sluice_backfill_partitions{{backfill="history",namespace="{ns}",phase="pending"}} 2"#),
         format!(r#"sluice_backfill_quota_headroom{{namespace="{ns}",resource="requests.cpu",resourcequota="budget"}}"#),
     ];
