@@ -1,6 +1,7 @@
 //! Install paths and high availability: the Helm chart (lint, schema, generated files, rendered
 //! objects), the chart on the local cluster (server-side dry run, install, upgrade, `helm test`,
-//! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's RBAC proven
+//! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's alerts under
+//! promtool and a real Prometheus, the operator's /metrics (lint, series of deleted objects), the chart's RBAC proven
 //! enough and minimal by an operator impersonating its ServiceAccount, leader election with
 //! failover, the Grafana dashboards (schema, PromQL, metric names, ConfigMaps), the Argo CD health
 //! checks under Lua 5.1, and who a step may run as (the admission policy and the operator, with
@@ -11,6 +12,8 @@
 //! arguments that test gives it. Its modules live in `install/` (a test crate root resolves `mod`
 //! beside itself, hence the `#[path]`s).
 
+#[path = "install/alerts.rs"]
+mod alerts;
 #[path = "install/argocd.rs"]
 mod argocd;
 #[path = "install/chart.rs"]
@@ -21,8 +24,14 @@ mod cluster;
 mod dashboards;
 #[path = "install/leader.rs"]
 mod leader;
+#[path = "install/metrics.rs"]
+mod metrics;
+#[path = "install/objects.rs"]
+mod objects;
 #[path = "install/permissions.rs"]
 mod permissions;
+#[path = "install/prometheus.rs"]
+mod prometheus;
 #[path = "install/rbac.rs"]
 mod rbac;
 #[path = "install/tenancy.rs"]

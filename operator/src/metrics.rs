@@ -2,6 +2,7 @@
 //! unbounded value (run id, Job name, error text) as a label.
 
 pub mod controller_runtime;
+pub mod prune;
 pub mod registry;
 
 use std::sync::{Arc, OnceLock};
@@ -13,6 +14,8 @@ pub use registry::Registry;
 pub struct DatasetSample {
     pub namespace: String,
     pub name: String,
+    /// `spec.owner`, a label of every dataset series so that alerts can be routed to owners.
+    pub owner: String,
     /// Seconds since the epoch of the watermark, if produced.
     pub watermark: Option<f64>,
     /// The objective (`maxAge`) in seconds, if set.
@@ -30,6 +33,7 @@ pub struct ContractSample {
 }
 
 type DatasetSource = Arc<OnceLock<Box<dyn Fn() -> Vec<DatasetSample> + Send + Sync>>>;
+type ObjectSource = Arc<OnceLock<Box<dyn Fn() -> prune::LiveObjects + Send + Sync>>>;
 
 /// The operator's metrics, registered in their own registry.
 #[derive(Clone)]
@@ -47,6 +51,7 @@ pub struct Metrics {
     /// 1 while a dataset's reported schema violates its contract, else 0, by policy.
     pub dataset_contract_violated: IntGaugeVec,
     dataset_source: DatasetSource,
+    object_source: ObjectSource,
     pub registry: Registry,
     /// Reconciles by controller and result (`success`, `error`), like controller-runtime's
     /// `controller_runtime_reconcile_total`.
@@ -169,7 +174,7 @@ impl Metrics {
             registry.register(Box::new(h.clone())).expect("unique metric");
         }
         registry.register(Box::new(active_runs.clone())).expect("unique metric");
-        let labels = ["namespace", "dataset"];
+        let labels = ["namespace", "dataset", "owner"];
         let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &labels).expect("valid metric");
         let dataset_freshness = gauge("sluice_dataset_freshness_seconds", "Age of the dataset's watermark.");
         let dataset_objective = gauge("sluice_dataset_freshness_objective_seconds", "The dataset's maxAge objective.");
@@ -199,6 +204,7 @@ impl Metrics {
             dataset_watermark,
             dataset_contract_violated,
             dataset_source: Arc::default(),
+            object_source: Arc::default(),
             registry,
             reconciles,
             reconcile_errors,
@@ -223,6 +229,32 @@ impl Metrics {
         let _ = self.dataset_source.set(Box::new(source));
     }
 
+    /// Sets where the live Pipelines, Backfills and budgeted ResourceQuotas are read from at
+    /// scrape time (the watch caches): the series of deleted ones are removed.
+    pub fn set_object_source(&self, source: impl Fn() -> prune::LiveObjects + Send + Sync + 'static) {
+        let _ = self.object_source.set(Box::new(source));
+    }
+
+    /// Removes the series of Pipelines, Backfills and ResourceQuotas that no longer exist.
+    fn prune_deleted(&self) {
+        let Some(source) = self.object_source.get() else { return };
+        let live = source();
+        let pipelines = ("pipeline", &live.pipelines);
+        prune::retain(&self.runs_started, pipelines);
+        prune::retain(&self.runs_finished, pipelines);
+        prune::retain(&self.active_runs, pipelines);
+        prune::retain(&self.run_duration, pipelines);
+        prune::retain(&self.step_duration, pipelines);
+        prune::retain(&self.schedule_lag, pipelines);
+        let b = &self.backfill;
+        let backfills = ("backfill", &live.backfills);
+        prune::retain(&b.partitions, backfills);
+        prune::retain(&b.admissions, backfills);
+        prune::retain(&b.throttles, backfills);
+        prune::retain(&b.throttled, backfills);
+        prune::retain(&b.quota_headroom, ("resourcequota", &live.quotas));
+    }
+
     fn refresh_datasets(&self) {
         let Some(source) = self.dataset_source.get() else { return };
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
@@ -232,7 +264,7 @@ impl Metrics {
         self.dataset_stale.reset();
         self.dataset_contract_violated.reset();
         for d in source() {
-            let labels = [d.namespace.as_str(), d.name.as_str()];
+            let labels = [d.namespace.as_str(), d.name.as_str(), d.owner.as_str()];
             if let Some(contract) = &d.contract {
                 let series = [labels[0], labels[1], contract.policy];
                 self.dataset_contract_violated.with_label_values(&series).set(i64::from(contract.violated));
@@ -261,6 +293,7 @@ impl Metrics {
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         self.refresh_datasets();
+        self.prune_deleted();
         self.runtime.refresh();
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
@@ -281,6 +314,9 @@ pub struct BackfillMetrics {
     /// Decisions that held admissions back, by reason (`QuotaExhausted`, `ParallelismReached`,
     /// `BudgetLimitReached`, `JobCapReached`, `WaitingForSchedule`, `WindowsBusy`, `Suspended`).
     pub throttles: IntCounterVec,
+    /// One series per throttle reason: 1 for the reason admissions are held back at the
+    /// backfill's last decision (the status's `throttled`), 0 for the others.
+    pub throttled: IntGaugeVec,
     /// Headroom of a ResourceQuota beyond a backfill's reserve after its last decision, in the
     /// resource's base unit (cores, bytes, pods); negative when scheduled runs use the reserve.
     pub quota_headroom: GaugeVec,
@@ -303,6 +339,11 @@ impl BackfillMetrics {
             &["namespace", "backfill", "reason"],
         )
         .expect("valid metric");
+        let throttled = IntGaugeVec::new(
+            Opts::new("sluice_backfill_throttled", "1 for the reason the backfill's admissions are held back, else 0."),
+            &["namespace", "backfill", "reason"],
+        )
+        .expect("valid metric");
         let quota_headroom = GaugeVec::new(
             Opts::new(
                 "sluice_backfill_quota_headroom",
@@ -314,7 +355,8 @@ impl BackfillMetrics {
         registry.register(Box::new(partitions.clone())).expect("unique metric");
         registry.register(Box::new(admissions.clone())).expect("unique metric");
         registry.register(Box::new(throttles.clone())).expect("unique metric");
+        registry.register(Box::new(throttled.clone())).expect("unique metric");
         registry.register(Box::new(quota_headroom.clone())).expect("unique metric");
-        Self { partitions, admissions, throttles, quota_headroom }
+        Self { partitions, admissions, throttles, throttled, quota_headroom }
     }
 }

@@ -134,7 +134,7 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
         // Metrics computed at scrape time from the cache.
         if let Some(addr) = sluice_e2e::operator::shared_http_addr() {
             let (_, metrics) = sluice_e2e::operator::http_get(addr, "/metrics").await.expect("metrics");
-            let labels = format!(r#"{{dataset="raw",namespace="{n}"}}"#);
+            let labels = format!(r#"{{dataset="raw",namespace="{n}",owner="team-a"}}"#);
             assert!(metrics.contains(&format!("sluice_dataset_stale{labels} 1")), "{metrics}");
             assert!(metrics.contains(&format!("sluice_dataset_freshness_objective_seconds{labels} 8")), "{metrics}");
             let age: f64 = metrics

@@ -299,7 +299,9 @@ fn prometheus_rules_are_valid_promql_on_the_operators_metrics() {
             }
         }
     }
-    for want in ["SluiceDatasetStale", "SluicePipelineRunsFailing", "SluicePipelineErrorBudgetBurn"] {
+    for want in
+        ["SluiceDatasetStale", "SluicePipelineRunsFailing", "SluicePipelineErrorBudgetBurn", "SluiceBackfillStuck"]
+    {
         assert!(alerts.contains(want), "missing alert {want}: {alerts:?}");
     }
     let burn = rule["spec"]["groups"][1]["rules"]

@@ -30,7 +30,8 @@ pub struct Output {
     pub stderr: String,
 }
 
-fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+/// Runs `program` in the repository with `args` and `stdin`.
+pub fn run(program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let mut child = std::process::Command::new(program)
         .args(args)

@@ -282,8 +282,20 @@ fn record_metrics(
         }
     }
     m.admissions.with_label_values(&[namespace, name]).inc_by(admitted as u64);
-    if let Some(t) = &plan.status.throttled {
-        m.throttles.with_label_values(&[namespace, name, t.reason.as_str()]).inc();
+    let throttle = plan.status.throttled.as_ref().map(|t| t.reason.as_str());
+    if let Some(reason) = throttle {
+        m.throttles.with_label_values(&[namespace, name, reason]).inc();
+    }
+    // One series per reason, 1 for the current one (a reason outside the list only while current).
+    crate::metrics::prune::remove_where(&m.throttled, |l| {
+        let reason = l.get("reason").copied();
+        l.get("namespace") == Some(&namespace)
+            && l.get("backfill") == Some(&name)
+            && reason != throttle
+            && !reason.is_some_and(|r| reasons::ALL.contains(&r))
+    });
+    for reason in reasons::ALL.into_iter().chain(throttle) {
+        m.throttled.with_label_values(&[namespace, name, reason]).set(i64::from(throttle == Some(reason)));
     }
     if let Some(q) = quota {
         let quota_name = q.name_any();

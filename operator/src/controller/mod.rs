@@ -5,6 +5,7 @@ pub mod context;
 pub mod dataset;
 pub mod job_cache;
 pub mod kube_jobs;
+pub mod live_objects;
 pub mod object;
 pub mod pipeline;
 pub mod ready;
@@ -319,6 +320,7 @@ pub async fn run(
     let recorder = Recorder::new(client.clone(), reporter);
     let freshness_source = dataset_store.clone();
     metrics.set_dataset_source(move || freshness_source.state().iter().map(|d| samples::dataset(d)).collect());
+    metrics.set_object_source(live_objects::source(pipeline_store.clone(), backfill_store.clone()));
     let caches = Caches {
         pipelines: pipeline_store.clone(),
         datasets: dataset_view.clone(),

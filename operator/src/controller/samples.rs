@@ -13,6 +13,7 @@ pub fn dataset(dataset: &Dataset) -> DatasetSample {
     DatasetSample {
         namespace: dataset.namespace().unwrap_or_default(),
         name: dataset.name_any(),
+        owner: dataset.spec.owner.clone(),
         watermark: status.and_then(|s| s.watermark.as_ref()).map(|w| w.0.as_millisecond() as f64 / 1000.0),
         max_age: crate::plan::dataset::objective(&dataset.spec).map(|o| o.max_age.as_secs_f64()),
         contract: contract(dataset),

@@ -23,6 +23,21 @@ pub mod reasons {
     pub const MAX_FAILED_PARTITIONS: &str = "MaxFailedPartitionsReached";
     pub const INPUT_CONTRACT_VIOLATED: &str = "InputContractViolated";
     pub const NAME_CONFLICT: &str = "NameConflict";
+
+    /// Every reason, in the order above.
+    pub const ALL: [&str; 11] = [
+        QUOTA_EXHAUSTED,
+        BUDGET_LIMIT_REACHED,
+        PARALLELISM_REACHED,
+        JOB_CAP_REACHED,
+        WAITING_FOR_SCHEDULE,
+        WINDOWS_BUSY,
+        SUSPENDED,
+        QUOTA_NEVER_FITS,
+        MAX_FAILED_PARTITIONS,
+        INPUT_CONTRACT_VIOLATED,
+        NAME_CONFLICT,
+    ];
 }
 
 /// Counts by phase. `processed` holds succeeded, failed and skipped windows.
