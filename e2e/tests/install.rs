@@ -2,7 +2,8 @@
 //! objects), the chart on the local cluster (server-side dry run, install, upgrade, `helm test`,
 //! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's RBAC proven
 //! enough and minimal by an operator impersonating its ServiceAccount, leader election with
-//! failover, the Argo CD health checks under Lua 5.1, and who a step may run as (the admission
+//! failover, the Argo CD health checks (under Lua 5.1 as Argo CD opens it, and through Argo CD's own
+//! CLI), and who a step may run as (the admission
 //! policy and the operator, with an impersonated Pipeline author).
 //!
 //! A test binary of its own that starts no shared operator (it does not call
@@ -12,8 +13,12 @@
 
 #[path = "install/argocd.rs"]
 mod argocd;
+#[path = "install/argocd_cli.rs"]
+mod argocd_cli;
 #[path = "install/chart.rs"]
 mod chart;
+#[path = "install/checkers.rs"]
+mod checkers;
 #[path = "install/cluster.rs"]
 mod cluster;
 #[path = "install/leader.rs"]
