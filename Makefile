@@ -6,7 +6,7 @@ CLUSTER := e2e/cluster
 DEMO_NAMESPACE ?= sluice-demo
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 
-.PHONY: bench chaos all build cluster-build cluster-up cluster-down crds lint unit-test e2e-test test demo demo-down clean
+.PHONY: bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
 
 all: build
 
@@ -16,6 +16,12 @@ build:
 # Kubernetes binaries (kube-apiserver, etcd, kwok, ...) built from the Go module registry, cached.
 cluster-build:
 	bash $(CLUSTER)/build.sh
+
+# The checkers the install tests run (argocd, kube-score from the Go module registry; checkov from
+# PyPI), cached like the Kubernetes binaries. The tests prepare them too when run alone.
+tools-build:
+	bash e2e/tools/build.sh
+	bash e2e/tools/checkov-venv.sh
 
 cluster-up: cluster-build
 	bash $(CLUSTER)/up.sh
@@ -45,7 +51,7 @@ unit-test:
 	$(CARGO) test -p sluice-operator
 
 # End-to-end tests: start (or reuse) the local control plane, run the operator binary against it.
-e2e-test: cluster-build build
+e2e-test: cluster-build tools-build build
 	$(CARGO) test -p sluice-e2e -- --test-threads=4
 
 test: unit-test e2e-test

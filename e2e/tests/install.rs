@@ -3,7 +3,7 @@
 //! uninstall, CRD upgrades, `kubectl apply` of manifests/install.yaml), the chart's RBAC proven
 //! enough and minimal by an operator impersonating its ServiceAccount, leader election with
 //! failover, the Argo CD health checks (under Lua 5.1 as Argo CD opens it, and through Argo CD's own
-//! CLI), and who a step may run as (the admission
+//! CLI), kube-score and checkov over the install manifests, and who a step may run as (the admission
 //! policy and the operator, with an impersonated Pipeline author).
 //!
 //! A test binary of its own that starts no shared operator (it does not call
@@ -23,6 +23,8 @@ mod checkers;
 mod cluster;
 #[path = "install/leader.rs"]
 mod leader;
+#[path = "install/lint.rs"]
+mod lint;
 #[path = "install/permissions.rs"]
 mod permissions;
 #[path = "install/rbac.rs"]

@@ -37,3 +37,13 @@ fn prepared(script: &str, args: &[&str]) -> PathBuf {
 pub fn argocd() -> PathBuf {
     prepared("build.sh", &["argocd"]).join("argocd")
 }
+
+/// `kube-score`, at the version e2e/tools/versions.env pins.
+pub fn kube_score() -> PathBuf {
+    prepared("build.sh", &["kube-score"]).join("kube-score")
+}
+
+/// `checkov`, at the version e2e/tools/versions.env pins.
+pub fn checkov() -> PathBuf {
+    prepared("checkov-venv.sh", &[])
+}
