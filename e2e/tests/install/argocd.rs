@@ -185,10 +185,8 @@ fn health_checks_pass_their_argo_cd_test_cases() {
 }
 
 /// Objects as they may look before the operator filled everything in, or when another version
-/// of it wrote fewer fields: the checks still answer, never fail with a Lua error (Argo CD would
-/// show Unknown with the error).
-#[test]
-fn health_checks_survive_partial_objects() {
+/// of it wrote fewer fields, as `kind` objects.
+pub fn partial_objects(kind: &str) -> Vec<Value> {
     let partial = [
         json!({"metadata": {}}),
         json!({"metadata": {"generation": 1}, "spec": {}, "status": {}}),
@@ -202,13 +200,27 @@ fn health_checks_survive_partial_objects() {
                {"type": "Throttled", "status": "True", "reason": "QuotaExhausted"},
                {"type": "Fresh", "status": "False"}, {"type": "Failed", "status": "True"}]}}),
     ];
-    let statuses: BTreeSet<&str> = ["Healthy", "Progressing", "Degraded", "Suspended"].into();
-    for kind in KINDS {
-        for obj in &partial {
-            let mut obj = obj.clone();
+    partial
+        .into_iter()
+        .map(|mut obj| {
+            obj["apiVersion"] = json!("sluice.dev/v1alpha1");
             obj["kind"] = json!(kind);
+            obj
+        })
+        .collect()
+}
+
+/// The health statuses Sluice objects can have.
+pub const STATUSES: [&str; 4] = ["Healthy", "Progressing", "Degraded", "Suspended"];
+
+/// On [`partial_objects`] the checks still answer, never fail with a Lua error (Argo CD would
+/// show Unknown with the error); argocd_cli.rs asks Argo CD the same.
+#[test]
+fn health_checks_survive_partial_objects() {
+    for kind in KINDS {
+        for obj in partial_objects(kind) {
             let (status, message) = health(kind, &obj).unwrap_or_else(|e| panic!("{kind} on {obj}: {e}"));
-            assert!(statuses.contains(status.as_str()), "{kind} on {obj}: {status}");
+            assert!(STATUSES.contains(&status.as_str()), "{kind} on {obj}: {status}");
             assert!(!message.is_empty(), "{kind} on {obj}: empty message");
         }
     }
