@@ -6,7 +6,7 @@ CLUSTER := e2e/cluster
 DEMO_NAMESPACE ?= sluice-demo
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 
-.PHONY: bench chaos all build cluster-build cluster-up cluster-down crds lint unit-test e2e-test test demo demo-down clean
+.PHONY: bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
 
 all: build
 
@@ -16,6 +16,16 @@ build:
 # Kubernetes binaries (kube-apiserver, etcd, kwok, ...) built from the Go module registry, cached.
 cluster-build:
 	bash $(CLUSTER)/build.sh
+
+# The checkers the install tests run, cached like the Kubernetes binaries: argocd and kube-score
+# from the Go module registry, dashcheck (e2e/tools/dashcheck: the Grafana dashboards), checkov
+# from PyPI, promtool and prometheus from Debian's package. The tests prepare them too when run
+# alone.
+tools-build:
+	bash e2e/tools/build.sh
+	bash e2e/tools/build-helper.sh dashcheck >/dev/null
+	bash e2e/tools/checkov-venv.sh
+	bash e2e/prometheus/install.sh >/dev/null
 
 cluster-up: cluster-build
 	bash $(CLUSTER)/up.sh
@@ -44,14 +54,8 @@ lint:
 unit-test:
 	$(CARGO) test -p sluice-operator
 
-# Go helpers of the tests (e2e/tools: dashcheck checks the Grafana dashboards), built and cached
-# outside the repository.
-.PHONY: tools
-tools:
-	bash e2e/tools/build.sh dashcheck >/dev/null
-
 # End-to-end tests: start (or reuse) the local control plane, run the operator binary against it.
-e2e-test: cluster-build build tools
+e2e-test: cluster-build tools-build build
 	$(CARGO) test -p sluice-e2e -- --test-threads=4
 
 test: unit-test e2e-test

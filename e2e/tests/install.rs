@@ -4,8 +4,9 @@
 //! promtool and a real Prometheus, the operator's /metrics (lint, series of deleted objects), the chart's RBAC proven
 //! enough and minimal by an operator impersonating its ServiceAccount, leader election with
 //! failover, the Grafana dashboards (schema, PromQL, metric names, ConfigMaps), the Argo CD health
-//! checks under Lua 5.1, and who a step may run as (the admission policy and the operator, with
-//! an impersonated Pipeline author).
+//! checks (under Lua 5.1 as Argo CD opens it, and through Argo CD's own CLI), kube-score and
+//! checkov over the install manifests, and who a step may run as (the admission policy and the
+//! operator, with an impersonated Pipeline author).
 //!
 //! A test binary of its own that starts no shared operator (it does not call
 //! `sluice_e2e::setup()`): every operator here is started by its test, with the rights and
@@ -16,14 +17,20 @@
 mod alerts;
 #[path = "install/argocd.rs"]
 mod argocd;
+#[path = "install/argocd_cli.rs"]
+mod argocd_cli;
 #[path = "install/chart.rs"]
 mod chart;
+#[path = "install/checkers.rs"]
+mod checkers;
 #[path = "install/cluster.rs"]
 mod cluster;
 #[path = "install/dashboards.rs"]
 mod dashboards;
 #[path = "install/leader.rs"]
 mod leader;
+#[path = "install/lint.rs"]
+mod lint;
 #[path = "install/metrics.rs"]
 mod metrics;
 #[path = "install/objects.rs"]

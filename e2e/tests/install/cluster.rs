@@ -93,7 +93,11 @@ fn release_objects(release: &str, namespace: &str) -> Vec<String> {
     let selector = format!("app.kubernetes.io/instance={release}");
     let mut names = Vec::new();
     for (kinds, scope) in [
-        ("deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets", namespace),
+        (
+            "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,\
+             networkpolicies",
+            namespace,
+        ),
         (
             "clusterroles,clusterrolebindings,customresourcedefinitions,validatingadmissionpolicies,\
              validatingadmissionpolicybindings",

@@ -19,13 +19,13 @@ fn dashboard_path(file: &str) -> PathBuf {
     chart_dir().join("dashboards").join(file)
 }
 
-/// The helper, built (or found in the cache) by e2e/tools/build.sh.
+/// The helper, built (or found in the cache) by e2e/tools/build-helper.sh.
 fn dashcheck() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let start = std::time::Instant::now();
         let out = std::process::Command::new("bash")
-            .arg(repo_root().join("e2e/tools/build.sh"))
+            .arg(repo_root().join("e2e/tools/build-helper.sh"))
             .arg("dashcheck")
             .output()
             .expect("bash runs");
