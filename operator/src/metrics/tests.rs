@@ -1,7 +1,14 @@
 use super::*;
 
 fn sample(name: &str, contract: Option<ContractSample>) -> DatasetSample {
-    DatasetSample { namespace: "team-a".into(), name: name.into(), owner: "team-a".into(), watermark: None, max_age: None, contract }
+    DatasetSample {
+        namespace: "team-a".into(),
+        name: name.into(),
+        owner: "team-a".into(),
+        watermark: None,
+        max_age: None,
+        contract,
+    }
 }
 
 #[test]
