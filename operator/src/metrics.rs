@@ -18,6 +18,7 @@ pub struct DatasetSample {
 }
 
 type DatasetSource = Arc<OnceLock<Box<dyn Fn() -> Vec<DatasetSample> + Send + Sync>>>;
+type InvalidSource = Arc<OnceLock<Box<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>>>;
 
 /// The operator's metrics, registered in their own registry.
 #[derive(Clone)]
@@ -33,6 +34,9 @@ pub struct Metrics {
     /// Each dataset's watermark as a Unix timestamp (alert on `time() - this`).
     pub dataset_watermark: GaugeVec,
     dataset_source: DatasetSource,
+    /// Watched objects that do not deserialize (skipped), by kind, at scrape time.
+    pub objects_invalid: IntGaugeVec,
+    invalid_source: InvalidSource,
     pub registry: Registry,
     /// Reconciles by controller and result (`success`, `error`), like controller-runtime's
     /// `controller_runtime_reconcile_total`.
@@ -155,6 +159,12 @@ impl Metrics {
         registry.register(Box::new(dataset_stale.clone())).expect("unique metric");
         let runtime = controller_runtime::ControllerRuntimeMetrics::register(&registry);
         let lineage = crate::lineage::LineageMetrics::register(&registry);
+        let objects_invalid = IntGaugeVec::new(
+            Opts::new("sluice_objects_invalid", "Watched Sluice objects that do not deserialize and are skipped."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(objects_invalid.clone())).expect("unique metric");
         Self {
             backfill: BackfillMetrics::register(&registry),
             dataset_freshness,
@@ -162,6 +172,8 @@ impl Metrics {
             dataset_stale,
             dataset_watermark,
             dataset_source: Arc::default(),
+            objects_invalid,
+            invalid_source: Arc::default(),
             registry,
             reconciles,
             reconcile_errors,
@@ -183,6 +195,18 @@ impl Metrics {
     /// exact when scraped and deleted datasets disappear.
     pub fn set_dataset_source(&self, source: impl Fn() -> Vec<DatasetSample> + Send + Sync + 'static) {
         let _ = self.dataset_source.set(Box::new(source));
+    }
+
+    /// Sets where the count of invalid objects per kind is read from at scrape time.
+    pub fn set_invalid_source(&self, source: impl Fn() -> Vec<(&'static str, usize)> + Send + Sync + 'static) {
+        let _ = self.invalid_source.set(Box::new(source));
+    }
+
+    fn refresh_invalid(&self) {
+        let Some(source) = self.invalid_source.get() else { return };
+        for (kind, count) in source() {
+            self.objects_invalid.with_label_values(&[kind]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
     }
 
     fn refresh_datasets(&self) {
@@ -211,6 +235,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.refresh_datasets();
         self.runtime.refresh();
+        self.refresh_invalid();
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
     }

@@ -6,6 +6,7 @@ mod backfills;
 mod datasets;
 mod exactly_once;
 mod lineage;
+mod malformed;
 mod operator_process;
 mod pipelines;
 mod pod_security;
