@@ -56,8 +56,10 @@ test: unit-test e2e-test
 
 # Fuzz the input front ends (cron and time zones, durations, quantities, step reports, Job and
 # label names) for FUZZ_SECONDS each; a crash leaves its input in operator/fuzz/artifacts/.
-# Needs `rustup toolchain install nightly` and `cargo install cargo-fuzz`.
+# Needs the nightly toolchain (`rustup toolchain install nightly`); cargo-fuzz is installed into
+# the tool cache by operator/fuzz/cargo-fuzz.sh.
 fuzz:
+	bin="$$(bash operator/fuzz/cargo-fuzz.sh)"; export PATH="$$bin:$$PATH"; \
 	cd operator/fuzz && for target in $(FUZZ_TARGETS); do \
 		$(CARGO) +nightly fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
 	done
