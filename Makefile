@@ -6,7 +6,11 @@ CLUSTER := e2e/cluster
 DEMO_NAMESPACE ?= sluice-demo
 DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 
-.PHONY: bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
+# cargo-fuzz targets (operator/fuzz, nightly toolchain), each run for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= schedule duration quantity report names
+
+.PHONY: fuzz bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
 
 all: build
 
@@ -59,6 +63,16 @@ e2e-test: cluster-build tools-build build
 	$(CARGO) test -p sluice-e2e -- --test-threads=4
 
 test: unit-test e2e-test
+
+# Fuzz the input front ends (cron and time zones, durations, quantities, step reports, Job and
+# label names) for FUZZ_SECONDS each; a crash leaves its input in operator/fuzz/artifacts/.
+# Needs the nightly toolchain (`rustup toolchain install nightly`); cargo-fuzz is installed into
+# the tool cache by operator/fuzz/cargo-fuzz.sh.
+fuzz:
+	bin="$$(bash operator/fuzz/cargo-fuzz.sh)"; export PATH="$$bin:$$PATH"; \
+	cd operator/fuzz && for target in $(FUZZ_TARGETS); do \
+		$(CARGO) +nightly fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
+	done
 
 # Benchmarks against the local control plane: they print figures (schedule lag, ...).
 bench: cluster-build build

@@ -46,7 +46,8 @@ pub fn job_name(pipeline: &str, step: &str, run_id: &str, attempt: u32) -> Strin
     }
     let hash = short_hash(&full, 4);
     let keep = MAX_JOB_NAME - hash.len() - 1;
-    let prefix = full[..keep].trim_end_matches('-');
+    // A dot before the hash's dash would end a DNS label with nothing (`a.-1f2e3d4c`).
+    let prefix = full[..keep].trim_end_matches(['-', '.']);
     format!("{prefix}-{hash}")
 }
 
@@ -214,6 +215,15 @@ mod tests {
         assert_eq!(long.len(), 63);
         assert_eq!(long, job_name(&"p".repeat(60), "a-step-with-a-long-name", "20261124-1000-1h", 0));
         assert_ne!(long, job_name(&"p".repeat(60), "a-step-with-a-long-name", "20261124-1100-1h", 0));
+    }
+
+    /// Found by the property test `job_names_are_dns_labels_and_deterministic`: a dotted
+    /// Pipeline name cut just after a dot gave `….000a0.-fe07f14a`, not a valid Job name.
+    #[test]
+    fn a_cut_never_leaves_a_dot_before_the_hash() {
+        let pipeline = "000a00--a-aa0-a--a00a-0aa-00a-0-0a-aa-a0-0a0-a0.000a0.a";
+        let name = job_name(pipeline, "0", "19700101-0000-1h", 0);
+        assert!(!name.contains(".-") && name.len() <= MAX_JOB_NAME, "{name}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use prometheus::{IntCounterVec, IntGauge, Opts};
 
@@ -27,6 +27,7 @@ use crate::metrics::Registry;
 use tokio::sync::mpsc;
 
 use crate::api::{Dataset, Pipeline, StepKind};
+use crate::controller::guard::{Valid, ValidStore};
 use crate::jobs::labels;
 use event::{DatasetName, RunFacts};
 use transition::{JobFacts, Kind, Outcome, Tracker};
@@ -153,8 +154,8 @@ impl Tap {
 /// What the worker reads to build events.
 #[derive(Clone)]
 pub struct Sources {
-    pub pipelines: Store<Pipeline>,
-    pub datasets: Store<Dataset>,
+    pub pipelines: ValidStore<Pipeline>,
+    pub datasets: ValidStore<Dataset>,
     pub pods: Store<Pod>,
 }
 
@@ -237,7 +238,7 @@ async fn facts(config: &Config, sources: &Sources, pending: &Pending) -> Option<
         datasets
             .iter()
             .map(|d| {
-                let found = sources.datasets.get(&ObjectRef::new(d).within(&kube_namespace));
+                let found = sources.datasets.get(d, &kube_namespace);
                 event::dataset_name(found.as_ref().and_then(|x| x.spec.location.as_deref()), d, &namespace)
             })
             .collect()
@@ -282,8 +283,8 @@ async fn facts(config: &Config, sources: &Sources, pending: &Pending) -> Option<
 }
 
 /// The Pipeline a Job's label names (the name, or its hash when longer than a label value).
-fn find_pipeline(store: &Store<Pipeline>, namespace: &str, label: &str) -> Option<Arc<Pipeline>> {
-    store.get(&ObjectRef::new(label).within(namespace)).or_else(|| {
+fn find_pipeline(store: &ValidStore<Pipeline>, namespace: &str, label: &str) -> Option<Valid<Pipeline>> {
+    store.get(label, namespace).or_else(|| {
         store.find(|p| p.namespace().as_deref() == Some(namespace) && crate::jobs::label_value(&p.name_any()) == label)
     })
 }

@@ -167,8 +167,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 /// A client from the kubeconfig or the pod's service account, whose requests carry
 /// [`sluice::telemetry::user_agent`]: an audit log then tells the replicas apart.
+///
+/// Without kube's built-in retry of 429, 503 and 504 responses: it backs off inside the request
+/// (doubling up to 1000 s), so a reconcile that met a starting API server's 503 stayed stuck in
+/// its request for seconds after the server was ready, out of reach of the watches' relist. The
+/// controllers retry those errors themselves, within 5 s and never past a known tick
+/// (`plan::retry`).
 async fn client(instance: Option<&str>) -> anyhow::Result<kube::Client> {
     let mut config = kube::Config::infer().await.context("could not load a Kubernetes client configuration")?;
+    config.default_retry = false;
     let agent = sluice::telemetry::user_agent(instance);
     let value = axum::http::HeaderValue::from_str(&agent).with_context(|| format!("invalid user agent {agent:?}"))?;
     config.headers.push((axum::http::header::USER_AGENT, value));

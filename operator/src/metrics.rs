@@ -34,6 +34,7 @@ pub struct ContractSample {
 
 type DatasetSource = Arc<OnceLock<Box<dyn Fn() -> Vec<DatasetSample> + Send + Sync>>>;
 type ObjectSource = Arc<OnceLock<Box<dyn Fn() -> prune::LiveObjects + Send + Sync>>>;
+type InvalidSource = Arc<OnceLock<Box<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>>>;
 
 /// The operator's metrics, registered in their own registry.
 #[derive(Clone)]
@@ -52,6 +53,9 @@ pub struct Metrics {
     pub dataset_contract_violated: IntGaugeVec,
     dataset_source: DatasetSource,
     object_source: ObjectSource,
+    /// Watched objects that do not deserialize (skipped), by kind, at scrape time.
+    pub objects_invalid: IntGaugeVec,
+    invalid_source: InvalidSource,
     pub registry: Registry,
     /// Reconciles by controller and result (`success`, `error`), like controller-runtime's
     /// `controller_runtime_reconcile_total`.
@@ -196,6 +200,12 @@ impl Metrics {
         }
         let runtime = controller_runtime::ControllerRuntimeMetrics::register(&registry);
         let lineage = crate::lineage::LineageMetrics::register(&registry);
+        let objects_invalid = IntGaugeVec::new(
+            Opts::new("sluice_objects_invalid", "Watched Sluice objects that do not deserialize and are skipped."),
+            &["kind"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(objects_invalid.clone())).expect("unique metric");
         Self {
             backfill: BackfillMetrics::register(&registry),
             dataset_freshness,
@@ -205,6 +215,8 @@ impl Metrics {
             dataset_contract_violated,
             dataset_source: Arc::default(),
             object_source: Arc::default(),
+            objects_invalid,
+            invalid_source: Arc::default(),
             registry,
             reconciles,
             reconcile_errors,
@@ -255,6 +267,18 @@ impl Metrics {
         prune::retain(&b.quota_headroom, ("resourcequota", &live.quotas));
     }
 
+    /// Sets where the count of invalid objects per kind is read from at scrape time.
+    pub fn set_invalid_source(&self, source: impl Fn() -> Vec<(&'static str, usize)> + Send + Sync + 'static) {
+        let _ = self.invalid_source.set(Box::new(source));
+    }
+
+    fn refresh_invalid(&self) {
+        let Some(source) = self.invalid_source.get() else { return };
+        for (kind, count) in source() {
+            self.objects_invalid.with_label_values(&[kind]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+
     fn refresh_datasets(&self) {
         let Some(source) = self.dataset_source.get() else { return };
         let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
@@ -295,6 +319,7 @@ impl Metrics {
         self.refresh_datasets();
         self.prune_deleted();
         self.runtime.refresh();
+        self.refresh_invalid();
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
     }

@@ -42,6 +42,7 @@ pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
         }
     }
     problems.extend(step_graph(spec));
+    problems.extend(step_templates(spec));
     let mut missing = BTreeMap::<&str, &str>::new();
     for step in &spec.steps {
         for name in &step.inputs {
@@ -66,6 +67,53 @@ pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
         problems.push(format!("{field}: Dataset {name:?} does not exist in this namespace"));
     }
     problems
+}
+
+/// Largest pod template a step may carry, as JSON: every Job of the step copies it, and a
+/// Backfill creates one per partition.
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+
+/// Problems with the steps' pod templates that the API server would only report when a Job is
+/// created (quantities are int-or-string in the schema), or not at all (the size).
+fn step_templates(spec: &PipelineSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, step) in spec.steps.iter().enumerate() {
+        let field = format!("spec.steps[{i}].template");
+        let size = serde_json::to_vec(&step.template).map_or(0, |json| json.len());
+        if size > MAX_TEMPLATE_BYTES {
+            problems.push(format!(
+                "{field}: the pod template is {size} bytes, more than {MAX_TEMPLATE_BYTES} (every Job of the step copies it)"
+            ));
+        }
+        let Some(pod) = &step.template.spec else { continue };
+        let containers = [
+            ("containers", pod.containers.as_slice()),
+            ("initContainers", pod.init_containers.as_deref().unwrap_or_default()),
+        ];
+        for (list, containers) in containers {
+            for (c, container) in containers.iter().enumerate() {
+                let Some(resources) = &container.resources else { continue };
+                for (kind, amounts) in [("requests", &resources.requests), ("limits", &resources.limits)] {
+                    for (name, amount) in amounts.iter().flatten() {
+                        problems.extend(quantity_problem(
+                            &format!("{field}.spec.{list}[{c}].resources.{kind}.{name}"),
+                            &amount.0,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// A problem when `text` at `field` is not a non-negative Kubernetes quantity.
+fn quantity_problem(field: &str, text: &str) -> Option<String> {
+    match crate::quota::quantity::parse(text, crate::quota::quantity::Round::Up) {
+        None => Some(format!("{field}: {text:?} is not a quantity (for example 500m, 2 or 512Mi)")),
+        Some(milli) if milli < 0 => Some(format!("{field}: {text:?} is negative")),
+        Some(_) => None,
+    }
 }
 
 /// Settings of a valid Pipeline spec that work against each other, for the `Ready` message: with
@@ -237,6 +285,13 @@ pub fn backfill(spec: &BackfillSpec, pipeline: Option<&PipelineSpec>, lookup: &d
             spec.pipeline_ref.name
         )),
         Some(_) => {}
+    }
+    if let Some(budget) = &spec.budget {
+        for (field, amounts) in [("reserve", &budget.reserve), ("limits", &budget.limits)] {
+            for (name, amount) in amounts.iter().flatten() {
+                problems.extend(quantity_problem(&format!("spec.budget.{field}.{name}"), &amount.0));
+            }
+        }
     }
     if let Some(quota) = spec.budget.as_ref().and_then(|b| b.resource_quota_ref.as_ref())
         && !lookup.resource_quota_exists(&quota.name)
@@ -414,5 +469,37 @@ mod tests {
         let pipeline = pipeline_spec(vec![step("a", &[])]);
         w.quotas.push("compute");
         assert!(backfill(&spec, Some(&pipeline), &w).is_empty());
+    }
+
+    #[test]
+    fn quantities_and_template_size_are_checked() {
+        let mut a = step("a", &[]);
+        a.template = serde_json::from_value(serde_json::json!({"spec": {"containers": [{"name": "main",
+            "image": "x", "resources": {"requests": {"cpu": "a lot", "memory": "64Mi"}, "limits": {"memory": "-1Gi"}}}]}}))
+        .unwrap();
+        let problems = pipeline(&pipeline_spec(vec![a]), &world());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("spec.steps[0].template.spec.containers[0].resources.requests.cpu:"));
+        assert!(problems[1].contains("limits.memory: \"-1Gi\" is negative"), "{}", problems[1]);
+
+        let mut big = step("a", &[]);
+        big.template = serde_json::from_value(
+            serde_json::json!({"metadata": {"annotations": {"x": "y".repeat(MAX_TEMPLATE_BYTES)}},
+            "spec": {"containers": [{"name": "main", "image": "x"}]}}),
+        )
+        .unwrap();
+        let problems = pipeline(&pipeline_spec(vec![big]), &world());
+        assert!(
+            problems.len() == 1 && problems[0].starts_with("spec.steps[0].template: the pod template is"),
+            "{problems:?}"
+        );
+
+        let spec: BackfillSpec = serde_json::from_value(serde_json::json!({
+            "pipelineRef": {"name": "p"}, "range": {"start": "2026-10-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"},
+            "budget": {"limits": {"cpu": "lots", "memory": "2Gi"}}
+        }))
+        .unwrap();
+        let problems = backfill(&spec, Some(&pipeline_spec(vec![step("a", &[])])), &world());
+        assert_eq!(problems, ["spec.budget.limits.cpu: \"lots\" is not a quantity (for example 500m, 2 or 512Mi)"]);
     }
 }

@@ -1,11 +1,12 @@
 //! End-to-end tests of Sluice against a real Kubernetes control plane (see the harness in
 //! `e2e/src`). One test binary, so the control plane and the operator start once.
 
-mod api_validation;
 mod backfills;
+mod bad_input;
 mod datasets;
 mod exactly_once;
 mod lineage;
+mod malformed;
 mod operator_process;
 mod pipelines;
 mod pod_security;

@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
@@ -452,7 +453,12 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
 }
 
 /// Other Backfills of the same pipeline among `backfills` (a cache's), as records.
-pub fn siblings(backfills: &[Arc<Backfill>], namespace: &str, pipeline: &str, uid: &str) -> Vec<Sibling> {
+pub fn siblings(
+    backfills: &[impl Deref<Target = Backfill>],
+    namespace: &str,
+    pipeline: &str,
+    uid: &str,
+) -> Vec<Sibling> {
     backfills
         .iter()
         .filter(|b| b.namespace().as_deref() == Some(namespace) && b.spec.pipeline_ref.name == pipeline)

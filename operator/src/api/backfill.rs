@@ -156,13 +156,13 @@ pub struct Budget {
     /// `requests.cpu: "2"`; `cpu` means `requests.cpu`). The backfill never takes the last
     /// `reserve` of the quota, and admits whenever there is headroom beyond it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
+    #[schemars(extend("maxProperties" = 16))]
     pub reserve: Option<BTreeMap<String, Quantity>>,
 
     /// Most resources the backfill's unfinished Jobs may request together, by quota resource name
     /// (for example `requests.cpu: "4"`; `cpu` means `requests.cpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16))]
+    #[schemars(extend("maxProperties" = 16))]
     pub limits: Option<BTreeMap<String, Quantity>>,
 }
 

@@ -26,13 +26,18 @@ pub const VERSION: &str = "v1alpha1";
 /// The category that `kubectl get sluice` lists.
 pub const CATEGORY: &str = "sluice";
 
+/// An object name (a DNS subdomain): the pattern that references to Sluice objects, Datasets
+/// and ResourceQuotas are checked against at apply, so that a reference in another form (such
+/// as `namespace/name`, which would cross namespaces) is refused naming the field.
+pub const OBJECT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 /// A reference to an object by name in the same namespace. References never cross namespaces.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
     /// Name of the referenced object, in the namespace of the referring object (a name, never
     /// `namespace/name`; there is no namespace field).
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
 }
 

@@ -148,10 +148,7 @@ pub enum CatchUpPolicy {
 pub struct TriggerSpec {
     /// Names of Datasets in this namespace whose watermark advancing triggers a run (names only:
     /// references never cross namespaces).
-    #[schemars(
-        length(min = 1, max = 16),
-        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
-    )]
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 253), regex(pattern = super::OBJECT_NAME_PATTERN)))]
     pub datasets: Vec<String>,
 
     /// `All` waits until every listed dataset has advanced past the last run's window (the
@@ -184,19 +181,13 @@ pub struct StepSpec {
 
     /// Datasets this step reads (names of Datasets in this namespace; a name, never `namespace/name`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 16),
-        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
-    )]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253), regex(pattern = super::OBJECT_NAME_PATTERN)))]
     pub inputs: Vec<String>,
 
     /// Datasets this step produces (names of Datasets in this namespace). A dataset is produced
     /// by one step only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 16),
-        inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))
-    )]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253), regex(pattern = super::OBJECT_NAME_PATTERN)))]
     pub outputs: Vec<String>,
 
     /// Names of steps of this pipeline that must succeed before this step starts.

@@ -38,10 +38,10 @@ use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
+use super::guard::{self, Guarded, Key, ValidStore};
 use super::job_cache::PendingJobs;
 use super::ready;
 use super::status::FIELD_MANAGER;
@@ -60,20 +60,20 @@ const CREATE_RETRY: SignedDuration = SignedDuration::from_secs(30);
 /// How soon to decide again after the status changed under a decision.
 const CONFLICT_RETRY: SignedDuration = SignedDuration::from_millis(100);
 
-pub async fn reconcile(obj: Arc<Backfill>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(obj: Arc<Guarded<Backfill>>, ctx: Arc<Context>) -> Result<Action> {
     ready::measured(obj, ctx, async |backfill: &Backfill, ctx: &Context| reconcile_backfill(backfill, ctx).await).await
 }
 
 /// The Backfill that controls `job`, if any: a change of the Job wakes it.
-pub fn controlling_backfill(job: &Job) -> Option<ObjectRef<Backfill>> {
+pub fn controlling_backfill(job: &Job) -> Option<Key<Backfill>> {
     let owner = job.owner_references().iter().find(|o| o.controller == Some(true))?;
     (owner.kind == Backfill::kind(&()) && owner.api_version == Backfill::api_version(&()))
-        .then(|| ObjectRef::new(&owner.name).within(job.namespace().as_deref().unwrap_or_default()))
+        .then(|| guard::key(&owner.name, job.namespace().as_deref().unwrap_or_default()))
 }
 
 /// The Backfills in `namespace`, woken by a change that concerns all of them (a LimitRange).
-pub fn in_namespace(store: &Store<Backfill>, namespace: Option<String>) -> Vec<ObjectRef<Backfill>> {
-    store.state().iter().filter(|b| b.namespace() == namespace).map(|b| ObjectRef::from_obj(&**b)).collect()
+pub fn in_namespace(store: &ValidStore<Backfill>, namespace: Option<String>) -> Vec<Key<Backfill>> {
+    store.state().iter().filter(|b| b.namespace() == namespace).map(|b| guard::key_of(&**b)).collect()
 }
 
 async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> {
@@ -187,7 +187,8 @@ impl BackfillApi for KubeBackfills<'_> {
     fn observe(&self, backfill: &Backfill, uid: &str, now: Timestamp) -> Observed {
         let ctx = self.ctx;
         let namespace = self.namespace.as_str();
-        let pipeline = ctx.pipelines.get(&ObjectRef::new(&backfill.spec.pipeline_ref.name).within(namespace));
+        let pipeline =
+            ctx.pipelines.get(&backfill.spec.pipeline_ref.name, namespace).map(|p| Arc::new(Pipeline::clone(&p)));
         let mut problems =
             validation::backfill(&backfill.spec, pipeline.as_ref().map(|p| &p.spec), &ctx.namespace(namespace));
         // The Pipeline's templates run as written: the accounts of the steps this backfill runs
@@ -249,7 +250,7 @@ fn blocked_inputs(ctx: &Context, namespace: &str, pipeline: Option<&Pipeline>) -
     inputs
         .into_iter()
         .filter_map(|name| {
-            let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+            let dataset = ctx.datasets.get(name, namespace)?;
             let blocks = dataset.spec.contract.as_ref().is_some_and(|c| c.policy == DriftPolicy::Block);
             let violated = dataset
                 .status

@@ -12,6 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use super::guard::ValidStore;
 use super::job_cache::{JobCaps, PendingJobs};
 use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
@@ -19,9 +20,9 @@ use crate::validation::Lookup;
 
 /// The watch caches the controllers read from.
 pub struct Caches {
-    pub pipelines: Store<Pipeline>,
-    pub datasets: Store<Dataset>,
-    pub backfills: Store<Backfill>,
+    pub pipelines: ValidStore<Pipeline>,
+    pub datasets: ValidStore<Dataset>,
+    pub backfills: ValidStore<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
@@ -34,9 +35,9 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Metrics,
-    pub pipelines: Store<Pipeline>,
-    pub datasets: Store<Dataset>,
-    pub backfills: Store<Backfill>,
+    pub pipelines: ValidStore<Pipeline>,
+    pub datasets: ValidStore<Dataset>,
+    pub backfills: ValidStore<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
     /// Pods of Sluice's Jobs, for their termination messages (step reports).
@@ -165,7 +166,7 @@ pub struct NamespaceView<'a> {
 
 impl Lookup for NamespaceView<'_> {
     fn dataset_exists(&self, name: &str) -> bool {
-        self.ctx.datasets.get(&ObjectRef::new(name).within(&self.namespace)).is_some()
+        self.ctx.datasets.get(name, &self.namespace).is_some()
     }
 
     fn resource_quota_exists(&self, name: &str) -> bool {

@@ -10,10 +10,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
+use super::guard::{self, Guarded, Key, Valid, ValidStore};
 use super::job_cache;
 use super::ready;
 use super::status::write_if_changed;
@@ -27,7 +28,7 @@ use crate::{report, validation};
 /// Label the Job controller puts on a Job's pods.
 const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 
-pub async fn reconcile(obj: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(obj: Arc<Guarded<Dataset>>, ctx: Arc<Context>) -> Result<Action> {
     ready::measured(obj, ctx, async |dataset: &Dataset, ctx: &Context| reconcile_dataset(dataset, ctx).await).await
 }
 
@@ -36,7 +37,7 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
     let name = dataset.name_any();
 
     // Observe.
-    let pipelines: Vec<Arc<Pipeline>> =
+    let pipelines: Vec<Valid<Pipeline>> =
         ctx.pipelines.state().into_iter().filter(|p| p.namespace().as_deref() == Some(namespace.as_str())).collect();
     let producing: BTreeSet<(String, String)> = pipelines
         .iter()
@@ -161,26 +162,20 @@ pub fn termination_message(pod: &Pod) -> String {
 
 /// The Datasets (in the Job's or pod's namespace) that the step behind these labels outputs.
 pub fn datasets_of_step(
-    pipelines: &Store<Pipeline>,
+    pipelines: &ValidStore<Pipeline>,
     namespace: Option<String>,
     l: &std::collections::BTreeMap<String, String>,
-) -> Vec<ObjectRef<Dataset>> {
+) -> Vec<Key<Dataset>> {
     let (Some(ns), Some(pipeline), Some(step)) = (namespace, l.get(labels::PIPELINE), l.get(labels::STEP)) else {
         return Vec::new();
     };
     // The label is the name, or (longer than 63 characters) a hash of it: then look further.
-    let p = pipelines.get(&ObjectRef::new(pipeline).within(&ns)).or_else(|| {
+    let p = pipelines.get(pipeline, &ns).or_else(|| {
         pipelines
             .find(|p| p.namespace().as_deref() == Some(ns.as_str()) && jobs::label_value(&p.name_any()) == *pipeline)
     });
     let Some(p) = p else { return Vec::new() };
-    p.spec
-        .steps
-        .iter()
-        .filter(|s| &s.name == step)
-        .flat_map(|s| s.outputs.iter())
-        .map(|d| ObjectRef::new(d).within(&ns))
-        .collect()
+    p.spec.steps.iter().filter(|s| &s.name == step).flat_map(|s| s.outputs.iter()).map(|d| guard::key(d, &ns)).collect()
 }
 
 #[cfg(test)]
@@ -278,12 +273,13 @@ mod tests {
     #[test]
     fn the_jobs_and_pods_of_a_long_named_pipeline_wake_its_datasets() {
         let p = pipeline(LONG);
-        let (store, mut writer) = reflector::store::<Pipeline>();
-        writer.apply_watcher_event(&watcher::Event::Apply(p.clone()));
+        let (store, mut writer) = reflector::store::<Guarded<Pipeline>>();
+        writer.apply_watcher_event(&watcher::Event::Apply(kube::core::DeserializeGuard(Ok(p.clone()))));
+        let store = ValidStore::new(store);
         let job = complete_job(&p, "j-uid");
         let pod = pod_of(&job, "j-uid", "");
         for l in [job.labels(), pod.labels()] {
-            assert_eq!(datasets_of_step(&store, Some("team-a".into()), l), [ObjectRef::new("orders").within("team-a")]);
+            assert_eq!(datasets_of_step(&store, Some("team-a".into()), l), [guard::key("orders", "team-a")]);
         }
         assert!(datasets_of_step(&store, Some("team-b".into()), job.labels()).is_empty());
     }

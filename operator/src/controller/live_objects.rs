@@ -1,14 +1,17 @@
 //! The objects in the watch caches, read by the metrics at scrape time so that the series of
 //! deleted Pipelines, Backfills and budgeted ResourceQuotas disappear.
 
+use super::guard::ValidStore;
 use kube::ResourceExt;
-use kube::runtime::reflector::Store;
 
 use crate::api::{Backfill, Pipeline};
 use crate::metrics::prune::LiveObjects;
 
 /// Reads the live objects from the Pipeline and Backfill caches.
-pub fn source(pipelines: Store<Pipeline>, backfills: Store<Backfill>) -> impl Fn() -> LiveObjects + Send + Sync {
+pub fn source(
+    pipelines: ValidStore<Pipeline>,
+    backfills: ValidStore<Backfill>,
+) -> impl Fn() -> LiveObjects + Send + Sync {
     move || {
         let key = |namespace: Option<String>, name: String| (namespace.unwrap_or_default(), name);
         let mut live = LiveObjects {

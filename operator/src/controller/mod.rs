@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod context;
 pub mod dataset;
+pub mod guard;
 pub mod job_cache;
 pub mod kube_jobs;
 pub mod live_objects;
@@ -22,7 +23,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
 
@@ -30,6 +31,7 @@ use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
 use crate::server::Readiness;
 use context::{Caches, Context};
+use guard::{Guarded, ValidStore};
 use object::SluiceObject as _;
 use watch_backoff::watch_backoff;
 
@@ -133,19 +135,20 @@ pub async fn run(
     let config = controller::Config::default().concurrency(settings.concurrency);
 
     // Every watch retries within 2 s after an error (watch_backoff.rs): after an API server
-    // outage the caches catch up at once.
-    let pipelines = Controller::new(api::<Pipeline>(&client, &settings.namespace), wc.clone())
+    // outage the caches catch up at once. Sluice kinds are watched through DeserializeGuard
+    // (guard.rs): an object that does not deserialize is skipped, not a failed list.
+    let pipelines = Controller::new(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone())
         .with_config(config.clone())
         .trigger_backoff(watch_backoff());
-    let datasets = Controller::new(api::<Dataset>(&client, &settings.namespace), wc.clone())
+    let datasets = Controller::new(api::<Guarded<Dataset>>(&client, &settings.namespace), wc.clone())
         .with_config(config.clone())
         .trigger_backoff(watch_backoff());
-    let backfills = Controller::new(api::<Backfill>(&client, &settings.namespace), wc.clone())
+    let backfills = Controller::new(api::<Guarded<Backfill>>(&client, &settings.namespace), wc.clone())
         .with_config(config)
         .trigger_backoff(watch_backoff());
-    let pipeline_store = pipelines.store();
-    let dataset_store = datasets.store();
-    let backfill_store = backfills.store();
+    let pipeline_store = ValidStore::new(pipelines.store());
+    let dataset_store = ValidStore::new(datasets.store());
+    let backfill_store = ValidStore::new(backfills.store());
 
     let (quota_store, quota_writer) = reflector::store::<ResourceQuota>();
     let quota_stream = watcher(api::<ResourceQuota>(&client, &settings.namespace), wc.clone())
@@ -221,7 +224,7 @@ pub async fn run(
             .state()
             .into_iter()
             .filter(|p| p.namespace() == namespace && pipeline::runs_as(p, &name))
-            .map(|p| ObjectRef::from_obj(&*p))
+            .map(|p| guard::key_of(&*p))
             .collect::<Vec<_>>()
     });
     // LimitRanges give the default requests that backfill quota admission counts.
@@ -248,12 +251,13 @@ pub async fn run(
     let datasets = datasets
         .reconcile_on(dataset_job_triggers)
         .watches_stream(pod_stream, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
-        .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
+        .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), move |pipeline| {
             let namespace = pipeline.namespace().unwrap_or_default();
-            pipeline::referenced_datasets(&pipeline)
+            let Ok(pipeline) = &pipeline.0 else { return Vec::new() };
+            pipeline::referenced_datasets(pipeline)
                 .collect::<BTreeSet<_>>()
                 .into_iter()
-                .map(|d| ObjectRef::new(d).within(&namespace))
+                .map(|d| guard::key(d, &namespace))
                 .collect::<Vec<_>>()
         });
 
@@ -261,8 +265,9 @@ pub async fn run(
     // The Pipeline controller reads Datasets from this cache, filled by the same stream that wakes
     // it, so an upstream watermark seen in the event is seen by the reconcile too.
     let by_dataset = pipeline_store.clone();
-    let (dataset_view, dataset_view_writer) = reflector::store::<Dataset>();
-    let dataset_stream = watcher(api::<Dataset>(&client, &settings.namespace), wc.clone())
+    let (dataset_view, dataset_view_writer) = reflector::store::<Guarded<Dataset>>();
+    let dataset_view = ValidStore::new(dataset_view);
+    let dataset_stream = watcher(api::<Guarded<Dataset>>(&client, &settings.namespace), wc.clone())
         .backoff(watch_backoff())
         .modify(|d| d.managed_fields_mut().clear())
         .reflect(dataset_view_writer)
@@ -274,7 +279,7 @@ pub async fn run(
             .state()
             .into_iter()
             .filter(|p| p.namespace() == namespace && pipeline::referenced_datasets(p).any(|d| d == name))
-            .map(|p| ObjectRef::from_obj(&*p))
+            .map(|p| guard::key_of(&*p))
             .collect::<Vec<_>>()
     });
     // A Pipeline or ResourceQuota appearing or changing wakes the backfills that name it.
@@ -288,14 +293,14 @@ pub async fn run(
         .reconcile_on(backfill_job_triggers)
         .reconcile_on(account_wakes)
         .watches_stream(limit_range_stream, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
-        .watches(api::<Pipeline>(&client, &settings.namespace), wc.clone(), move |pipeline| {
+        .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), move |pipeline| {
             let namespace = pipeline.namespace();
             let name = pipeline.name_any();
             by_pipeline
                 .state()
                 .into_iter()
                 .filter(|b| b.namespace() == namespace && b.spec.pipeline_ref.name == name)
-                .map(|b| ObjectRef::from_obj(&*b))
+                .map(|b| guard::key_of(&*b))
                 .collect::<Vec<_>>()
         })
         .watches_stream(quota_stream, move |quota| {
@@ -312,7 +317,7 @@ pub async fn run(
                             .and_then(|x| x.resource_quota_ref.as_ref())
                             .is_some_and(|r| r.name == name)
                 })
-                .map(|b| ObjectRef::from_obj(&*b))
+                .map(|b| guard::key_of(&*b))
                 .collect::<Vec<_>>()
         });
 
@@ -321,6 +326,15 @@ pub async fn run(
     let freshness_source = dataset_store.clone();
     metrics.set_dataset_source(move || freshness_source.state().iter().map(|d| samples::dataset(d)).collect());
     metrics.set_object_source(live_objects::source(pipeline_store.clone(), backfill_store.clone()));
+    let (invalid_pipelines, invalid_datasets, invalid_backfills) =
+        (pipeline_store.clone(), dataset_store.clone(), backfill_store.clone());
+    metrics.set_invalid_source(move || {
+        vec![
+            ("Pipeline", invalid_pipelines.invalid_count()),
+            ("Dataset", invalid_datasets.invalid_count()),
+            ("Backfill", invalid_backfills.invalid_count()),
+        ]
+    });
     let caches = Caches {
         pipelines: pipeline_store.clone(),
         datasets: dataset_view.clone(),
@@ -346,10 +360,10 @@ pub async fn run(
 
     let ready_flag = readiness.clone();
     tokio::spawn(async move {
-        let synced = synced(&pipeline_store, "pipelines").await
-            && synced(&dataset_store, "datasets").await
-            && synced(&dataset_view, "datasets (pipeline view)").await
-            && synced(&backfill_store, "backfills").await
+        let synced = synced(pipeline_store.raw(), "pipelines").await
+            && synced(dataset_store.raw(), "datasets").await
+            && synced(dataset_view.raw(), "datasets (pipeline view)").await
+            && synced(backfill_store.raw(), "backfills").await
             && synced(&quota_store, "resourcequotas").await
             && synced(&job_store, "jobs").await
             && synced(&pod_store, "pods").await

@@ -12,10 +12,10 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
+use super::guard::Guarded;
 use super::job_cache;
 use super::ready;
 use super::status::FIELD_MANAGER;
@@ -40,7 +40,7 @@ const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// How soon to look again after the API server refused a Job.
 const CREATE_RETRY: Duration = Duration::from_secs(30);
 
-pub async fn reconcile(obj: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(obj: Arc<Guarded<Pipeline>>, ctx: Arc<Context>) -> Result<Action> {
     ready::measured(obj, ctx, async |pipeline: &Pipeline, ctx: &Context| reconcile_pipeline(pipeline, ctx).await).await
 }
 
@@ -175,7 +175,7 @@ fn outputs_checked(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> BTree
         .iter()
         .flat_map(|s| s.outputs.iter())
         .filter_map(|name| {
-            let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+            let dataset = ctx.datasets.get(name, namespace)?;
             let checked = dataset.status.as_ref().and_then(|s| s.last_checked_run.as_ref());
             Some((name.clone(), checked.map(|c| (c.finished.0, c.pipeline.clone(), c.run.clone(), c.step.clone()))))
         })
@@ -207,7 +207,7 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, obser
 
 /// Why a Dataset in the cache holds its readers: it violates its contract under policy `Block`.
 fn contract_block(ctx: &Context, namespace: &str, name: &str) -> Option<String> {
-    let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+    let dataset = ctx.datasets.get(name, namespace)?;
     let blocks = dataset.spec.contract.as_ref().is_some_and(|c| c.policy == DriftPolicy::Block);
     let status = dataset.status.as_ref()?;
     conditions::find(&status.conditions, types::SCHEMA_CONFORMANT)
@@ -222,7 +222,7 @@ fn upstream(ctx: &Context, namespace: &str, pipeline: &Pipeline) -> Vec<Upstream
         .datasets
         .iter()
         .filter_map(|name| {
-            let dataset = ctx.datasets.get(&ObjectRef::new(name).within(namespace))?;
+            let dataset = ctx.datasets.get(name, namespace)?;
             let status = dataset.status.as_ref();
             Some(Upstream {
                 name: name.clone(),

@@ -9,7 +9,10 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
+use kube::core::error_boundary::InvalidObject;
+
 use super::context::Context;
+use super::guard::Guarded;
 use super::object::SluiceObject;
 use crate::api::conditions::{self, types};
 use crate::error::{Error, Result};
@@ -37,8 +40,9 @@ pub async fn publish_events<K: SluiceObject>(
     }
 }
 
-/// Runs `reconcile`, recording metrics and resetting the object's backoff on success.
-pub async fn measured<K, F>(obj: Arc<K>, ctx: Arc<Context>, reconcile: F) -> Result<Action>
+/// Runs `reconcile` on a valid object, recording metrics and resetting the object's backoff on
+/// success. An object that did not deserialize is reported and left until it changes.
+pub async fn measured<K, F>(obj: Arc<Guarded<K>>, ctx: Arc<Context>, reconcile: F) -> Result<Action>
 where
     K: SluiceObject,
     F: AsyncFnOnce(&K, &Context) -> Result<Action>,
@@ -46,9 +50,16 @@ where
     if !ctx.caches_synced.get() {
         return Ok(Action::requeue(std::time::Duration::from_millis(500)));
     }
+    let valid = match &obj.0 {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            report_invalid(&ctx, &*obj, invalid).await;
+            return Ok(Action::await_change());
+        }
+    };
     let timer = ctx.metrics.reconcile_duration.with_label_values(&[K::CONTROLLER]).start_timer();
     let runtime = ctx.metrics.runtime.start(K::CONTROLLER);
-    let result = reconcile(&obj, &ctx).await;
+    let result = reconcile(valid, &ctx).await;
     timer.observe_duration();
     ctx.metrics.runtime.finish(runtime, &result);
     let key = object_key(&*obj);
@@ -65,15 +76,27 @@ where
     result
 }
 
+/// Logs and publishes (as a Warning Event `InvalidObject`) that an object cannot be read by the
+/// current types; the `sluice_objects_invalid` gauge counts it from the cache.
+async fn report_invalid<K: SluiceObject>(ctx: &Context, obj: &Guarded<K>, invalid: &InvalidObject) {
+    let kind = K::kind(&());
+    tracing::warn!(kind = %kind, object = %object_key(obj), error = %invalid.error, "skipping an object that does not deserialize");
+    let note = format!(
+        "Sluice cannot read this {kind}: {}. It is skipped until it is fixed (check fields written by hand or by an older version).",
+        invalid.error
+    );
+    ctx.event(obj, EventType::Warning, "InvalidObject", note, "Read").await;
+}
+
 /// Error policy shared by the controllers: per-object backoff, short for transient errors and
 /// never past the object's next tick (see [`crate::plan::retry`]).
-pub fn error_policy<K: SluiceObject>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: SluiceObject>(obj: Arc<Guarded<K>>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = object_key(&*obj);
     let failure = Failure {
         transient: error.is_transient(),
         attempt: ctx.count_failure(&key),
         jitter: jitter(),
-        next_tick: obj.next_tick(),
+        next_tick: obj.0.as_ref().ok().and_then(SluiceObject::next_tick),
     };
     let delay = retry::delay(failure, Timestamp::now());
     let category = error.category();
@@ -88,6 +111,6 @@ fn jitter() -> f64 {
     f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
-fn object_key<K: SluiceObject>(obj: &K) -> String {
+fn object_key<K: SluiceObject>(obj: &Guarded<K>) -> String {
     format!("{}/{}/{}", K::CONTROLLER, obj.namespace().unwrap_or_default(), obj.name_any())
 }
