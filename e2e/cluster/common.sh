@@ -60,8 +60,15 @@ start() {
   failing="$name"
   setsid -f bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
     "$pidfile" "$bin_dir/$name" "$@" </dev/null >>"$log_dir/$name.log" 2>&1 9>&-
-  for ((i = 0; i < 50; i++)); do
-    [ -s "$pidfile" ] && return 0
+  # The pid file appears before the shell execs the binary; until then `ps` shows bash, and
+  # is_alive would take the component for dead. Wait for the exec (a few ms, seconds under load).
+  local pid
+  for ((i = 0; i < 100; i++)); do
+    pid="$(pid_of "$name")"
+    pid_is "$pid" "$name" && return 0
+    if [ -n "$pid" ] && ! ps -p "$pid" >/dev/null 2>&1; then
+      break
+    fi
     sleep 0.1
   done
   log "$name did not start"

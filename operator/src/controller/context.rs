@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::validation::Lookup;
 
 /// The watch caches the controllers read from.
+#[derive(Clone)]
 pub struct Caches {
     pub pipelines: ValidStore<Pipeline>,
     pub datasets: ValidStore<Dataset>,

@@ -12,9 +12,9 @@ pub mod pipeline;
 pub mod ready;
 pub mod samples;
 pub mod status;
+pub mod wakes;
 pub mod watch_backoff;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,6 +118,44 @@ where
     }
 }
 
+/// The watch caches the metrics read at scrape time: dataset freshness and contracts, the
+/// live objects whose series stay, and the objects that do not deserialize.
+fn metric_sources(
+    metrics: &Metrics,
+    pipelines: &ValidStore<Pipeline>,
+    datasets: &ValidStore<Dataset>,
+    backfills: &ValidStore<Backfill>,
+) {
+    let freshness_source = datasets.clone();
+    metrics.set_dataset_source(move || freshness_source.state().iter().map(|d| samples::dataset(d)).collect());
+    metrics.set_object_source(live_objects::source(pipelines.clone(), backfills.clone()));
+    let (pipelines, datasets, backfills) = (pipelines.clone(), datasets.clone(), backfills.clone());
+    metrics.set_invalid_source(move || {
+        vec![
+            ("Pipeline", pipelines.invalid_count()),
+            ("Dataset", datasets.invalid_count()),
+            ("Backfill", backfills.invalid_count()),
+        ]
+    });
+}
+
+/// Sets `readiness` once every cache has its initial list.
+async fn ready_when_synced(caches: Caches, dataset_store: ValidStore<Dataset>, readiness: Readiness) {
+    let synced = synced(caches.pipelines.raw(), "pipelines").await
+        && synced(dataset_store.raw(), "datasets").await
+        && synced(caches.datasets.raw(), "datasets (pipeline view)").await
+        && synced(caches.backfills.raw(), "backfills").await
+        && synced(&caches.quotas, "resourcequotas").await
+        && synced(&caches.jobs, "jobs").await
+        && synced(&caches.pods, "pods").await
+        && synced(&caches.limit_ranges, "limitranges").await
+        && synced(&caches.allowed_accounts, "serviceaccounts").await;
+    if synced {
+        tracing::info!("caches synced; ready");
+        readiness.set(true);
+    }
+}
+
 /// Runs every controller until `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -218,14 +256,8 @@ pub async fn run(
             });
     let by_account = pipeline_store.clone();
     let pipelines = pipelines.watches_stream(account_stream, move |account| {
-        let namespace = account.namespace();
-        let name = account.name_any();
-        by_account
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace() == namespace && pipeline::runs_as(p, &name))
-            .map(|p| guard::key_of(&*p))
-            .collect::<Vec<_>>()
+        let pipelines = by_account.state();
+        wakes::pipelines_running_as(pipelines.iter().map(|p| &**p), &account.namespace(), &account.name_any())
     });
     // LimitRanges give the default requests that backfill quota admission counts.
     let (limit_range_store, limit_range_writer) = reflector::store::<LimitRange>();
@@ -251,14 +283,9 @@ pub async fn run(
     let datasets = datasets
         .reconcile_on(dataset_job_triggers)
         .watches_stream(pod_stream, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
-        .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), move |pipeline| {
-            let namespace = pipeline.namespace().unwrap_or_default();
-            let Ok(pipeline) = &pipeline.0 else { return Vec::new() };
-            pipeline::referenced_datasets(pipeline)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .map(|d| guard::key(d, &namespace))
-                .collect::<Vec<_>>()
+        .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), |pipeline| match &pipeline.0 {
+            Ok(pipeline) => wakes::datasets_named_by(pipeline),
+            Err(_) => Vec::new(),
         });
 
     // A Dataset appearing or going away changes the validity of the pipelines that name it.
@@ -273,14 +300,8 @@ pub async fn run(
         .reflect(dataset_view_writer)
         .touched_objects();
     let pipelines = pipelines.watches_stream(dataset_stream, move |dataset| {
-        let namespace = dataset.namespace();
-        let name = dataset.name_any();
-        by_dataset
-            .state()
-            .into_iter()
-            .filter(|p| p.namespace() == namespace && pipeline::referenced_datasets(p).any(|d| d == name))
-            .map(|p| guard::key_of(&*p))
-            .collect::<Vec<_>>()
+        let pipelines = by_dataset.state();
+        wakes::pipelines_naming(pipelines.iter().map(|p| &**p), &dataset.namespace(), &dataset.name_any())
     });
     // A Pipeline or ResourceQuota appearing or changing wakes the backfills that name it.
     let by_pipeline = backfill_store.clone();
@@ -294,47 +315,17 @@ pub async fn run(
         .reconcile_on(account_wakes)
         .watches_stream(limit_range_stream, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
         .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), move |pipeline| {
-            let namespace = pipeline.namespace();
-            let name = pipeline.name_any();
-            by_pipeline
-                .state()
-                .into_iter()
-                .filter(|b| b.namespace() == namespace && b.spec.pipeline_ref.name == name)
-                .map(|b| guard::key_of(&*b))
-                .collect::<Vec<_>>()
+            let backfills = by_pipeline.state();
+            wakes::backfills_of_pipeline(backfills.iter().map(|b| &**b), &pipeline.namespace(), &pipeline.name_any())
         })
         .watches_stream(quota_stream, move |quota| {
-            let namespace = quota.namespace();
-            let name = quota.name_any();
-            by_quota
-                .state()
-                .into_iter()
-                .filter(|b| {
-                    b.namespace() == namespace
-                        && b.spec
-                            .budget
-                            .as_ref()
-                            .and_then(|x| x.resource_quota_ref.as_ref())
-                            .is_some_and(|r| r.name == name)
-                })
-                .map(|b| guard::key_of(&*b))
-                .collect::<Vec<_>>()
+            let backfills = by_quota.state();
+            wakes::backfills_of_quota(backfills.iter().map(|b| &**b), &quota.namespace(), &quota.name_any())
         });
 
     let reporter = Reporter { controller: "sluice-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    let freshness_source = dataset_store.clone();
-    metrics.set_dataset_source(move || freshness_source.state().iter().map(|d| samples::dataset(d)).collect());
-    metrics.set_object_source(live_objects::source(pipeline_store.clone(), backfill_store.clone()));
-    let (invalid_pipelines, invalid_datasets, invalid_backfills) =
-        (pipeline_store.clone(), dataset_store.clone(), backfill_store.clone());
-    metrics.set_invalid_source(move || {
-        vec![
-            ("Pipeline", invalid_pipelines.invalid_count()),
-            ("Dataset", invalid_datasets.invalid_count()),
-            ("Backfill", invalid_backfills.invalid_count()),
-        ]
-    });
+    metric_sources(&metrics, &pipeline_store, &dataset_store, &backfill_store);
     let caches = Caches {
         pipelines: pipeline_store.clone(),
         datasets: dataset_view.clone(),
@@ -356,25 +347,8 @@ pub async fn run(
     for controller in [Pipeline::CONTROLLER, Dataset::CONTROLLER, Backfill::CONTROLLER] {
         metrics.runtime.init_controller(controller, settings.concurrency);
     }
+    tokio::spawn(ready_when_synced(caches.clone(), dataset_store, readiness.clone()));
     let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
-
-    let ready_flag = readiness.clone();
-    tokio::spawn(async move {
-        let synced = synced(pipeline_store.raw(), "pipelines").await
-            && synced(dataset_store.raw(), "datasets").await
-            && synced(dataset_view.raw(), "datasets (pipeline view)").await
-            && synced(backfill_store.raw(), "backfills").await
-            && synced(&quota_store, "resourcequotas").await
-            && synced(&job_store, "jobs").await
-            && synced(&pod_store, "pods").await
-            && synced(&limit_range_store, "limitranges").await
-            && synced(&account_store, "serviceaccounts").await;
-        if !synced {
-            return;
-        }
-        tracing::info!("caches synced; ready");
-        ready_flag.set(true);
-    });
 
     let pipelines = pipelines
         .graceful_shutdown_on(shutdown.clone())
