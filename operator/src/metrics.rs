@@ -97,141 +97,113 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let reconciles = IntCounterVec::new(
-            Opts::new("sluice_reconcile_total", "Reconciles by controller and result."),
-            &["controller", "result"],
-        )
-        .expect("valid metric");
-        let reconcile_errors = IntCounterVec::new(
-            Opts::new("sluice_reconcile_errors_total", "Reconcile errors by controller and category."),
-            &["controller", "category"],
-        )
-        .expect("valid metric");
-        let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("sluice_reconcile_duration_seconds", "Time spent in one reconcile.")
-                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
-            &["controller"],
-        )
-        .expect("valid metric");
-        let status_writes = IntCounterVec::new(
-            Opts::new("sluice_status_writes_total", "Status patches written, by controller."),
-            &["controller"],
-        )
-        .expect("valid metric");
-        let runs_started = IntCounterVec::new(
-            Opts::new("sluice_runs_started_total", "Pipeline runs started."),
-            &["namespace", "pipeline"],
-        )
-        .expect("valid metric");
-        let runs_finished = IntCounterVec::new(
-            Opts::new("sluice_runs_finished_total", "Pipeline runs finished, by result."),
-            &["namespace", "pipeline", "result"],
-        )
-        .expect("valid metric");
+        let r = &registry;
         let run_buckets = vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0];
-        let run_duration = HistogramVec::new(
-            HistogramOpts::new("sluice_run_duration_seconds", "Duration of finished pipeline runs.")
-                .buckets(run_buckets.clone()),
-            &["namespace", "pipeline"],
-        )
-        .expect("valid metric");
-        let step_duration = HistogramVec::new(
-            HistogramOpts::new("sluice_step_duration_seconds", "Duration of finished step attempts.")
-                .buckets(run_buckets),
-            &["namespace", "pipeline", "step", "result"],
-        )
-        .expect("valid metric");
-        let active_runs =
-            IntGaugeVec::new(Opts::new("sluice_active_runs", "Pipeline runs in progress."), &["namespace", "pipeline"])
-                .expect("valid metric");
-        let schedule_lag = HistogramVec::new(
-            HistogramOpts::new(
-                "sluice_schedule_lag_seconds",
-                "Delay from a scheduled tick to the creation of its first Job.",
-            )
-            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
-            &["namespace", "pipeline"],
-        )
-        .expect("valid metric");
-        let jobs_created = IntCounterVec::new(
-            Opts::new("sluice_jobs_created_total", "Jobs created, by owner kind."),
-            &["namespace", "owner"],
-        )
-        .expect("valid metric");
-        let step_retries = IntCounterVec::new(
-            Opts::new("sluice_step_retries_total", "Step retries started (Jobs of a second or later attempt)."),
-            &["namespace", "pipeline", "step"],
-        )
-        .expect("valid metric");
-        for c in [
-            &reconciles,
-            &reconcile_errors,
-            &status_writes,
-            &runs_started,
-            &runs_finished,
-            &jobs_created,
-            &step_retries,
-        ] {
-            registry.register(Box::new(c.clone())).expect("unique metric");
-        }
-        for h in [&reconcile_duration, &run_duration, &step_duration, &schedule_lag] {
-            registry.register(Box::new(h.clone())).expect("unique metric");
-        }
-        registry.register(Box::new(active_runs.clone())).expect("unique metric");
-        let labels = ["namespace", "dataset", "owner"];
-        let gauge = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &labels).expect("valid metric");
-        let dataset_freshness = gauge("sluice_dataset_freshness_seconds", "Age of the dataset's watermark.");
-        let dataset_objective = gauge("sluice_dataset_freshness_objective_seconds", "The dataset's maxAge objective.");
-        let dataset_watermark =
-            gauge("sluice_dataset_watermark_timestamp_seconds", "The dataset's watermark (Unix time).");
-        let dataset_stale =
-            IntGaugeVec::new(Opts::new("sluice_dataset_stale", "1 when the dataset is past maxAge."), &labels)
-                .expect("valid metric");
-        for g in [&dataset_freshness, &dataset_objective, &dataset_watermark] {
-            registry.register(Box::new(g.clone())).expect("unique metric");
-        }
-        let dataset_contract_violated = IntGaugeVec::new(
-            Opts::new("sluice_dataset_contract_violated", "1 while the dataset's schema violates its contract."),
-            &["namespace", "dataset", "policy"],
-        )
-        .expect("valid metric");
-        for g in [&dataset_stale, &dataset_contract_violated] {
-            registry.register(Box::new(g.clone())).expect("unique metric");
-        }
-        let runtime = controller_runtime::ControllerRuntimeMetrics::register(&registry);
-        let lineage = crate::lineage::LineageMetrics::register(&registry);
-        let objects_invalid = IntGaugeVec::new(
-            Opts::new("sluice_objects_invalid", "Watched Sluice objects that do not deserialize and are skipped."),
-            &["kind"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(objects_invalid.clone())).expect("unique metric");
+        let dataset = ["namespace", "dataset", "owner"];
         Self {
-            backfill: BackfillMetrics::register(&registry),
-            dataset_freshness,
-            dataset_objective,
-            dataset_stale,
-            dataset_watermark,
-            dataset_contract_violated,
+            reconciles: counter(
+                r,
+                "sluice_reconcile_total",
+                "Reconciles by controller and result.",
+                &["controller", "result"],
+            ),
+            reconcile_errors: counter(
+                r,
+                "sluice_reconcile_errors_total",
+                "Reconcile errors by controller and category.",
+                &["controller", "category"],
+            ),
+            reconcile_duration: histogram(
+                r,
+                HistogramOpts::new("sluice_reconcile_duration_seconds", "Time spent in one reconcile.")
+                    .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
+                &["controller"],
+            ),
+            status_writes: counter(
+                r,
+                "sluice_status_writes_total",
+                "Status patches written, by controller.",
+                &["controller"],
+            ),
+            runs_started: counter(r, "sluice_runs_started_total", "Pipeline runs started.", &["namespace", "pipeline"]),
+            runs_finished: counter(
+                r,
+                "sluice_runs_finished_total",
+                "Pipeline runs finished, by result.",
+                &["namespace", "pipeline", "result"],
+            ),
+            run_duration: histogram(
+                r,
+                HistogramOpts::new("sluice_run_duration_seconds", "Duration of finished pipeline runs.")
+                    .buckets(run_buckets.clone()),
+                &["namespace", "pipeline"],
+            ),
+            step_duration: histogram(
+                r,
+                HistogramOpts::new("sluice_step_duration_seconds", "Duration of finished step attempts.")
+                    .buckets(run_buckets),
+                &["namespace", "pipeline", "step", "result"],
+            ),
+            active_runs: int_gauge(r, "sluice_active_runs", "Pipeline runs in progress.", &["namespace", "pipeline"]),
+            schedule_lag: histogram(
+                r,
+                HistogramOpts::new(
+                    "sluice_schedule_lag_seconds",
+                    "Delay from a scheduled tick to the creation of its first Job.",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+                &["namespace", "pipeline"],
+            ),
+            jobs_created: counter(
+                r,
+                "sluice_jobs_created_total",
+                "Jobs created, by owner kind.",
+                &["namespace", "owner"],
+            ),
+            step_retries: counter(
+                r,
+                "sluice_step_retries_total",
+                "Step retries started (Jobs of a second or later attempt).",
+                &["namespace", "pipeline", "step"],
+            ),
+            dataset_freshness: gauge(
+                r,
+                "sluice_dataset_freshness_seconds",
+                "Age of the dataset's watermark.",
+                &dataset,
+            ),
+            dataset_objective: gauge(
+                r,
+                "sluice_dataset_freshness_objective_seconds",
+                "The dataset's maxAge objective.",
+                &dataset,
+            ),
+            dataset_watermark: gauge(
+                r,
+                "sluice_dataset_watermark_timestamp_seconds",
+                "The dataset's watermark (Unix time).",
+                &dataset,
+            ),
+            dataset_stale: int_gauge(r, "sluice_dataset_stale", "1 when the dataset is past maxAge.", &dataset),
+            dataset_contract_violated: int_gauge(
+                r,
+                "sluice_dataset_contract_violated",
+                "1 while the dataset's schema violates its contract.",
+                &["namespace", "dataset", "policy"],
+            ),
+            objects_invalid: int_gauge(
+                r,
+                "sluice_objects_invalid",
+                "Watched Sluice objects that do not deserialize and are skipped.",
+                &["kind"],
+            ),
+            runtime: controller_runtime::ControllerRuntimeMetrics::register(r),
+            lineage: crate::lineage::LineageMetrics::register(r),
+            backfill: BackfillMetrics::register(r),
             dataset_source: Arc::default(),
             object_source: Arc::default(),
-            objects_invalid,
             invalid_source: Arc::default(),
             registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            status_writes,
-            runs_started,
-            runs_finished,
-            run_duration,
-            step_duration,
-            active_runs,
-            schedule_lag,
-            jobs_created,
-            step_retries,
-            runtime,
-            lineage,
         }
     }
 
@@ -323,6 +295,34 @@ impl Metrics {
         let encoder = prometheus::TextEncoder::new();
         encoder.encode_to_string(&self.registry.gather()).unwrap_or_default()
     }
+}
+
+/// A counter family, registered in `registry`.
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+/// A histogram family, registered in `registry`.
+fn histogram(registry: &Registry, opts: HistogramOpts, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(opts, labels).expect("valid metric");
+    registry.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+/// An integer gauge family, registered in `registry`.
+fn int_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+/// A float gauge family, registered in `registry`.
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("unique metric");
+    g
 }
 
 #[cfg(test)]
