@@ -118,6 +118,24 @@ where
     }
 }
 
+/// A watch of `api` that fills a new cache (without managedFields) and retries within 2 s
+/// after an error: the cache and the stream of touched objects, for triggers.
+fn cached<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = watcher(api, config)
+        .backoff(watch_backoff())
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
 /// The watch caches the metrics read at scrape time: dataset freshness and contracts, the
 /// live objects whose series stay, and the objects that do not deserialize.
 fn metric_sources(
@@ -188,12 +206,7 @@ pub async fn run(
     let dataset_store = ValidStore::new(datasets.store());
     let backfill_store = ValidStore::new(backfills.store());
 
-    let (quota_store, quota_writer) = reflector::store::<ResourceQuota>();
-    let quota_stream = watcher(api::<ResourceQuota>(&client, &settings.namespace), wc.clone())
-        .backoff(watch_backoff())
-        .modify(|q| q.managed_fields_mut().clear())
-        .reflect(quota_writer)
-        .touched_objects();
+    let (quota_store, quota_stream) = cached(api::<ResourceQuota>(&client, &settings.namespace), wc.clone());
 
     // Sluice's Jobs, cached once (without managedFields) for the Job caps and run state; a
     // change to an owned Job wakes its Pipeline at once.
@@ -236,47 +249,32 @@ pub async fn run(
 
     // ServiceAccounts allowed for steps (labelled), metadata only: a label added or removed
     // wakes the Pipelines that run as the account and the Backfills of the namespace.
-    let (account_store, account_writer) = reflector::store::<kube::core::PartialObjectMeta<ServiceAccount>>();
     let account_wc = watcher::Config::default().any_semantic().labels(&format!(
         "{}={}",
         crate::tenancy::ALLOW_LABEL,
         crate::tenancy::ALLOW_VALUE
     ));
     let (backfill_accounts, backfill_account_triggers) = futures::channel::mpsc::unbounded();
-    let account_stream =
-        watcher(api::<kube::core::PartialObjectMeta<ServiceAccount>>(&client, &settings.namespace), account_wc)
-            .default_backoff()
-            .modify(|a| a.managed_fields_mut().clear())
-            .reflect(account_writer)
-            .touched_objects()
-            .inspect(move |account| {
-                if let Ok(account) = account {
-                    let _ = backfill_accounts.unbounded_send(account.namespace());
-                }
-            });
+    let (account_store, account_stream) =
+        cached(api::<kube::core::PartialObjectMeta<ServiceAccount>>(&client, &settings.namespace), account_wc);
+    let account_stream = account_stream.inspect(move |account| {
+        if let Ok(account) = account {
+            let _ = backfill_accounts.unbounded_send(account.namespace());
+        }
+    });
     let by_account = pipeline_store.clone();
     let pipelines = pipelines.watches_stream(account_stream, move |account| {
         let pipelines = by_account.state();
         wakes::pipelines_running_as(pipelines.iter().map(|p| &**p), &account.namespace(), &account.name_any())
     });
     // LimitRanges give the default requests that backfill quota admission counts.
-    let (limit_range_store, limit_range_writer) = reflector::store::<LimitRange>();
-    let limit_range_stream = watcher(api::<LimitRange>(&client, &settings.namespace), wc.clone())
-        .backoff(watch_backoff())
-        .modify(|l| l.managed_fields_mut().clear())
-        .reflect(limit_range_writer)
-        .touched_objects();
+    let (limit_range_store, limit_range_stream) = cached(api::<LimitRange>(&client, &settings.namespace), wc.clone());
 
     // Datasets: woken by the Jobs of the steps that output them (a step finished), their pods (the
     // report arrived) and the Pipelines that name them (lineage). Pods of Sluice Jobs are cached
     // for their termination messages.
-    let (pod_store, pod_writer) = reflector::store::<Pod>();
     let pod_wc = watcher::Config::default().any_semantic().labels(crate::jobs::labels::STEP);
-    let pod_stream = watcher(api::<Pod>(&client, &settings.namespace), pod_wc)
-        .backoff(watch_backoff())
-        .modify(|p| p.managed_fields_mut().clear())
-        .reflect(pod_writer)
-        .touched_objects();
+    let (pod_store, pod_stream) = cached(api::<Pod>(&client, &settings.namespace), pod_wc);
     let pod_outputs = pipeline_store.clone();
     // Triggers come from the streams that fill the caches the reconcilers read, after the cache
     // has the change, so a reconcile never reads an older state than the event that woke it.
@@ -292,13 +290,8 @@ pub async fn run(
     // The Pipeline controller reads Datasets from this cache, filled by the same stream that wakes
     // it, so an upstream watermark seen in the event is seen by the reconcile too.
     let by_dataset = pipeline_store.clone();
-    let (dataset_view, dataset_view_writer) = reflector::store::<Guarded<Dataset>>();
+    let (dataset_view, dataset_stream) = cached(api::<Guarded<Dataset>>(&client, &settings.namespace), wc.clone());
     let dataset_view = ValidStore::new(dataset_view);
-    let dataset_stream = watcher(api::<Guarded<Dataset>>(&client, &settings.namespace), wc.clone())
-        .backoff(watch_backoff())
-        .modify(|d| d.managed_fields_mut().clear())
-        .reflect(dataset_view_writer)
-        .touched_objects();
     let pipelines = pipelines.watches_stream(dataset_stream, move |dataset| {
         let pipelines = by_dataset.state();
         wakes::pipelines_naming(pipelines.iter().map(|p| &**p), &dataset.namespace(), &dataset.name_any())
