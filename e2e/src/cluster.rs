@@ -76,8 +76,20 @@ pub fn kubectl() -> PathBuf {
 
 /// Runs kubectl against the cluster under test; returns (success, stdout, stderr).
 pub fn run_kubectl(args: &[&str]) -> (bool, String, String) {
-    let output =
-        Command::new(kubectl()).arg("--kubeconfig").arg(kubeconfig()).args(args).output().expect("kubectl runs");
+    // A discovery cache of its own per call: kubectl's shared one (~/.kube/cache, kept for hours)
+    // can predate the CRDs, and then `kubectl get sluice` answers "doesn't have a resource type".
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cache = std::env::temp_dir().join(format!("sluice-e2e-kubectl-{}-{n}", std::process::id()));
+    let output = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    let _ = std::fs::remove_dir_all(&cache);
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
