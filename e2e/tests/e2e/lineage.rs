@@ -178,7 +178,12 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
         }
 
         // Replace: the running Job of the first run is deleted, so its run is aborted.
-        let replaced = wait_events(n, "replaced.slow", "an ABORT", |t| t.iter().any(|x| x == "ABORT")).await;
+        // The replacing run's START is delivered on its own (per-run order only), maybe after a
+        // retry: wait for it too.
+        let replaced = wait_events(n, "replaced.slow", "an ABORT and the replacing run's START", |t| {
+            t.iter().any(|x| x == "ABORT") && t.iter().filter(|x| *x == "START").count() >= 2
+        })
+        .await;
         let runs = by_run(&replaced);
         assert!(runs.values().any(|r| r == &["START", "ABORT"]), "the replaced run: START then ABORT: {runs:?}");
         assert!(runs.len() >= 2, "the replacing run started: {runs:?}");
