@@ -1,7 +1,7 @@
-//! The Argo CD health checks run by Argo CD itself: its CLI's `argocd admin settings
-//! resource-overrides health`, which evaluates a resource with the health scripts of an argocd-cm
-//! ConfigMap through Argo CD's own `util/lua` (gopher-lua, the libraries Argo CD opens, its safe
-//! `os`, its result decoding). Every `health_test.yaml` case runs against the generated
+//! The Argo CD health checks run by Argo CD itself: e2e/tools/argocd-health does what its CLI's
+//! `argocd admin settings resource-overrides health` does, loading an argocd-cm ConfigMap with
+//! Argo CD's `util/settings` and evaluating a resource with its health scripts through Argo CD's
+//! own `util/lua` (gopher-lua, the libraries Argo CD opens, its safe `os`, its result decoding). Every `health_test.yaml` case runs against the generated
 //! manifests/argocd/argocd-cm.yaml, so what users merge into their Argo CD is what is tested.
 
 use std::path::Path;
@@ -11,19 +11,18 @@ use serde_json::{Value, json};
 use sluice_e2e::cluster::{artifacts_dir, repo_root};
 
 use super::argocd::{KINDS, SANDBOX_SCRIPT, STATUSES, STRING_FORMAT_SCRIPT, cases, health, partial_objects};
-use super::checkers::argocd;
+use super::checkers::argocd_health;
 
-/// What `argocd admin settings resource-overrides health` said about `input`: (status, message),
-/// or its error output when it failed.
+/// What Argo CD's `resource-overrides health` said about `input`: (status, message), or its
+/// error output when it failed.
 fn cli_health(input: &Path, argocd_cm: &Path) -> Result<(String, String), String> {
-    let out = Command::new(argocd())
-        .args(["admin", "settings", "resource-overrides", "health"])
+    let out = Command::new(argocd_health())
         .arg(input)
         .arg("--argocd-cm-path")
         .arg(argocd_cm)
         .env("HOME", artifacts_dir())
         .output()
-        .expect("run argocd");
+        .expect("run argocd-health");
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         // Its log is JSON lines on stderr; the error is the "fatal" one.

@@ -1,5 +1,6 @@
 //! The checkers platform teams run, prepared by the project's scripts and cached outside the
-//! repository: `argocd` and `kube-score` built from the Go module registry by e2e/tools/build.sh,
+//! repository: `argocd-health` (Argo CD's health assessment) and `kube-score` built from the Go
+//! module registry by e2e/tools/build.sh,
 //! `checkov` installed from PyPI into a virtualenv by e2e/tools/checkov-venv.sh. Each is prepared
 //! once per test process (the scripts skip what is cached, and lock while they build).
 
@@ -33,9 +34,10 @@ fn prepared(script: &str, args: &[&str]) -> PathBuf {
     path
 }
 
-/// Argo CD's CLI, `argocd`, at the version e2e/tools/versions.env pins.
-pub fn argocd() -> PathBuf {
-    prepared("build.sh", &["argocd"]).join("argocd")
+/// `argocd-health` (e2e/tools/argocd-health): what `argocd admin settings resource-overrides
+/// health` does, over Argo CD's own packages at the version e2e/tools/versions.env pins.
+pub fn argocd_health() -> PathBuf {
+    prepared("build.sh", &["argocd-health"]).join("argocd-health")
 }
 
 /// `kube-score`, at the version e2e/tools/versions.env pins.
