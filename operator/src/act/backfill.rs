@@ -34,6 +34,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{Resource, ResourceExt};
 
 use super::JobApi;
+use super::claim::{Claim, claim, controlled_by};
 use crate::api::{Backfill, BackfillStatus, Pipeline};
 use crate::controller::job_cache;
 use crate::error::{Error, Result};
@@ -260,21 +261,20 @@ async fn create_jobs<A: BackfillApi>(
             owner: owner_reference(backfill, uid),
         });
         let job_name = job.name_any();
-        let outcome = match api.create_job(&job).await? {
-            super::Created::Created => {
+        let outcome = match claim(api.create_job(&job).await?, uid) {
+            Claim::Launched => {
                 api.launched(&namespace, &job_name, launch(uid, create, now));
                 acted.created.push(job_name.clone());
                 Created::Yes
             }
-            super::Created::Exists(existing) => {
+            Claim::Ours(_) => Created::Yes,
+            Claim::Taken(existing) => {
                 // Gone again since: a run of the window had it; look again soon.
                 let holder = existing.map_or(Created::TakenByRun, |j| holder(&j, uid, pipeline_name));
-                if holder != Created::Yes {
-                    tracing::info!(job = %job_name, backfill = %name, ?holder, "Job name taken by another owner");
-                }
+                tracing::info!(job = %job_name, backfill = %name, ?holder, "Job name taken by another owner");
                 holder
             }
-            super::Created::Rejected(message) => {
+            Claim::Rejected(message) => {
                 acted.rejected.push(Rejected { job: job_name.clone(), step: create.step.clone(), message });
                 Created::Refused
             }
@@ -354,10 +354,6 @@ async fn still_squatted<A: BackfillApi>(
         }
     }
     Ok(out)
-}
-
-fn controlled_by(job: &Job, uid: &str) -> bool {
-    job.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 fn owner_reference(backfill: &Backfill, uid: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {

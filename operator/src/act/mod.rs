@@ -1,9 +1,11 @@
 //! The act layer: the API calls a reconcile makes, in the order the exactly-once rules need,
 //! behind small traits. The controllers implement them over the real API server; the
 //! simulation test (`operator/tests/simulation`) implements them over an in-memory model with
-//! lagging caches, conflicts and restarts, so both run the same sequence of calls.
+//! lagging caches, conflicts and restarts, so both run the same sequence of calls. The real
+//! calls are in `controller::apply`; what a name conflict means is decided in [`claim`].
 
 pub mod backfill;
+pub mod claim;
 pub mod pipeline;
 
 use std::future::Future;

@@ -1,17 +1,16 @@
 //! The controllers: one per kind, each observe -> decide -> act. Kubernetes I/O lives here only.
 
+pub mod apply;
 pub mod backfill;
 pub mod context;
 pub mod dataset;
 pub mod guard;
 pub mod job_cache;
-pub mod kube_jobs;
 pub mod live_objects;
 pub mod object;
 pub mod pipeline;
 pub mod ready;
 pub mod samples;
-pub mod status;
 pub mod wakes;
 pub mod watch_backoff;
 

@@ -9,16 +9,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
+use kube::ResourceExt;
 
+use super::apply::{self, Patched, Precondition};
 use super::context::Context;
 use super::guard::Guarded;
 use super::job_cache;
 use super::ready;
-use super::status::FIELD_MANAGER;
 use crate::act::pipeline::{Acted, Observed, Outcome, PipelineApi};
 use crate::act::{Created, JobApi, Written};
 use crate::api::conditions::{self, types};
@@ -121,31 +120,22 @@ struct KubePipelines<'a> {
 
 impl JobApi for KubePipelines<'_> {
     async fn create_job(&self, job: &Job) -> Result<Created> {
-        super::kube_jobs::create(&self.ctx.client, &self.namespace, job).await
+        apply::create_job(&self.ctx.client, &self.namespace, job).await
     }
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
-        super::kube_jobs::delete(&self.ctx.client, namespace, name).await
+        apply::delete_job(&self.ctx.client, namespace, name).await
     }
 }
 
 impl PipelineApi for KubePipelines<'_> {
+    /// With the `resourceVersion` precondition (see [`apply::Precondition`]).
     async fn write_status(&self, pipeline: &Pipeline, status: &PipelineStatus) -> Result<Written> {
-        let api: Api<Pipeline> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let status = serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?;
-        let patch = serde_json::json!({
-            "apiVersion": Pipeline::api_version(&()),
-            "kind": Pipeline::kind(&()),
-            "metadata": {"resourceVersion": pipeline.resource_version()},
-            "status": status,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api.patch_status(&pipeline.name_any(), &params, &Patch::Apply(&patch)).await {
-            Ok(_) => Ok(Written::Applied),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Written::Gone),
-            Err(error) => Err(error.into()),
-        }
+        Ok(match apply::write_status(&self.ctx.client, pipeline, status, Precondition::ResourceVersion).await? {
+            Patched::Applied(_) => Written::Applied,
+            Patched::Conflict => Written::Conflict,
+            Patched::Gone => Written::Gone,
+        })
     }
 
     fn observe(&self, pipeline: &Pipeline) -> Observed {
