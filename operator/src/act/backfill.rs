@@ -97,7 +97,7 @@ pub trait BackfillApi: JobApi {
     fn observe(&self, backfill: &Backfill, uid: &str, now: Timestamp) -> Observed;
     /// Free Job slots under the operator's Job caps (`usize::MAX` when uncapped).
     fn free_job_slots(&self, namespace: &str) -> usize;
-    /// Remembers a Job just created (the ledger, the Job caps' pending launches).
+    /// Remembers a Job just created in the in-flight ledger (which the Job caps count too).
     fn launched(&self, namespace: &str, job: &str, launch: Launch);
 }
 

@@ -216,7 +216,9 @@ pub fn same_launch(existing: &Job, wanted: &Job, owner_uid: &str) -> bool {
 /// Whether `existing` carries the pipeline, run, step and attempt labels of `wanted`.
 fn same_run(existing: &Job, wanted: &Job) -> bool {
     let label = |j: &Job, key: &str| j.labels().get(key).cloned();
-    [labels::PIPELINE, labels::RUN, labels::STEP, labels::ATTEMPT].iter().all(|key| label(existing, key) == label(wanted, key))
+    [labels::PIPELINE, labels::RUN, labels::STEP, labels::ATTEMPT]
+        .iter()
+        .all(|key| label(existing, key) == label(wanted, key))
 }
 
 /// Who controls a Job, for messages: `Kind/name`, or `no controller`.

@@ -42,7 +42,6 @@ use kube::{Api, Resource, ResourceExt};
 use super::apply::{self, Patched, Precondition};
 use super::context::Context;
 use super::guard::{self, Guarded, Key, ValidStore};
-use super::job_cache::PendingJobs;
 use super::ready;
 use crate::act::backfill::{Acted, BackfillApi, JobsOf, Observed, Outcome, StatusWrite, merge_jobs, siblings};
 use crate::act::{self, JobApi};
@@ -124,7 +123,7 @@ async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
 struct KubeBackfills<'a> {
     ctx: &'a Context,
     namespace: String,
-    launch: Mutex<Option<tokio::sync::MutexGuard<'a, PendingJobs>>>,
+    launch: Mutex<Option<tokio::sync::MutexGuard<'a, ()>>>,
 }
 
 impl JobApi for KubeBackfills<'_> {
@@ -204,14 +203,11 @@ impl BackfillApi for KubeBackfills<'_> {
     }
 
     fn free_job_slots(&self, namespace: &str) -> usize {
-        let mut slot = self.launch.lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_mut().map_or(0, |launch| launch.free_slots(&self.ctx.jobs, namespace, self.ctx.job_caps))
+        let locked = self.launch.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        if locked { self.ctx.free_job_slots(namespace) } else { 0 }
     }
 
     fn launched(&self, namespace: &str, job: &str, launch: Launch) {
-        if let Some(pending) = self.launch.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            pending.add(namespace, job);
-        }
         self.ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner()).add(namespace, job, launch);
     }
 }

@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::guard::ValidStore;
-use super::job_cache::{JobCaps, PendingJobs};
+use super::job_cache::JobCaps;
 use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
 use crate::validation::Lookup;
@@ -48,13 +48,14 @@ pub struct Context {
     /// ServiceAccounts labelled `sluice.dev/steps-allowed=true` (metadata only): the accounts
     /// steps may run as (`tenancy`).
     pub allowed_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    /// Backfill Jobs created by this process that the cache does not show yet, with what their
-    /// pods will ask of the quota. Locked only briefly, while `launch` is held.
+    /// Jobs created by this process that the cache does not show yet: for the Job caps, and
+    /// (Backfill Jobs) with what their pods will ask of the quota. Locked only briefly, while
+    /// `launch` is held.
     pub in_flight: Mutex<crate::quota::InFlight>,
     pub job_caps: JobCaps,
     /// Held while counting free Job slots and creating Jobs, so the caps hold under concurrent
     /// reconciles.
-    pub launch: tokio::sync::Mutex<PendingJobs>,
+    pub launch: tokio::sync::Mutex<()>,
     /// Set once every cache has its initial list: before that, a missing object may only be
     /// not listed yet, so reconciles wait.
     pub caches_synced: crate::server::Readiness,
@@ -172,5 +173,13 @@ impl Lookup for NamespaceView<'_> {
 
     fn resource_quota_exists(&self, name: &str) -> bool {
         self.ctx.quotas.get(&ObjectRef::new(name).within(&self.namespace)).is_some()
+    }
+}
+
+impl Context {
+    /// Free Job slots for `namespace` under the Job caps (call with `launch` held).
+    pub fn free_job_slots(&self, namespace: &str) -> usize {
+        let mut ledger = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        super::job_cache::free_slots(&self.jobs.state(), &mut ledger, namespace, self.job_caps, jiff::Timestamp::now())
     }
 }

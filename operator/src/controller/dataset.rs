@@ -13,11 +13,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
+use super::apply::write_if_changed;
 use super::context::Context;
 use super::guard::{self, Guarded, Key, Valid, ValidStore};
 use super::job_cache;
 use super::ready;
-use super::apply::write_if_changed;
 use crate::api::{Dataset, Pipeline};
 use crate::error::{Error, Result};
 use crate::jobs::{self, labels};

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::ResourceExt;
 
 use super::apply::{self, Patched, Precondition};
 use super::context::Context;
@@ -48,8 +48,8 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
     // With Job caps, the launch lock is held from counting free slots to creating the Jobs, so
     // concurrent reconciles cannot both take the last slot; without caps there is nothing to
     // count and reconciles launch in parallel.
-    let mut launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
-    let free_job_slots = launch.as_mut().map_or(usize::MAX, |l| l.free_slots(&ctx.jobs, &namespace, ctx.job_caps));
+    let launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
+    let free_job_slots = if launch.is_some() { ctx.free_job_slots(&namespace) } else { usize::MAX };
     let api = KubePipelines { ctx, namespace: namespace.clone(), free_job_slots };
     let outcome = crate::act::pipeline::reconcile(&api, pipeline, Timestamp::now()).await?;
     let acted = match outcome {
@@ -57,10 +57,11 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
         Outcome::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
         Outcome::Acted(acted) => acted,
     };
-    if let Some(launch) = launch.as_mut() {
+    if launch.is_some() {
+        let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for create in &acted.created {
             if let Some(job) = crate::act::pipeline::build_job(&acted.pipeline, create) {
-                launch.add(&namespace, &job.name_any());
+                ledger.add_job(&namespace, &job.name_any(), Timestamp::now());
             }
         }
     }
