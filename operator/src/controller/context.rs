@@ -1,7 +1,6 @@
 //! What every reconciler shares: the client, the caches of watched objects, the event recorder,
 //! metrics and per-object failure counts (for the retry backoff).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -14,8 +13,10 @@ use kube::{Resource, ResourceExt};
 
 use super::guard::ValidStore;
 use super::job_cache::JobCaps;
+use super::object::SluiceObject as _;
 use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
+use crate::plan::failures::{Failures, Verdict};
 use crate::validation::Lookup;
 
 /// The watch caches the controllers read from.
@@ -59,7 +60,7 @@ pub struct Context {
     /// Set once every cache has its initial list: before that, a missing object may only be
     /// not listed yet, so reconciles wait.
     pub caches_synced: crate::server::Readiness,
-    backoff: Mutex<HashMap<String, u32>>,
+    failures: Mutex<Failures<FailureKey>>,
 }
 
 impl Context {
@@ -87,7 +88,7 @@ impl Context {
             job_caps,
             launch: tokio::sync::Mutex::default(),
             caches_synced,
-            backoff: Mutex::default(),
+            failures: Mutex::default(),
         })
     }
 
@@ -134,19 +135,35 @@ impl Context {
         }
     }
 
-    /// Counts a failed reconcile of `key` and returns its consecutive failures, this one included.
-    pub fn count_failure(&self, key: &str) -> u32 {
-        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        let attempts = map.entry(key.to_string()).or_insert(0);
-        *attempts = attempts.saturating_add(1);
-        *attempts
+    /// Counts a failed reconcile of `key`: its consecutive failures, this one included, and
+    /// whether it earns a Warning Event. Objects deleted meanwhile are forgotten first.
+    pub fn count_failure(&self, key: &FailureKey, transient: bool) -> Verdict {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.retain(|k| self.exists(k));
+        failures.failed(key, transient, jiff::Timestamp::now())
     }
 
-    /// Forgets the failures of `key` after a successful reconcile.
-    pub fn reset_backoff(&self, key: &str) {
-        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    /// Ends the failures in a row of `key` after a successful reconcile (and forgets objects
+    /// deleted meanwhile).
+    pub fn reset_backoff(&self, key: &FailureKey) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.retain(|k| self.exists(k));
+        failures.succeeded(key, jiff::Timestamp::now());
+    }
+
+    /// Whether the object of `key` is in its controller's cache.
+    fn exists(&self, (controller, namespace, name): &FailureKey) -> bool {
+        match *controller {
+            Pipeline::CONTROLLER => self.pipelines.raw().get(&ObjectRef::new(name).within(namespace)).is_some(),
+            Dataset::CONTROLLER => self.datasets.raw().get(&ObjectRef::new(name).within(namespace)).is_some(),
+            Backfill::CONTROLLER => self.backfills.raw().get(&ObjectRef::new(name).within(namespace)).is_some(),
+            _ => false,
+        }
     }
 }
+
+/// The key of an object's failures: its controller, namespace and name.
+pub type FailureKey = (&'static str, String, String);
 
 /// Truncates to at most `max` bytes on a character boundary.
 pub fn truncate(text: &str, max: usize) -> String {
