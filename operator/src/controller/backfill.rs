@@ -74,7 +74,7 @@ pub fn in_namespace(store: &ValidStore<Backfill>, namespace: Option<String>) -> 
     store.state().iter().filter(|b| b.namespace() == namespace).map(|b| guard::key_of(&**b)).collect()
 }
 
-async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> {
+pub(crate) async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> {
     let namespace = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let api = KubeBackfills { ctx, namespace: namespace.clone(), launch: Mutex::new(None) };
     let acted = match crate::act::backfill::reconcile(&api, cached).await? {

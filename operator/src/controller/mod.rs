@@ -14,6 +14,9 @@ pub mod samples;
 pub mod wakes;
 pub mod watch_backoff;
 
+#[cfg(test)]
+mod api_order;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -43,7 +43,7 @@ pub async fn reconcile(obj: Arc<Guarded<Pipeline>>, ctx: Arc<Context>) -> Result
     ready::measured(obj, ctx, async |pipeline: &Pipeline, ctx: &Context| reconcile_pipeline(pipeline, ctx).await).await
 }
 
-async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
+pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
     let namespace = pipeline.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     // With Job caps, the launch lock is held from counting free slots to creating the Jobs, so
     // concurrent reconciles cannot both take the last slot; without caps there is nothing to
