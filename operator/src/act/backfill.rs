@@ -101,15 +101,9 @@ pub trait BackfillApi: JobApi {
     fn launched(&self, namespace: &str, job: &str, launch: Launch);
 }
 
-/// What a reconcile did.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The Backfill is gone or being deleted.
-    Gone,
-    /// The status changed since the fresh read: nothing was done; decide again soon.
-    Conflict,
-    Acted(Box<Acted>),
-}
+/// What a reconcile did: `Gone` when the Backfill is gone or being deleted, `Conflict` when its
+/// status changed since the fresh read.
+pub type Outcome = super::Outcome<Acted>;
 
 /// A decision that was recorded and acted on.
 #[derive(Debug)]

@@ -14,6 +14,17 @@ use k8s_openapi::api::batch::v1::Job;
 
 use crate::error::Result;
 
+/// What a reconcile did, with what it acted on (`A`).
+#[derive(Debug)]
+pub enum Outcome<A> {
+    /// The object is gone or being deleted.
+    Gone,
+    /// The object changed since the decision read it: nothing was done; decide again soon.
+    Conflict,
+    /// The decision was recorded and acted on.
+    Acted(Box<A>),
+}
+
 /// What a status write with a `resourceVersion` precondition did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Written {

@@ -74,16 +74,8 @@ pub struct NameConflict {
     pub holder: String,
 }
 
-/// What a reconcile did.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The Pipeline is gone.
-    Gone,
-    /// The status changed since the cached Pipeline: nothing was done; decide again soon.
-    Conflict,
-    /// The decision was recorded and acted on.
-    Acted(Box<Acted>),
-}
+/// What a reconcile did: `Conflict` when the status changed since the cached Pipeline.
+pub type Outcome = super::Outcome<Acted>;
 
 /// A decision that was recorded and acted on.
 #[derive(Debug)]

@@ -2,14 +2,11 @@
 //! `resourceVersion` before any Job is created, the creates, and the deletes last; what a name
 //! conflict means; no write when nothing changed.
 
-use std::sync::{Arc, Mutex};
-
 use serde_json::{Value, json};
 
-use super::{Cluster, FakeServer, client, completed};
+use super::{Call, World, completed, shorts};
 use crate::api::{Backfill, Pipeline};
 use crate::controller::backfill::reconcile_backfill;
-use crate::controller::context::Context;
 
 /// An hourly Pipeline created now: the backfill's windows (October 2026) are before it.
 fn pipeline() -> Pipeline {
@@ -33,54 +30,30 @@ fn backfill() -> Value {
     })
 }
 
-struct World {
-    server: Arc<Mutex<FakeServer>>,
-    cluster: Cluster,
-    ctx: Arc<Context>,
+fn world() -> World {
+    let world = World::new("backfills", backfill());
+    let mut cluster = world.cluster;
+    cluster.cache_pipeline(pipeline());
+    World { cluster, ..world }
 }
 
-impl World {
-    fn new() -> Self {
-        let mut server = FakeServer::default();
-        server.put("backfills", backfill());
-        let mut cluster = Cluster::new();
-        cluster.cache_pipeline(pipeline());
-        let server = Arc::new(Mutex::new(server));
-        let ctx = cluster.context(client(Arc::clone(&server)));
-        Self { server, cluster, ctx }
-    }
-
-    /// One reconcile of the Backfill as the server holds it; the requests it made.
-    async fn reconcile(&self) -> Vec<super::Call> {
-        let before = self.server.lock().unwrap().calls.len();
-        let cached: Backfill = serde_json::from_value(self.backfill()).unwrap();
-        reconcile_backfill(&cached, &self.ctx).await.unwrap();
-        self.server.lock().unwrap().calls[before..].to_vec()
-    }
-
-    fn backfill(&self) -> Value {
-        self.server.lock().unwrap().get("backfills/fill").unwrap().clone()
-    }
-
-    fn jobs(&self) -> Vec<Value> {
-        let server = self.server.lock().unwrap();
-        server.calls.iter().filter(|c| c.method == "POST" && c.code == 201).map(|c| c.body.clone()).collect()
-    }
-}
-
-fn shorts(calls: &[super::Call]) -> Vec<String> {
-    calls.iter().map(super::Call::short).collect()
+/// One reconcile of the Backfill as the server holds it; the requests it made.
+async fn reconcile(world: &World) -> Vec<Call> {
+    let before = world.call_count();
+    let cached: Backfill = serde_json::from_value(world.object("backfills/fill")).unwrap();
+    reconcile_backfill(&cached, &world.ctx).await.unwrap();
+    world.calls_since(before)
 }
 
 #[tokio::test]
 async fn the_status_is_written_on_the_version_read_before_any_job_and_jobs_are_deleted_last() {
-    let mut world = World::new();
-    let rv = world.backfill()["metadata"]["resourceVersion"].clone();
-    let calls = world.reconcile().await;
+    let mut world = world();
+    let rv = world.object("backfills/fill")["metadata"]["resourceVersion"].clone();
+    let calls = reconcile(&world).await;
     assert!(calls.len() >= 4, "{calls:#?}");
     assert_eq!(shorts(&calls[..4]), ["GET backfills/fill", "PATCH backfills/fill/status", "POST jobs", "POST jobs"]);
     assert_eq!(calls[1].precondition(), rv.as_str(), "conditioned on the version read");
-    assert_eq!(world.backfill()["status"]["partitions"]["running"], 2);
+    assert_eq!(world.object("backfills/fill")["status"]["partitions"]["running"], 2);
 
     // Both Jobs finished: the next reconcile records them, starts the third partition, and only
     // then deletes the finished ones.
@@ -88,8 +61,8 @@ async fn the_status_is_written_on_the_version_read_before_any_job_and_jobs_are_d
     for job in &created {
         world.cluster.cache_job(completed(job));
     }
-    let rv = world.backfill()["metadata"]["resourceVersion"].clone();
-    let calls = world.reconcile().await;
+    let rv = world.object("backfills/fill")["metadata"]["resourceVersion"].clone();
+    let calls = reconcile(&world).await;
     let order = shorts(&calls);
     let names: Vec<&str> = created.iter().map(|j| j["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(order[..3], ["GET backfills/fill", "PATCH backfills/fill/status", "POST jobs"], "{order:?}");
@@ -105,52 +78,52 @@ async fn the_status_is_written_on_the_version_read_before_any_job_and_jobs_are_d
 
 #[tokio::test]
 async fn a_name_held_by_our_own_job_counts_as_launched() {
-    let world = World::new();
+    let world = world();
     // An earlier create of this Backfill that neither the cache nor the status shows.
     let first = first_round_jobs().await.remove(0);
     world.server.lock().unwrap().put("jobs", first.clone());
-    let calls = world.reconcile().await;
+    let calls = reconcile(&world).await;
     let name = first["metadata"]["name"].as_str().unwrap();
     let at = calls.iter().position(|c| c.method == "POST" && c.code == 409).expect("a 409");
     assert_eq!(calls[at + 1].short(), format!("GET jobs/{name}"), "the holder is read fresh");
-    let status = &world.backfill()["status"];
+    let status = &world.object("backfills/fill")["status"];
     assert_eq!(status["partitions"]["running"], 2, "{status}");
     assert!(status.get("nameConflicts").is_none_or(|c| c == &json!([])), "{status}");
 }
 
 #[tokio::test]
 async fn a_name_held_by_someone_elses_job_is_not_launched_and_is_recorded_as_a_conflict() {
-    let world = World::new();
+    let world = world();
     let mut squatter = first_round_jobs().await.remove(0);
     squatter["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "other",
                                                         "uid": "uid-other", "controller": true}]);
     squatter["metadata"]["labels"] = json!({});
     let name = squatter["metadata"]["name"].as_str().unwrap().to_string();
     world.server.lock().unwrap().put("jobs", squatter);
-    let calls = world.reconcile().await;
+    let calls = reconcile(&world).await;
     assert!(calls.iter().any(|c| c.method == "POST" && c.code == 409));
-    let status = &world.backfill()["status"];
+    let status = &world.object("backfills/fill")["status"];
     assert_eq!(status["nameConflicts"], json!([name]), "{status}");
     assert_eq!(status["partitions"]["running"], 1, "the taken partition is not claimed: {status}");
-    let events = world.server.lock().unwrap().events.clone();
+    let events = world.events();
     assert!(events.iter().any(|e| e["reason"] == "NameConflict"), "{events:?}");
 }
 
 #[tokio::test]
 async fn nothing_changed_writes_nothing() {
-    let mut world = World::new();
-    world.reconcile().await;
+    let mut world = world();
+    reconcile(&world).await;
     assert_eq!(world.jobs().len(), 2);
     for job in world.jobs() {
         world.cluster.cache_job(serde_json::from_value(job).unwrap());
     }
-    let calls = world.reconcile().await;
+    let calls = reconcile(&world).await;
     assert_eq!(shorts(&calls), ["GET backfills/fill"], "the Jobs run, the status stands");
 }
 
 /// The Jobs a first reconcile of a fresh Backfill creates (on a server of its own).
 async fn first_round_jobs() -> Vec<Value> {
-    let world = World::new();
-    world.reconcile().await;
+    let world = world();
+    reconcile(&world).await;
     world.jobs()
 }

@@ -197,6 +197,55 @@ impl Cluster {
     }
 }
 
+/// A fake API server, the operator's caches and the controllers' context over both.
+pub struct World {
+    pub server: Arc<Mutex<FakeServer>>,
+    pub cluster: Cluster,
+    pub ctx: Arc<Context>,
+}
+
+impl World {
+    /// A world whose server holds `obj` under `plural`.
+    pub fn new(plural: &str, obj: Value) -> Self {
+        let mut server = FakeServer::default();
+        server.put(plural, obj);
+        let cluster = Cluster::new();
+        let server = Arc::new(Mutex::new(server));
+        let ctx = cluster.context(client(Arc::clone(&server)));
+        Self { server, cluster, ctx }
+    }
+
+    /// The object the server holds under `path`.
+    pub fn object(&self, path: &str) -> Value {
+        self.server.lock().unwrap().get(path).cloned().unwrap_or(Value::Null)
+    }
+
+    /// The requests since the first `before`.
+    pub fn calls_since(&self, before: usize) -> Vec<Call> {
+        self.server.lock().unwrap().calls[before..].to_vec()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.server.lock().unwrap().calls.len()
+    }
+
+    /// The Jobs created so far, as posted.
+    pub fn jobs(&self) -> Vec<Value> {
+        let server = self.server.lock().unwrap();
+        server.calls.iter().filter(|c| c.method == "POST" && c.code == 201).map(|c| c.body.clone()).collect()
+    }
+
+    /// The Events published so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.server.lock().unwrap().events.clone()
+    }
+}
+
+/// `METHOD resource` of each call.
+pub fn shorts(calls: &[Call]) -> Vec<String> {
+    calls.iter().map(Call::short).collect()
+}
+
 /// Marks a Job (as created) Complete.
 pub fn completed(job: &Value) -> Job {
     let mut job: Job = serde_json::from_value(job.clone()).unwrap();

@@ -3,15 +3,12 @@
 //! Jobs are deleted; a name held by another owner stops the run's creates; no write when
 //! nothing changed.
 
-use std::sync::{Arc, Mutex};
-
 use jiff::{SignedDuration, Timestamp};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::{Call, Cluster, FakeServer, client, completed};
+use super::{Call, World, completed, shorts};
 use crate::api::Pipeline;
-use crate::controller::context::Context;
 use crate::controller::pipeline::reconcile_pipeline;
 
 /// A daily Pipeline with two root steps, created three days ago, keeping no successful runs.
@@ -27,51 +24,23 @@ fn pipeline() -> Value {
     })
 }
 
-struct World {
-    server: Arc<Mutex<FakeServer>>,
-    cluster: Cluster,
-    ctx: Arc<Context>,
+fn world() -> World {
+    World::new("pipelines", pipeline())
 }
 
-impl World {
-    fn new() -> Self {
-        let mut server = FakeServer::default();
-        server.put("pipelines", pipeline());
-        let cluster = Cluster::new();
-        let server = Arc::new(Mutex::new(server));
-        let ctx = cluster.context(client(Arc::clone(&server)));
-        Self { server, cluster, ctx }
-    }
-
-    /// The Pipeline as the server holds it now.
-    fn pipeline(&self) -> Value {
-        self.server.lock().unwrap().get("pipelines/p").unwrap().clone()
-    }
-
-    /// One reconcile of `cached`; the requests it made.
-    async fn reconcile(&self, cached: &Value) -> Vec<Call> {
-        let before = self.server.lock().unwrap().calls.len();
-        let cached: Pipeline = serde_json::from_value(cached.clone()).unwrap();
-        reconcile_pipeline(&cached, &self.ctx).await.unwrap();
-        self.server.lock().unwrap().calls[before..].to_vec()
-    }
-
-    /// The Jobs created so far (as posted).
-    fn jobs(&self) -> Vec<Value> {
-        let server = self.server.lock().unwrap();
-        server.calls.iter().filter(|c| c.method == "POST" && c.code == 201).map(|c| c.body.clone()).collect()
-    }
-}
-
-fn shorts(calls: &[Call]) -> Vec<String> {
-    calls.iter().map(Call::short).collect()
+/// One reconcile of `cached`; the requests it made.
+async fn reconcile(world: &World, cached: &Value) -> Vec<Call> {
+    let before = world.call_count();
+    let cached: Pipeline = serde_json::from_value(cached.clone()).unwrap();
+    reconcile_pipeline(&cached, &world.ctx).await.unwrap();
+    world.calls_since(before)
 }
 
 #[tokio::test]
 async fn a_run_is_recorded_before_its_jobs_exist_and_its_finish_before_they_go() {
-    let mut world = World::new();
-    let cached = world.pipeline();
-    let calls = world.reconcile(&cached).await;
+    let mut world = world();
+    let cached = world.object("pipelines/p");
+    let calls = reconcile(&world, &cached).await;
     assert_eq!(shorts(&calls), ["PATCH pipelines/p/status", "POST jobs", "POST jobs"]);
     assert_eq!(calls[0].precondition(), cached["metadata"]["resourceVersion"].as_str());
     assert_eq!(calls[0].body["status"]["activeRuns"].as_array().map(Vec::len), Some(1));
@@ -81,8 +50,8 @@ async fn a_run_is_recorded_before_its_jobs_exist_and_its_finish_before_they_go()
     for job in &jobs {
         world.cluster.cache_job(completed(job));
     }
-    let cached = world.pipeline();
-    let calls = world.reconcile(&cached).await;
+    let cached = world.object("pipelines/p");
+    let calls = reconcile(&world, &cached).await;
     let mut expected: Vec<String> =
         jobs.iter().map(|j| format!("DELETE jobs/{}", j["metadata"]["name"].as_str().unwrap())).collect();
     expected.sort();
@@ -97,17 +66,17 @@ async fn a_run_is_recorded_before_its_jobs_exist_and_its_finish_before_they_go()
     for job in &jobs {
         world.cluster.jobs.apply_watcher_event(&watcher::Event::Delete(completed(job)));
     }
-    let cached = world.pipeline();
-    assert_eq!(shorts(&world.reconcile(&cached).await), Vec::<String>::new());
+    let cached = world.object("pipelines/p");
+    assert_eq!(shorts(&reconcile(&world, &cached).await), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn a_stale_cached_pipeline_writes_nothing_else() {
-    let world = World::new();
-    let stale = world.pipeline();
-    world.reconcile(&stale).await;
+    let world = world();
+    let stale = world.object("pipelines/p");
+    reconcile(&world, &stale).await;
     // The cache still shows the Pipeline before that write: the decision's write conflicts.
-    let calls = world.reconcile(&stale).await;
+    let calls = reconcile(&world, &stale).await;
     assert_eq!(shorts(&calls), ["PATCH pipelines/p/status"]);
     assert_eq!(calls[0].code, 409);
 }
@@ -115,36 +84,36 @@ async fn a_stale_cached_pipeline_writes_nothing_else() {
 #[tokio::test]
 async fn a_name_held_by_another_owner_is_read_and_stops_the_runs_creates() {
     // The run's first Job, under the same name, created by a Backfill.
-    let first = World::new();
-    first.reconcile(&first.pipeline()).await;
+    let first = world();
+    reconcile(&first, &first.object("pipelines/p")).await;
     let mut held = first.jobs().remove(0);
     held["metadata"]["ownerReferences"] = json!([{"apiVersion": "sluice.dev/v1alpha1", "kind": "Backfill",
                                                   "name": "oct", "uid": "uid-b", "controller": true}]);
     let name = held["metadata"]["name"].as_str().unwrap().to_string();
 
-    let world = World::new();
+    let world = world();
     world.server.lock().unwrap().put("jobs", held);
-    let calls = world.reconcile(&world.pipeline()).await;
+    let calls = reconcile(&world, &world.object("pipelines/p")).await;
     assert_eq!(shorts(&calls), ["PATCH pipelines/p/status", "POST jobs", &format!("GET jobs/{name}")]);
     assert_eq!(calls[1].code, 409);
-    let events = world.server.lock().unwrap().events.clone();
+    let events = world.events();
     let conflict = events.iter().find(|e| e["reason"] == "NameConflict").expect("a NameConflict Event");
     assert!(conflict["note"].as_str().unwrap().contains("Backfill/oct"), "{conflict}");
 }
 
 #[tokio::test]
 async fn a_name_held_by_our_own_job_of_the_same_run_is_already_launched() {
-    let first = World::new();
-    first.reconcile(&first.pipeline()).await;
+    let first = world();
+    reconcile(&first, &first.object("pipelines/p")).await;
     let ours = first.jobs().remove(0);
     let name = ours["metadata"]["name"].as_str().unwrap().to_string();
 
-    let world = World::new();
+    let world = world();
     world.server.lock().unwrap().put("jobs", ours);
-    let calls = world.reconcile(&world.pipeline()).await;
+    let calls = reconcile(&world, &world.object("pipelines/p")).await;
     let expected = ["PATCH pipelines/p/status", "POST jobs", &format!("GET jobs/{name}"), "POST jobs"];
     assert_eq!(shorts(&calls), expected, "the run's other Job is still created");
     assert_eq!((calls[1].code, calls[3].code), (409, 201));
-    let events = world.server.lock().unwrap().events.clone();
+    let events = world.events();
     assert!(!events.iter().any(|e| e["reason"] == "NameConflict"), "{events:?}");
 }
