@@ -154,33 +154,10 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
         Some(r) => api.get_quota(&namespace, &r.name).await?,
         None => None,
     };
-    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
-    let budget = budget(&backfill, quota.as_ref(), &jobs, &mut problems);
     let free_job_slots = api.free_job_slots(&namespace);
-    let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
-    let default_status = BackfillStatus::default();
-    let current = backfill.status.as_ref().unwrap_or(&default_status);
-    let plan = decide(&Input {
-        spec: &backfill.spec,
-        status: current,
-        generation: backfill.meta().generation,
-        uid: &uid,
-        now,
-        pipeline: pipeline.as_ref().map(|p| PipelineView {
-            name: &pipeline_name,
-            spec: &p.spec,
-            status: p.status.as_ref(),
-            created: p.meta().creation_timestamp.as_ref().map_or(now, |t| t.0),
-        }),
-        jobs: jobs.own,
-        records,
-        container_defaults,
-        budget,
-        free_job_slots,
-        problems,
-        blocked_inputs,
-        name_conflicts,
-    });
+    let pipeline = observed.pipeline.clone();
+    let facts = Facts { uid: &uid, quota: quota.as_ref(), free_job_slots, name_conflicts, now };
+    let plan = decide_on(&backfill, observed, facts);
 
     // First the status, on the condition that the Backfill is still at the version the
     // decision read; skipped when unchanged, unless the plan creates Jobs (an unchanged apply
@@ -221,6 +198,45 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
         api.delete_job(&namespace, job).await?;
     }
     Ok(Outcome::Acted(Box::new(acted)))
+}
+
+/// What a Backfill's decision reads besides the Backfill and the caches.
+struct Facts<'a> {
+    uid: &'a str,
+    quota: Option<&'a ResourceQuota>,
+    free_job_slots: usize,
+    name_conflicts: Vec<String>,
+    now: Timestamp,
+}
+
+/// Decides for `backfill` on what was observed (pure).
+fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan {
+    let Facts { uid, quota, free_job_slots, name_conflicts, now } = facts;
+    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
+    let budget = budget(backfill, quota, &jobs, &mut problems);
+    let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
+    let default_status = BackfillStatus::default();
+    decide(&Input {
+        spec: &backfill.spec,
+        status: backfill.status.as_ref().unwrap_or(&default_status),
+        generation: backfill.meta().generation,
+        uid,
+        now,
+        pipeline: pipeline.as_ref().map(|p| PipelineView {
+            name: &backfill.spec.pipeline_ref.name,
+            spec: &p.spec,
+            status: p.status.as_ref(),
+            created: p.meta().creation_timestamp.as_ref().map_or(now, |t| t.0),
+        }),
+        jobs: jobs.own,
+        records,
+        container_defaults,
+        budget,
+        free_job_slots,
+        problems,
+        blocked_inputs,
+        name_conflicts,
+    })
 }
 
 /// Creates the plan's Jobs in order, skipping the rest of a partition once one of its names is
