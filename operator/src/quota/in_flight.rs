@@ -115,10 +115,16 @@ impl InFlight {
 
     /// The quota view forgets the Jobs that `cached(namespace, name)` says the cache shows, and
     /// those older than [`IN_FLIGHT_TTL`] (a Job the cache never shows was deleted at once).
+    /// Jobs older than [`PENDING_TTL`] leave the Job caps' view too, so that the ledger stays
+    /// bounded when no caps are set (and nothing prunes that view).
     pub fn prune(&mut self, now: Timestamp, cached: impl Fn(&str, &str) -> bool) {
         for ((ns, name), entry) in &mut self.entries {
-            if now.duration_since(entry.created) >= IN_FLIGHT_TTL || cached(ns, name) {
+            let age = now.duration_since(entry.created);
+            if age >= IN_FLIGHT_TTL || cached(ns, name) {
                 entry.launch = None;
+            }
+            if age >= PENDING_TTL {
+                entry.pending = false;
             }
         }
         self.drop_forgotten();
@@ -235,6 +241,17 @@ mod tests {
         ledger.prune(t0, |_, _| true);
         assert_eq!(ledger.pending("a"), (1, 1));
         ledger.prune_pending(t0, |_, _| true);
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn without_caps_the_quota_views_prune_bounds_the_ledger() {
+        let t0: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let mut ledger = InFlight::default();
+        ledger.add_job("a", "pipeline-job", t0);
+        ledger.prune(t0 + PENDING_TTL - SignedDuration::from_secs(1), |_, _| false);
+        assert_eq!(ledger.pending("a"), (1, 1), "still counted within its TTL");
+        ledger.prune(t0 + PENDING_TTL, |_, _| false);
         assert!(ledger.is_empty());
     }
 }
