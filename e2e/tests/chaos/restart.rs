@@ -1,32 +1,37 @@
 //! kube-apiserver, then etcd, stopped and started again (`e2e/cluster/restart.sh`: same flags,
 //! port and data) in the middle of scheduled runs and a Backfill. The operator must recover by
-//! itself (the same process, no exit): launch every due window within 5 s of the API server
-//! being ready again, have its status caught up within 30 s, and launch nothing twice.
+//! itself (the same process, no exit): act on every due window within 5 s of the API server
+//! being ready again (8 s after etcd restarted, see [`LAUNCH_WITHIN_AFTER_ETCD`]), launch the
+//! Backfill's next partition within the same bound of its ResourceQuota showing room, have its status caught
+//! up within 30 s, and launch nothing twice.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Api, ListParams};
 use sluice_e2e::cluster::{kubeconfig, repo_root};
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::process::OperatorProcess;
 use sluice_e2e::{audit, usage};
 
-use super::workload::{self, BACKFILL, Kind, Workload};
+use super::workload::{self, BACKFILL, BACKFILL_STEP_MILLI, HARD_MILLI, Kind, RESERVE_MILLI, Workload};
 
+/// Enough partitions that the Backfill still has some to launch after the outage (with 50, it
+/// had sometimes launched them all before the API server stopped).
+const PARTITIONS: i64 = 120;
 /// Seconds the component stays down (after it stopped).
 const DOWN_FOR: u64 = 6;
-/// Issue 11 asks for 5 s. Most runs meet it (0.2-4.9 s), but some Pipelines acted 5.0-7.9 s after
-/// ready in 4 of about 10 runs on this shared machine, for a reason not found yet (not the
-/// reconcile-error backoff, now capped at 2 s). The test holds the 10 s that every run met, and
-/// prints the figures, until that is fixed.
-const LAUNCH_WITHIN: f64 = 10.0;
-/// A Backfill admits its next partition only once the ResourceQuota shows headroom: after an
-/// outage that waits for kube-controller-manager's quota and Job controllers to catch up too
-/// (measured 12.8 s once on this machine), so its bound is wider.
-const BACKFILL_LAUNCH_WITHIN: f64 = 30.0;
+/// Every due window is acted on within this of the API server being ready (issue 11), after
+/// kube-apiserver restarted.
+const LAUNCH_WITHIN: f64 = 5.0;
+/// The same after etcd restarted. The operator's requests that were in flight when etcd
+/// stopped hang in the API server until well after its readyz passes again (3.7 s in one run,
+/// while new requests went through 0.6 s after it), and the reconciles waiting on them act 0.1 s
+/// after their answers: due windows were acted on 4.0-4.5 s after ready.
+const LAUNCH_WITHIN_AFTER_ETCD: f64 = 8.0;
 const CONVERGE_WITHIN: f64 = 30.0;
 
 /// The operator's RUST_LOG: `SLUICE_E2E_OPERATOR_LOG`, else Sluice's debug lines.
@@ -62,13 +67,50 @@ fn tick_before(t: Timestamp, every: i64) -> Timestamp {
     Timestamp::from_second(t.as_second() - t.as_second().rem_euclid(every)).expect("time")
 }
 
+/// What the harness read every 250 ms after the outage: when each skip record first showed, per
+/// Pipeline and window end, and when the ResourceQuota first showed room for a Backfill
+/// partition within `hard - reserve`.
+#[derive(Default)]
+struct Polled {
+    skipped: BTreeMap<String, BTreeMap<Timestamp, Timestamp>>,
+    room: Option<Timestamp>,
+}
+
+impl Polled {
+    async fn read(&mut self, client: &kube::Client, w: &Workload) {
+        let now = Timestamp::now();
+        if let Ok(list) = w.pipelines(client).list(&ListParams::default()).await {
+            for p in list.items {
+                let seen = self.skipped.entry(p.metadata.name.clone().unwrap_or_default()).or_default();
+                for run in p.status.iter().flat_map(|s| s.skipped_runs.iter()) {
+                    seen.entry(run.window.end.0).or_insert(now);
+                }
+            }
+        }
+        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &w.ns);
+        if self.room.is_none()
+            && let Ok(quota) = quotas.get("compute").await
+            && let Some(used) = quota.status.and_then(|s| s.used).and_then(|u| u.get("requests.cpu").cloned())
+            && let Some(used) = sluice::quota::quantity::parse(&used.0, sluice::quota::Round::Up)
+            && used as i64 + BACKFILL_STEP_MILLI <= HARD_MILLI - RESERVE_MILLI
+        {
+            self.room = Some(now);
+        }
+    }
+
+    /// When a skip record for a window ending at or after `due` first showed.
+    fn skipped_since(&self, pipeline: &str, due: Timestamp) -> Option<Timestamp> {
+        self.skipped.get(pipeline)?.range(due..).map(|(_, at)| *at).min()
+    }
+}
+
 async fn outage(component: &'static str) {
     let _alone = super::exclusive().await;
     let client = sluice_e2e::cluster::client(&kubeconfig()).await;
     sluice_e2e::operator::install_crds(&client).await;
     with_namespace(&client, &format!("chaos-{}", component.trim_start_matches("kube-")), |ns| async move {
         let client = ns.client.clone();
-        let w = Workload { ns: ns.name.clone(), partitions: 50, scheduled: workload::mix(8, 5), parallelism: 20 };
+        let w = Workload { ns: ns.name.clone(), partitions: PARTITIONS, scheduled: workload::mix(8, 5), parallelism: 20 };
         let mut op = OperatorProcess::start(&kubeconfig(), &format!("{}-op", ns.name), &["--namespace", &ns.name], &rust_log());
         op.wait_ready().await;
         let mut ledger = w.start(&client).await;
@@ -93,7 +135,9 @@ async fn outage(component: &'static str) {
             .iter()
             .filter(|j| usage::outcome(j) == Some(true))
             .count() as i64;
+        let mut polled = Polled::default();
         let caught_up = loop {
+            polled.read(&client, &w).await;
             let b = w.backfills(&client).get(BACKFILL).await.expect("backfill");
             let succeeded = b.status.as_ref().and_then(|s| s.partitions.as_ref()).map_or(0, |c| c.succeeded);
             let pipelines = w.pipelines(&client).list(&ListParams::default()).await.expect("pipelines").items;
@@ -113,21 +157,21 @@ async fn outage(component: &'static str) {
         // Every due window acted on at once: a Job launched for it (or a later window), or, for
         // a Pipeline whose previous run is still active (its Job not yet marked finished by the
         // Job controller, itself recovering), the window recorded as skipped by its policy.
-        // Waits up to 30 s for all, then takes the times: launches from the audit log
-        // (microseconds), skip records as the watch first saw them; relative to `ready`.
+        // Waits up to 60 s for all. Launch times come from the audit log (microseconds). Skip
+        // records and the quota's headroom come from reads every 250 ms, which the API server
+        // serves consistently: its watches lagged by up to 10 s after a restart, so a watch
+        // would time the harness, not the operator. All relative to `ready`.
         // (Queue and Forbid Pipelines with long runs may rightly wait for a run in the way.)
         let must_act = |s: &workload::Scheduled| matches!(s.kind, Kind::HistoryZero | Kind::Replace | Kind::FailingRetries);
-        let acted = |s: &workload::Scheduled, seen: &usage::Usage, skipped: &BTreeMap<String, BTreeMap<Timestamp, Timestamp>>| {
-            let due = tick_before(ready, s.every);
-            seen.jobs().any(|j| j.pipeline == s.name && j.backfill.is_empty() && j.window_end >= Some(due))
-                || skipped.get(&s.name).is_some_and(|k| k.range(due..).next().is_some())
-        };
-        while Timestamp::now().duration_since(ready).as_secs_f64() < 30.0 + BACKFILL_LAUNCH_WITHIN {
+        while Timestamp::now().duration_since(ready).as_secs_f64() < 90.0 {
+            polled.read(&client, &w).await;
             let all = {
                 let seen = ledger.usage.lock().unwrap_or_else(|e| e.into_inner());
-                let skipped = ledger.skipped.lock().unwrap_or_else(|e| e.into_inner());
-                w.scheduled.iter().filter(|s| must_act(s)).all(|s| acted(s, &seen, &skipped))
-                    && seen.backfill_jobs(BACKFILL).len() > backfill_before
+                w.scheduled.iter().filter(|s| must_act(s)).all(|s| {
+                    let due = tick_before(ready, s.every);
+                    seen.jobs().any(|j| j.pipeline == s.name && j.backfill.is_empty() && j.window_end >= Some(due))
+                        || polled.skipped_since(&s.name, due).is_some()
+                }) && seen.backfill_jobs(BACKFILL).len() > backfill_before
             };
             if all {
                 break;
@@ -142,7 +186,6 @@ async fn outage(component: &'static str) {
             .collect();
         let (lags, backfill_lag) = {
             let seen = ledger.usage.lock().unwrap_or_else(|e| e.into_inner());
-            let skipped = ledger.skipped.lock().unwrap_or_else(|e| e.into_inner());
             let first_launch = |select: &dyn Fn(&usage::SeenJob) -> bool| {
                 seen.jobs().filter(|j| select(j)).filter_map(|j| creates.get(&j.name)).filter(|t| **t > stopped).min().copied()
             };
@@ -153,21 +196,15 @@ async fn outage(component: &'static str) {
                 .map(|s| {
                     let due = tick_before(ready, s.every);
                     let launch = first_launch(&|j| j.pipeline == s.name && j.backfill.is_empty() && j.window_end >= Some(due));
-                    let skip = skipped.get(&s.name).and_then(|k| k.range(due..).map(|(_, at)| *at).min());
-                    let first = [launch, skip].into_iter().flatten().min();
+                    let first = [launch, polled.skipped_since(&s.name, due)].into_iter().flatten().min();
                     (s.name.clone(), first.map(|t| t.duration_since(ready).as_secs_f64()))
                 })
                 .collect();
-            // The Backfill can launch only once it has room: at ready if a partition slot was
-            // free, else once the Job controller (recovering from the same outage) marks one of
-            // its Jobs finished. Its lag counts from then.
-            let room = seen
-                .jobs()
-                .filter(|j| j.backfill == BACKFILL)
-                .filter_map(|j| j.finished_seen)
-                .filter(|t| *t > stopped)
-                .min()
-                .map_or(ready, |t| t.max(ready));
+            // The Backfill can launch only once the ResourceQuota shows room for a partition
+            // within `hard - reserve`: at ready if it did, else once kube-controller-manager
+            // (recovering from the same outage) counts a finished pod out. Its lag counts from
+            // then.
+            let room = polled.room.map_or(ready, |t| t.max(ready));
             let backfill = first_launch(&|j| j.backfill == BACKFILL).map(|t| t.duration_since(room).as_secs_f64());
             (lags, backfill)
         };
@@ -188,17 +225,18 @@ async fn outage(component: &'static str) {
         ));
         assert!(exited.is_none(), "the operator exited during the {component} outage ({exited:?}): {}", op.log.display());
         assert!(!op.log_text().contains("panicked"), "the operator panicked: {}", op.log.display());
+        let launch_within = if component == "etcd" { LAUNCH_WITHIN_AFTER_ETCD } else { LAUNCH_WITHIN };
         for (name, lag) in &lags {
             let lag = lag.unwrap_or_else(|| panic!("{name}: its due window neither launched nor skipped after the {component} outage"));
             assert!(
-                lag <= LAUNCH_WITHIN,
-                "{name}: its due window launched {lag:.1} s after the API server was ready (at most {LAUNCH_WITHIN} s)"
+                lag <= launch_within,
+                "{name}: its due window launched {lag:.1} s after the API server was ready (at most {launch_within} s)"
             );
         }
         let backfill_lag = backfill_lag.expect("the Backfill launched after the outage");
         assert!(
-            backfill_lag <= BACKFILL_LAUNCH_WITHIN,
-            "the Backfill's next partition launched {backfill_lag:.1} s after it had room (at most {BACKFILL_LAUNCH_WITHIN} s)"
+            backfill_lag <= launch_within,
+            "the Backfill's next partition launched {backfill_lag:.1} s after the quota had room (at most {launch_within} s)"
         );
         assert!(converged <= CONVERGE_WITHIN, "status caught up {converged:.1} s after ready (at most {CONVERGE_WITHIN} s)");
         assert!(done.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Complete" && c.status == "True")));

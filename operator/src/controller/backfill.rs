@@ -84,8 +84,25 @@ pub(crate) async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Resu
     };
     report(ctx, &namespace, &acted).await;
     let requeue = act::backfill::retry_after(&acted, CREATE_RETRY, CONFLICT_RETRY);
+    log_decision(&acted, requeue);
     Ok(requeue
         .map_or_else(Action::await_change, |d| Action::requeue(Duration::from_millis(d.as_millis().max(0) as u64))))
+}
+
+/// One debug line per recorded decision: Jobs created, why more were not (the Throttled
+/// condition) and the quota's `used` as read.
+fn log_decision(acted: &Acted, requeue: Option<SignedDuration>) {
+    let conditions = &acted.plan.status.conditions;
+    let throttled = conditions.iter().find(|c| c.type_ == types::THROTTLED && c.status == "True");
+    tracing::debug!(
+        backfill = %acted.backfill.name_any(),
+        created = acted.created.len(),
+        admitted = acted.settled.admitted,
+        throttled = throttled.map(|c| c.message.as_str()),
+        quota_used = ?acted.quota.as_ref().and_then(|q| q.status.as_ref()?.used.as_ref()),
+        requeue_ms = requeue.map(|d| d.as_millis()),
+        "decided"
+    );
 }
 
 /// Events and metrics of a recorded decision.

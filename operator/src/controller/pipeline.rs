@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 
 use super::apply::{self, Patched, Precondition};
 use super::context::Context;
@@ -51,7 +51,10 @@ pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Re
     let launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
     let free_job_slots = if launch.is_some() { ctx.free_job_slots(&namespace) } else { usize::MAX };
     let api = KubePipelines { ctx, namespace: namespace.clone(), free_job_slots };
-    let outcome = crate::act::pipeline::reconcile(&api, pipeline, Timestamp::now()).await?;
+    let mut outcome = crate::act::pipeline::reconcile(&api, pipeline, Timestamp::now()).await?;
+    if matches!(outcome, Outcome::Conflict) {
+        outcome = decide_on_fresh_read(&api, pipeline).await?;
+    }
     let acted = match outcome {
         Outcome::Gone => return Ok(Action::await_change()),
         Outcome::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
@@ -76,7 +79,43 @@ pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Re
     if !acted.conflicts.is_empty() {
         sooner(NAME_CONFLICT_RETRY);
     }
+    log_decision(&acted, requeue);
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// After a conflict the cached Pipeline is behind its status: decide once more on a fresh
+/// read, written with that read's `resourceVersion`. The watch catches up by itself, but after
+/// an API server restart it lagged the operator's own writes for up to 10 s (e2e restart test),
+/// and every decision in that time met the same conflict.
+async fn decide_on_fresh_read(api: &KubePipelines<'_>, cached: &Pipeline) -> Result<Outcome> {
+    let name = cached.name_any();
+    let pipelines: Api<Pipeline> = Api::namespaced(api.ctx.client.clone(), &api.namespace);
+    let read = pipelines.get_opt(&name).await;
+    let read = read.map_err(|source| Error::GetObject { kind: "Pipeline", name: name.clone(), source })?;
+    let Some(fresh) = read else { return Ok(Outcome::Gone) };
+    tracing::debug!(
+        pipeline = %cached.name_any(),
+        cached = cached.resource_version().unwrap_or_default(),
+        fresh = fresh.resource_version().unwrap_or_default(),
+        "status changed under the decision; deciding again on a fresh read"
+    );
+    crate::act::pipeline::reconcile(api, &fresh, Timestamp::now()).await
+}
+
+/// One debug line per recorded decision: what was started, skipped and deleted, and when the
+/// Pipeline is looked at again.
+fn log_decision(acted: &Acted, requeue: Option<Duration>) {
+    let status = &acted.plan.status;
+    tracing::debug!(
+        pipeline = %acted.pipeline.name_any(),
+        created = ?acted.created.iter().map(|c| (c.run_id.as_str(), c.attempt)).collect::<Vec<_>>(),
+        deleted = acted.plan.delete.len(),
+        active = status.active_runs.len(),
+        skipped_last = ?status.skipped_runs.last().map(|r| r.id.as_str()),
+        jobs_seen = acted.observed.jobs.len(),
+        requeue_ms = requeue.map(|d| d.as_millis() as u64),
+        "decided"
+    );
 }
 
 /// Events and metrics of a recorded decision.

@@ -1,7 +1,7 @@
 //! A Pipeline reconcile's requests: the decision on the cached Pipeline is written with its
 //! `resourceVersion` before its Jobs are created, and a finished run is recorded before its
 //! Jobs are deleted; a name held by another owner stops the run's creates; no write when
-//! nothing changed.
+//! nothing changed; a write that conflicts (the cache was stale) is decided again on a fresh read.
 
 use jiff::{SignedDuration, Timestamp};
 use kube::runtime::watcher;
@@ -71,14 +71,25 @@ async fn a_run_is_recorded_before_its_jobs_exist_and_its_finish_before_they_go()
 }
 
 #[tokio::test]
-async fn a_stale_cached_pipeline_writes_nothing_else() {
+async fn a_stale_cached_pipeline_is_decided_again_on_a_fresh_read() {
     let world = world();
     let stale = world.object("pipelines/p");
     reconcile(&world, &stale).await;
-    // The cache still shows the Pipeline before that write: the decision's write conflicts.
+    let fresh = world.object("pipelines/p");
+    // The cache still shows the Pipeline before that write: the decision's write conflicts,
+    // the Pipeline is read fresh and decided again on what was recorded: its run is active and
+    // its Jobs were created. The cache does not show them yet, so the creates are repeated
+    // after a write on the fresh version, and each 409 is read and found to be ours.
     let calls = reconcile(&world, &stale).await;
-    assert_eq!(shorts(&calls), ["PATCH pipelines/p/status"]);
+    assert_eq!(shorts(&calls)[..2], ["PATCH pipelines/p/status", "GET pipelines/p"]);
     assert_eq!(calls[0].code, 409);
+    assert!(
+        calls[2..]
+            .iter()
+            .all(|c| c.precondition().is_none_or(|rv| Some(rv) == fresh["metadata"]["resourceVersion"].as_str())),
+        "writes after the fresh read carry its resourceVersion"
+    );
+    assert!(!calls.iter().any(|c| c.short() == "POST jobs" && c.code == 201), "nothing launched twice");
 }
 
 #[tokio::test]

@@ -85,6 +85,11 @@ pub const DEFAULT_RETRIES: i32 = 2;
 pub const BUSY_RETRY: SignedDuration = SignedDuration::from_secs(10);
 /// How long to wait for a free Job slot under the operator's Job caps.
 pub const CAP_RETRY: SignedDuration = SignedDuration::from_secs(5);
+/// How soon to look again while the quota has no room. A change of the ResourceQuota or of
+/// the Backfill's own Jobs wakes it sooner; this bounds the wait when those watches lag (after
+/// an API server restart they delivered nothing for up to 10 s), at one fresh read of the
+/// Backfill and its quota per period.
+pub const QUOTA_RETRY: SignedDuration = SignedDuration::from_secs(2);
 /// How soon to look again at inputs whose contract is violated (a Dataset's change does not
 /// wake a Backfill).
 pub const CONTRACT_RETRY: SignedDuration = SignedDuration::from_secs(30);

@@ -1,12 +1,13 @@
 //! Stage 7 of a Backfill's decision: when to look again: a retry's backoff ending, a free Job
 //! slot, windows busy elsewhere, inputs whose contract blocks, names held by others, or the rest
-//! of a walk. Quota, Pipeline and own-Job changes wake the backfill by themselves. Pure.
+//! of a walk, a quota without room (bounding a lagging watch). Quota, Pipeline and own-Job changes
+//! wake the backfill by themselves. Pure.
 
 use jiff::{SignedDuration, Timestamp};
 
 use super::launch::Launches;
 use super::summary::reasons;
-use super::{BUSY_RETRY, CAP_RETRY, CONTRACT_RETRY, NAME_CONFLICT_RETRY, SCAN_CONTINUE};
+use super::{BUSY_RETRY, CAP_RETRY, CONTRACT_RETRY, NAME_CONFLICT_RETRY, QUOTA_RETRY, SCAN_CONTINUE};
 use crate::api::Throttle;
 
 /// The soonest of the reasons to look again, if any.
@@ -26,6 +27,9 @@ pub fn after(now: Timestamp, launches: &Launches, throttled: Option<&Throttle>) 
     let reason = throttled.map(|t| t.reason.as_str());
     if reason == Some(reasons::JOB_CAP_REACHED) {
         sooner(CAP_RETRY);
+    }
+    if reason == Some(reasons::QUOTA_EXHAUSTED) {
+        sooner(QUOTA_RETRY);
     }
     if reason == Some(reasons::INPUT_CONTRACT_VIOLATED) {
         sooner(CONTRACT_RETRY);

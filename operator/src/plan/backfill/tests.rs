@@ -209,6 +209,15 @@ fn record(h: i64, phase: RunPhase) -> RunRecord {
 }
 
 #[test]
+fn a_backfill_waiting_for_quota_looks_again_within_the_quota_retry() {
+    let mut w = World::new(backfill(serde_json::json!({})), one_step());
+    w.budget = quota(4000, 0, 1000);
+    let plan = w.decide();
+    assert_eq!(plan.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("QuotaExhausted"));
+    assert_eq!(plan.requeue_after, Some(QUOTA_RETRY), "a lagging quota watch does not leave it asleep");
+}
+
+#[test]
 fn quota_admits_three_one_cpu_partitions_and_keeps_the_reserve() {
     let mut w = World::new(backfill(serde_json::json!({})), one_step());
     w.budget = quota(4000, 0, 1000);
