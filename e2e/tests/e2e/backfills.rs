@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sluice::api::{Backfill, Pipeline};
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::usage::{self, SeenJob};
-use sluice_e2e::yaml;
+use sluice_e2e::{wait, yaml};
 
 /// A step whose fake pod runs `duration` requesting `cpu` (no requests when `None`), failing
 /// when `fail`.
@@ -70,15 +70,15 @@ async fn poll_until(
     what: &str,
     check: impl Fn(&Backfill) -> bool,
 ) -> Backfill {
-    let started = std::time::Instant::now();
-    loop {
-        let b = backfills(client, ns).get(name).await.expect("backfill");
-        if check(&b) {
-            return b;
-        }
-        assert!(started.elapsed() < timeout, "{name} not {what} after {timeout:?}: {:#?}", b.status);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let b = wait::settle(
+        timeout,
+        Duration::from_millis(250),
+        || async { backfills(client, ns).get(name).await.expect("backfill") },
+        &check,
+    )
+    .await;
+    assert!(check(&b), "{name} not {what} after {timeout:?}: {:#?}", b.status);
+    b
 }
 
 /// Waits until condition `type_` has `status` at the Backfill's current generation, as
@@ -172,20 +172,28 @@ async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled
         .expect("backfill");
 
         // While it runs, the quota is what holds it back.
-        let mut reasons = BTreeSet::new();
+        let reasons = std::sync::Mutex::new(BTreeSet::new());
         let started = std::time::Instant::now();
-        let done = loop {
-            let b = backfills(&client, n).get("history").await.expect("backfill");
-            if let Some(t) = b.status.as_ref().and_then(|s| s.throttled.as_ref()) {
-                reasons.insert(t.reason.clone());
-            }
-            if condition(&b, "Complete").is_some_and(|c| c.0 == "True") {
-                break b;
-            }
-            assert!(condition(&b, "Failed").is_none_or(|c| c.0 == "False"), "{:#?}", b.status);
-            assert!(started.elapsed() < Duration::from_secs(300), "not complete after 300 s: {:#?}", b.status);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let complete = |b: &Backfill| condition(b, "Complete").is_some_and(|c| c.0 == "True");
+        let done = wait::settle(
+            Duration::from_secs(300),
+            Duration::from_millis(500),
+            || {
+                let reasons = &reasons;
+                async {
+                    let b = backfills(&client, n).get("history").await.expect("backfill");
+                    if let Some(t) = b.status.as_ref().and_then(|s| s.throttled.as_ref()) {
+                        reasons.lock().unwrap().insert(t.reason.clone());
+                    }
+                    assert!(condition(&b, "Failed").is_none_or(|c| c.0 == "False"), "{:#?}", b.status);
+                    b
+                }
+            },
+            complete,
+        )
+        .await;
+        assert!(complete(&done), "not complete after 300 s: {:#?}", done.status);
+        let reasons = reasons.into_inner().unwrap();
         let wall = started.elapsed();
         let status = done.status.clone().unwrap();
         let counts = status.partitions.clone().unwrap();
@@ -229,18 +237,19 @@ async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled
         let recent = p.get("orders").await.expect("pipeline").status.unwrap_or_default().recent_runs;
         assert!(recent.iter().any(|r| r.phase == sluice::api::RunPhase::Succeeded), "{recent:#?}");
         // The record stays; the Jobs go.
-        let mut left = usize::MAX;
-        for _ in 0..50 {
-            left = live_jobs(&client, n)
-                .await
-                .iter()
-                .filter(|j| label(j.metadata.labels.as_ref(), "sluice.dev/backfill") == "history")
-                .count();
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let left = wait::settle(
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+            || async {
+                live_jobs(&client, n)
+                    .await
+                    .iter()
+                    .filter(|j| label(j.metadata.labels.as_ref(), "sluice.dev/backfill") == "history")
+                    .count()
+            },
+            |left| *left == 0,
+        )
+        .await;
         assert_eq!(left, 0, "finished partitions' Jobs are deleted");
         let size = serde_json::to_vec(&done).unwrap().len();
         assert!(size < 8 * 1024, "the Backfill is {size} bytes");
@@ -277,13 +286,17 @@ async fn suspend_stops_new_jobs_and_resume_continues() {
         let b = wait_condition(&client, n, "history", "Progressing", "False", Duration::from_secs(30)).await;
         assert_eq!(condition(&b, "Progressing").unwrap().1, "Suspended");
         assert_eq!(condition(&b, "Throttled").unwrap().1, "Suspended");
+        usage::caught_up(&seen, &client, n).await;
         let jobs_at_suspend = seen.lock().unwrap().backfill_jobs("history").len();
-        // Running partitions finish; no new Job starts.
+        // Running partitions finish; no new Job starts. The status that shows none running was
+        // written by the reconcile that saw the last one finish: a launch it decided would be in
+        // that status (written before its Jobs). The watch must have caught up with the Jobs the
+        // API server lists before it is counted.
         let b = poll_until(&client, n, "history", Duration::from_secs(30), "running ones finished", |b: &Backfill| {
             counts(b).is_some_and(|c| c.running == 0)
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        usage::caught_up(&seen, &client, n).await;
         assert_eq!(
             seen.lock().unwrap().backfill_jobs("history").len(),
             jobs_at_suspend,
@@ -486,7 +499,7 @@ async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
             "{:?}",
             status.recent_failures
         );
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        usage::caught_up(&seen, &client, n).await;
         {
             let seen = seen.lock().unwrap();
             let jobs = seen.backfill_jobs("history");
@@ -544,33 +557,33 @@ async fn deleting_a_backfill_stops_its_running_jobs() {
         .await
         .expect("backfill");
         let pods: Api<Pod> = Api::namespaced(client.clone(), n);
-        let mut running = 0;
-        for _ in 0..300 {
-            running = pods
-                .list(&ListParams::default())
-                .await
-                .expect("pods")
-                .items
-                .iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .count();
-            if running == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let running = wait::settle(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                pods.list(&ListParams::default())
+                    .await
+                    .expect("pods")
+                    .items
+                    .iter()
+                    .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                    .count()
+            },
+            |running| *running == 2,
+        )
+        .await;
         assert_eq!(running, 2);
         backfills(&client, n).delete("history", &DeleteParams::background()).await.expect("delete");
-        let mut left = (usize::MAX, usize::MAX);
         // The garbage collector removes them; under load that takes a while.
-        for _ in 0..300 {
-            left =
-                (live_jobs(&client, n).await.len(), pods.list(&ListParams::default()).await.expect("pods").items.len());
-            if left == (0, 0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let left = wait::settle(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                (live_jobs(&client, n).await.len(), pods.list(&ListParams::default()).await.expect("pods").items.len())
+            },
+            |left| *left == (0, 0),
+        )
+        .await;
         assert_eq!(left, (0, 0), "(Jobs, pods) left after deleting the Backfill");
     })
     .await;

@@ -1,7 +1,7 @@
 //! Datasets on a real control plane: the watermark from step reports, freshness turning Warning
 //! and Stale at the deadlines, contracts, data-aware triggers and lineage.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
@@ -107,8 +107,8 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
         let stale_at: jiff::Timestamp = st["freshness"]["staleAt"].as_str().unwrap().parse().unwrap();
         let mut seen_warning = None;
         let mut seen_stale = None;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while seen_stale.is_none() && Instant::now() < deadline {
+        let deadline = wait::Deadline::after(Duration::from_secs(30), Duration::from_millis(50));
+        while seen_stale.is_none() {
             let st = status(&client, n, "Dataset", "raw").await;
             let now = jiff::Timestamp::now();
             match st["freshness"]["state"].as_str() {
@@ -116,7 +116,9 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
                 Some("Stale") => seen_stale = Some(now),
                 _ => {}
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !deadline.tick().await {
+                break;
+            }
         }
         let warning_delay = seen_warning.expect("turned Warning").duration_since(warn_at).as_secs_f64();
         let stale_delay = seen_stale.expect("turned Stale").duration_since(stale_at).as_secs_f64();
@@ -174,14 +176,13 @@ async fn an_old_window_does_not_move_the_watermark_and_a_malformed_report_is_rep
         assert_eq!(st["watermark"], first["watermark"], "the old window did not move the watermark");
         assert_eq!(condition(&st, "ReportValid").unwrap().1, "MalformedReport");
         // The Event follows the status write: wait for it.
-        let mut reasons: Vec<String> = Vec::new();
-        for _ in 0..40 {
-            reasons = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
-            if reasons.iter().any(|r| r == "MalformedReport") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let reasons: Vec<String> = wait::settle(
+            Duration::from_secs(10),
+            Duration::from_millis(250),
+            || async { events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect() },
+            |reasons: &Vec<String>| reasons.iter().any(|r| r == "MalformedReport"),
+        )
+        .await;
         assert!(reasons.iter().any(|r| r == "MalformedReport"), "{reasons:?}");
     })
     .await;
@@ -231,7 +232,13 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
             })
             .await;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Once the downstream pipeline recorded the latest watermark as consumed, the operator has
+        // seen that advance: a second run for it would have been started by then.
+        let latest = status(&client, n, "Dataset", "raw").await["watermark"].clone();
+        wait_status(&client, n, "Pipeline", "downstream", "the latest watermark consumed", move |s| {
+            s["consumedWatermarks"]["raw"] == latest && s["activeRunCount"].as_i64().unwrap_or(0) == 0
+        })
+        .await;
         assert_eq!(downstream_runs(&client, n).await.len(), 2, "one run per advance");
         let st = status(&client, n, "Dataset", "raw").await;
         assert_eq!(condition(&st, "SchemaConformant").unwrap().0, "True");
@@ -255,7 +262,9 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
         })
         .await;
         assert!(condition(&held, "InputsHeld").unwrap().2.contains("raw"));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // InputsHeld is the operator's decision on the violating data; a run it started then would
+        // be in the same status (written before its Jobs).
+        assert_eq!(held["activeRunCount"].as_i64().unwrap_or(0), 0, "held: no run on the violating data");
         assert_eq!(downstream_runs(&client, n).await.len(), 2, "held: no run on the violating data");
         let reasons: Vec<String> = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
         assert!(reasons.iter().any(|r| r == "ContractViolated"), "{reasons:?}");

@@ -4,13 +4,13 @@
 //! by the official OpenLineage Python client.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use sluice_e2e::namespace::with_namespace;
-use sluice_e2e::yaml;
+use sluice_e2e::{wait, yaml};
 
 const YEARLY: &str = "0 0 1 1 *";
 
@@ -56,15 +56,16 @@ async fn wait_events(
     what: &str,
     check: impl Fn(&[String]) -> bool,
 ) -> Vec<(Option<String>, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let events = events_of(ns, job);
-        if check(&types(&events)) {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "{job}: waited 120s for {what}; got {:?}", types(&events));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let done = |events: &Vec<(Option<String>, Value)>| check(&types(events));
+    let events = wait::settle(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || std::future::ready(events_of(ns, job)),
+        done,
+    )
+    .await;
+    assert!(done(&events), "{job}: waited 120s for {what}; got {:?}", types(&events));
+    events
 }
 
 async fn jobs_by_uid(client: &kube::Client, ns: &str) -> BTreeMap<String, Job> {

@@ -45,15 +45,16 @@ fn ready(obj: &kube::api::DynamicObject) -> bool {
 
 /// Waits until the operator at `addr` exports a metrics line starting with `line`.
 async fn metric(addr: &str, line: &str) -> String {
-    let mut body = String::new();
-    for _ in 0..300 {
-        body = http_get(addr, "/metrics").await.expect("metrics").1;
-        if body.lines().any(|l| l.starts_with(line)) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no metric {line:?} within 30s in:\n{body}");
+    let exported = |body: &String| body.lines().any(|l| l.starts_with(line));
+    let body = wait::settle(
+        Duration::from_secs(30),
+        wait::EVERY,
+        || async { http_get(addr, "/metrics").await.expect("metrics").1 },
+        exported,
+    )
+    .await;
+    assert!(exported(&body), "no metric {line:?} within 30s in:\n{body}");
+    body
 }
 
 #[tokio::test]
@@ -103,20 +104,21 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
         metric(&addr, r#"sluice_reconcile_total{controller="pipeline",result="success"}"#).await;
 
         // The operator said so on the object, and left the object as it was.
-        let mut warned = Vec::new();
-        for _ in 0..300 {
-            warned = wait::events(&client, n)
-                .await
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("InvalidObject") && e.type_.as_deref() == Some("Warning"))
-                .filter(|e| e.reporting_instance.as_deref() == Some(INSTANCE))
-                .filter_map(|e| e.regarding.and_then(|r| r.name))
-                .collect::<Vec<_>>();
-            if warned.contains(&"bad".to_string()) && warned.contains(&"bad-dataset".to_string()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut warned = wait::settle(
+            Duration::from_secs(30),
+            wait::EVERY,
+            || async {
+                wait::events(&client, n)
+                    .await
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some("InvalidObject") && e.type_.as_deref() == Some("Warning"))
+                    .filter(|e| e.reporting_instance.as_deref() == Some(INSTANCE))
+                    .filter_map(|e| e.regarding.and_then(|r| r.name))
+                    .collect::<Vec<_>>()
+            },
+            |warned| warned.contains(&"bad".to_string()) && warned.contains(&"bad-dataset".to_string()),
+        )
+        .await;
         warned.sort();
         warned.dedup();
         assert_eq!(warned, ["bad", "bad-dataset"], "InvalidObject Warning Events from {INSTANCE}");

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
+use sluice_e2e::wait;
 
 #[tokio::test]
 async fn serves_health_metrics_and_stops_on_sigterm() {
@@ -23,16 +24,17 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
     .expect("spawned");
     wait_ready(&addr).await;
     assert_eq!(http_get(&addr, "/healthz").await.expect("healthz").0, 200);
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        let (code, body) = http_get(&addr, "/metrics").await.expect("metrics");
-        assert_eq!(code, 200);
-        metrics = body;
-        if metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let metrics = wait::settle(
+        Duration::from_secs(10),
+        wait::EVERY,
+        || async {
+            let (code, body) = http_get(&addr, "/metrics").await.expect("metrics");
+            assert_eq!(code, 200);
+            body
+        },
+        |metrics| metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#),
+    )
+    .await;
     assert!(metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#), "{metrics}");
     // controller-runtime's names, beside Sluice's own.
     for series in [

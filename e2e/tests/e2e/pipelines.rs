@@ -141,11 +141,22 @@ async fn a_manual_run_executes_steps_in_dependency_order() {
         assert_eq!(env["SLUICE_RUN_ID"], run_id);
         assert_eq!(env["SLUICE_PARTITION_START"], run["window"]["start"].as_str().unwrap());
 
-        // The same annotation value does not start a second run; a new value does.
-        annotate(&client, n, "orders", "touch", "x").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The same annotation value does not start a second run. An annotation alone does not
+        // bump the generation, so the same patch changes a field that does not matter here (the
+        // deadline of scheduled runs): once the status is at that generation, the operator has
+        // reconciled the object with the old run-now value, and any run it started would be in
+        // that status (written before its Jobs).
+        let patch = json!({"metadata": {"annotations": {"touch": "x"}}, "spec": {"startingDeadlineSeconds": 3600}});
+        let touched =
+            pipelines(&client, n).patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("touch");
+        let generation = touched.metadata.generation;
+        let st = wait_status(&client, n, "orders", "reconciled at the touched generation", move |s| {
+            s["observedGeneration"].as_i64() == generation
+        })
+        .await;
+        assert_eq!(st["lastManualTrigger"], "1");
         assert_eq!(jobs(&client, n).await.len(), 3);
-        let conditions = json!({"status": status(&client, n, "orders").await});
+        let conditions = json!({"status": st});
         assert_eq!(wait::condition(&conditions, "Degraded").unwrap().0, "False");
         assert_eq!(wait::condition(&conditions, "Running").unwrap().0, "False");
     })
@@ -196,20 +207,21 @@ async fn scheduled_runs_follow_the_cron_and_keep_history() {
         assert!(st["lastScheduleTime"].is_string() && st["nextScheduleTime"].is_string());
         // History: only the newest successful run's Job is kept (older ones are deleted).
         suspend(&client, n, "tick").await;
-        let mut kept = 0;
-        for _ in 0..50 {
-            let live: BTreeSet<String> = jobs(&client, n)
-                .await
-                .iter()
-                .filter(|j| j.metadata.deletion_timestamp.is_none())
-                .map(|j| label(j, "sluice.dev/run").to_string())
-                .collect();
-            kept = live.len();
-            if kept <= 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let kept = wait::settle(
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+            || async {
+                let live: BTreeSet<String> = jobs(&client, n)
+                    .await
+                    .iter()
+                    .filter(|j| j.metadata.deletion_timestamp.is_none())
+                    .map(|j| label(j, "sluice.dev/run").to_string())
+                    .collect();
+                live.len()
+            },
+            |kept| *kept <= 1,
+        )
+        .await;
         assert!(kept <= 1, "history.successful=1 keeps at most one run's Jobs, found {kept}");
     })
     .await;

@@ -134,14 +134,13 @@ async fn controller_only_checks_set_invalid_spec_with_an_event() {
             let (_, _, message) = wait::condition(&obj, "Ready").unwrap();
             assert!(message.contains(expected), "{name}: {message}");
             // A Warning Event names the problem too.
-            let mut events = Vec::new();
-            for _ in 0..50 {
-                events = warning_events(&client, n, name).await;
-                if !events.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let events = wait::settle(
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                || warning_events(&client, n, name),
+                |events| !events.is_empty(),
+            )
+            .await;
             let event = events.first().unwrap_or_else(|| panic!("no Warning Event for {name}"));
             assert_eq!(event.reason.as_deref(), Some("InvalidSpec"));
             assert!(event.note.as_deref().unwrap_or_default().contains(expected), "{name}: {:?}", event.note);
