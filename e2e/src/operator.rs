@@ -155,11 +155,9 @@ pub fn spawn_operator(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Ch
 
 /// Waits until the operator at `addr` answers /readyz with 200.
 pub async fn wait_ready(addr: &str) {
-    for _ in 0..300 {
-        if let Ok((200, _)) = http_get(addr, "/readyz").await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = || async { matches!(http_get(addr, "/readyz").await, Ok((200, _))) };
+    if crate::wait::settle(Duration::from_secs(60), Duration::from_millis(200), ready, |ok| *ok).await {
+        return;
     }
     panic!("operator at {addr} did not become ready in 60s; see target/e2e/*.log");
 }

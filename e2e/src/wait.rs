@@ -86,8 +86,8 @@ where
 /// version too old" under churn, a GET cannot.
 pub async fn until<K, F>(api: &Api<K>, name: &str, timeout: Duration, what: &str, check: F) -> K
 where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-    F: Fn(&K) -> bool + Send + 'static,
+    K: Resource + Clone + DeserializeOwned + Debug,
+    F: Fn(&K) -> bool,
 {
     let deadline = Deadline::after(timeout, EVERY);
     let (mut last, mut last_error) = (None, None);
