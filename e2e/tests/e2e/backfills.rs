@@ -11,9 +11,8 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use sluice::api::{Backfill, Pipeline};
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::usage::{self, SeenJob};
-use sluice_e2e::{wait, yaml};
+use sluice_e2e::wait;
 
 /// A step whose fake pod runs `duration` requesting `cpu` (no requests when `None`), failing
 /// when `fail`.
@@ -34,6 +33,11 @@ fn step(name: &str, kind: &str, deps: &[&str], cpu: Option<&str>, duration: &str
 fn pipeline(name: &str, schedule: &str, suspend: bool, steps: Vec<Value>) -> Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
            "spec": {"schedule": schedule, "suspend": suspend, "steps": steps}})
+}
+
+/// A suspended hourly Pipeline `orders` of one Extract step: only Backfills run it.
+fn backfill_only(cpu: Option<&str>, duration: &str, fail: bool) -> Value {
+    pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], cpu, duration, fail)])
 }
 
 fn backfill(name: &str, spec: Value) -> Value {
@@ -137,39 +141,32 @@ async fn live_jobs(client: &kube::Client, ns: &str) -> Vec<Job> {
 
 #[tokio::test]
 async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled_runs() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-quota", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-quota", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         // Quota 4 CPU, steps of 1 CPU, reserve 1 CPU: three backfill pods at a time, and room for
         // the pipeline's scheduled run every 20 s.
-        yaml::apply(&client, n, &quota("compute", "4")).await.expect("quota");
+        ns.apply(&quota("compute", "4")).await;
         let seen = usage::watch(&client, n);
         let now = Timestamp::now();
         let range_end = Timestamp::from_second(now.as_second() - now.as_second() % 20 - 20).unwrap();
         let range_start = range_end - SignedDuration::from_secs(50 * 20);
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "*/20 * * * * *", false, vec![step("extract", "Extract", &[], Some("1"), "1s", false)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "history",
-                json!({
-                    "pipelineRef": {"name": "orders"},
-                    "range": {"start": range_start.to_string(), "end": range_end.to_string()},
-                    "parallelism": 10,
-                    "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
-                }),
-            ),
-        )
-        .await
-        .expect("backfill");
+        ns.apply(&pipeline(
+            "orders",
+            "*/20 * * * * *",
+            false,
+            vec![step("extract", "Extract", &[], Some("1"), "1s", false)],
+        ))
+        .await;
+        ns.apply(&backfill(
+            "history",
+            json!({
+                "pipelineRef": {"name": "orders"},
+                "range": {"start": range_start.to_string(), "end": range_end.to_string()},
+                "parallelism": 10,
+                "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
+            }),
+        ))
+        .await;
 
         // While it runs, the quota is what holds it back.
         let reasons = std::sync::Mutex::new(BTreeSet::new());
@@ -260,29 +257,21 @@ async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled
 
 #[tokio::test]
 async fn suspend_stops_new_jobs_and_resume_continues() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-suspend", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-suspend", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
         // The pipeline itself is suspended: only the backfill runs.
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("100m"), "2s", false)]),
-        )
-        .await
-        .expect("pipeline");
+        ns.apply(&backfill_only(Some("100m"), "2s", false)).await;
         let mut doc =
             backfill("history", json!({"pipelineRef": {"name": "orders"}, "range": hours(8), "parallelism": 2}));
-        yaml::apply(&client, n, &doc).await.expect("backfill");
+        ns.apply(&doc).await;
         poll_until(&client, n, "history", Duration::from_secs(30), "two partitions running", |b: &Backfill| {
             counts(b).is_some_and(|c| c.running == 2)
         })
         .await;
 
         doc["spec"]["suspend"] = json!(true);
-        yaml::apply(&client, n, &doc).await.expect("suspend");
+        ns.apply(&doc).await;
         let b = wait_condition(&client, n, "history", "Progressing", "False", Duration::from_secs(30)).await;
         assert_eq!(condition(&b, "Progressing").unwrap().1, "Suspended");
         assert_eq!(condition(&b, "Throttled").unwrap().1, "Suspended");
@@ -306,7 +295,7 @@ async fn suspend_stops_new_jobs_and_resume_continues() {
         assert!((2..8).contains(&done_at_suspend), "{done_at_suspend}");
 
         doc["spec"]["suspend"] = json!(false);
-        yaml::apply(&client, n, &doc).await.expect("resume");
+        ns.apply(&doc).await;
         let b = wait_condition(&client, n, "history", "Complete", "True", Duration::from_secs(90)).await;
         assert_eq!(b.status.unwrap().partitions.unwrap().succeeded, 8);
         let seen = seen.lock().unwrap();
@@ -322,31 +311,18 @@ async fn suspend_stops_new_jobs_and_resume_continues() {
 
 #[tokio::test]
 async fn a_partition_larger_than_the_quota_allows_fails_at_once() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-never", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &quota("compute", "4")).await.expect("quota");
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("3500m"), "1s", false)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "history",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(4),
-                    "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
-                }),
-            ),
-        )
-        .await
-        .expect("backfill");
+    sluice_e2e::in_namespace("bf-never", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&quota("compute", "4")).await;
+        ns.apply(&backfill_only(Some("3500m"), "1s", false)).await;
+        ns.apply(&backfill(
+            "history",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(4),
+                "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
+            }),
+        ))
+        .await;
         let b = wait_condition(&client, n, "history", "Failed", "True", Duration::from_secs(30)).await;
         let (_, reason, message) = condition(&b, "Failed").unwrap();
         assert_eq!(reason, "QuotaNeverFits");
@@ -359,73 +335,49 @@ async fn a_partition_larger_than_the_quota_allows_fails_at_once() {
 
 #[tokio::test]
 async fn a_transforms_only_reprocess_re_derives_without_extracting() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-transforms", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-transforms", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
         // Steps without requests are charged the LimitRange default: 1 CPU each under a 2 CPU
         // quota with a 1 CPU reserve, so one pod at a time.
-        yaml::apply(&client, n, &quota("compute", "2")).await.expect("quota");
-        yaml::apply(
-            &client,
-            n,
-            &json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
-            "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "1"}, "default": {"cpu": "1"}}]}}),
-        )
-        .await
-        .expect("limit range");
-        yaml::apply(
-            &client,
-            n,
-            &pipeline(
-                "orders",
-                "0 * * * *",
-                true,
-                vec![
-                    step("extract", "Extract", &[], None, "500ms", false),
-                    step("stage", "Transform", &["extract"], None, "500ms", false),
-                    step("curate", "Transform", &["stage"], None, "500ms", false),
-                ],
-            ),
-        )
-        .await
-        .expect("pipeline");
+        ns.apply(&quota("compute", "2")).await;
+        ns.apply(&json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
+            "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "1"}, "default": {"cpu": "1"}}]}}))
+            .await;
+        ns.apply(&pipeline(
+            "orders",
+            "0 * * * *",
+            true,
+            vec![
+                step("extract", "Extract", &[], None, "500ms", false),
+                step("stage", "Transform", &["extract"], None, "500ms", false),
+                step("curate", "Transform", &["stage"], None, "500ms", false),
+            ],
+        ))
+        .await;
         let budget = json!({"resourceQuotaRef": {"name": "compute"}, "reserve": {"cpu": "1"}});
         // First the missing history, every step.
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "initial",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3, "budget": budget
-                }),
-            ),
-        )
-        .await
-        .expect("initial");
+        ns.apply(&backfill(
+            "initial",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3, "budget": budget
+            }),
+        ))
+        .await;
         wait_condition(&client, n, "initial", "Complete", "True", Duration::from_secs(120)).await;
         // Then a fix in the transforms: re-derive the same windows from raw, without extracting.
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "rederive",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3,
-                    "steps": "TransformsOnly", "reprocess": "All", "budget": budget
-                }),
-            ),
-        )
-        .await
-        .expect("rederive");
+        ns.apply(&backfill(
+            "rederive",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3,
+                "steps": "TransformsOnly", "reprocess": "All", "budget": budget
+            }),
+        ))
+        .await;
         let b = wait_condition(&client, n, "rederive", "Complete", "True", Duration::from_secs(120)).await;
         assert_eq!(b.status.unwrap().partitions.unwrap().succeeded, 3);
         // A missing-only backfill of the same range finds nothing missing.
-        yaml::apply(&client, n, &backfill("gaps", json!({"pipelineRef": {"name": "orders"}, "range": hours(3)})))
-            .await
-            .expect("gaps");
+        ns.apply(&backfill("gaps", json!({"pipelineRef": {"name": "orders"}, "range": hours(3)}))).await;
         let b = wait_condition(&client, n, "gaps", "Complete", "True", Duration::from_secs(30)).await;
         let counts = b.status.unwrap().partitions.unwrap();
         assert_eq!((counts.skipped, counts.succeeded), (3, 0));
@@ -460,31 +412,18 @@ async fn a_transforms_only_reprocess_re_derives_without_extracting() {
 
 #[tokio::test]
 async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-fail", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-fail", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("100m"), "300ms", true)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "history",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 1,
-                    "failurePolicy": {"retriesPerPartition": 1, "maxFailedPartitions": 2}
-                }),
-            ),
-        )
-        .await
-        .expect("backfill");
+        ns.apply(&backfill_only(Some("100m"), "300ms", true)).await;
+        ns.apply(&backfill(
+            "history",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 1,
+                "failurePolicy": {"retriesPerPartition": 1, "maxFailedPartitions": 2}
+            }),
+        ))
+        .await;
         let b = wait_condition(&client, n, "history", "Failed", "True", Duration::from_secs(60)).await;
         assert_eq!(condition(&b, "Failed").unwrap().1, "MaxFailedPartitionsReached");
         let status = b.status.clone().unwrap();
@@ -538,24 +477,11 @@ async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
 
 #[tokio::test]
 async fn deleting_a_backfill_stops_its_running_jobs() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-delete", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("100m"), "10m", false)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill("history", json!({"pipelineRef": {"name": "orders"}, "range": hours(4), "parallelism": 2})),
-        )
-        .await
-        .expect("backfill");
+    sluice_e2e::in_namespace("bf-delete", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&backfill_only(Some("100m"), "10m", false)).await;
+        ns.apply(&backfill("history", json!({"pipelineRef": {"name": "orders"}, "range": hours(4), "parallelism": 2})))
+            .await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), n);
         let running = wait::settle(
             Duration::from_secs(60),

@@ -7,7 +7,6 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
 fn api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
@@ -75,24 +74,17 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 
 #[tokio::test]
 async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on_time() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "fresh", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &dataset(
-                "raw",
-                json!({"owner": "team-a", "layer": "Raw", "freshness": {"maxAge": "8s", "warnAfter": "4s"}}),
-            ),
-        )
-        .await
-        .expect("dataset");
+    sluice_e2e::in_namespace("fresh", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&dataset(
+            "raw",
+            json!({"owner": "team-a", "layer": "Raw", "freshness": {"maxAge": "8s", "warnAfter": "4s"}}),
+        ))
+        .await;
         // Whole seconds: status times are serialized to the second.
         let watermark = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 2).unwrap();
         let report = json!({"rowsWritten": 1234, "watermark": rfc3339(watermark)});
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &report, json!({}))).await.expect("pipeline");
+        ns.apply(&producer("ingest", &["raw"], &report, json!({}))).await;
         run_now(&client, n, "ingest", "1").await;
 
         let st = wait_status(&client, n, "Dataset", "raw", "Fresh", |s| s["freshness"]["state"] == "Fresh").await;
@@ -152,22 +144,16 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
 
 #[tokio::test]
 async fn an_old_window_does_not_move_the_watermark_and_a_malformed_report_is_reported() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "oldwindow", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &dataset("raw", json!({"owner": "team-a", "layer": "Raw"}))).await.expect("dataset");
+    sluice_e2e::in_namespace("oldwindow", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&dataset("raw", json!({"owner": "team-a", "layer": "Raw"}))).await;
         let future = jiff::Timestamp::now();
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &json!({"watermark": rfc3339(future)}), json!({})))
-            .await
-            .expect("pipeline");
+        ns.apply(&producer("ingest", &["raw"], &json!({"watermark": rfc3339(future)}), json!({}))).await;
         run_now(&client, n, "ingest", "1").await;
         let first = wait_status(&client, n, "Dataset", "raw", "produced", |s| s["watermark"].is_string()).await;
 
         // A run of an old window (the yearly schedule's window ends 2026-01-01) reporting garbage.
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &json!("not a report"), json!({})))
-            .await
-            .expect("pipeline");
+        ns.apply(&producer("ingest", &["raw"], &json!("not a report"), json!({}))).await;
         run_now(&client, n, "ingest", "2").await;
         let st = wait_status(&client, n, "Dataset", "raw", "ReportValid=False", |s| {
             condition(s, "ReportValid").is_some_and(|c| c.0 == "False")
@@ -204,27 +190,23 @@ async fn downstream_runs(client: &kube::Client, ns: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_contract_violation() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "trigger", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &dataset("raw", json!({"owner": "team-a", "layer": "Raw",
-            "contract": {"policy": "Block", "columns": [{"name": "id", "type": "bigint", "nullable": false}, {"name": "amount", "type": "decimal(12,2)"}]}})))
-            .await
-            .expect("raw");
-        yaml::apply(&client, n, &dataset("curated", json!({"owner": "team-b", "layer": "Curated"}))).await.expect("curated");
+    sluice_e2e::in_namespace("trigger", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&dataset("raw", json!({"owner": "team-a", "layer": "Raw",
+            "contract": {"policy": "Block", "columns": [{"name": "id", "type": "bigint", "nullable": false}, {"name": "amount", "type": "decimal(12,2)"}]}}))).await;
+        ns.apply(&dataset("curated", json!({"owner": "team-b", "layer": "Curated"}))).await;
         let downstream = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "downstream"},
             "spec": {"trigger": {"datasets": ["raw"], "mode": "Any"}, "concurrency": {"maxConcurrentRuns": 3},
                      "steps": [{"name": "transform", "kind": "Transform", "inputs": ["raw"], "outputs": ["curated"],
                                 "template": {"metadata": {"annotations": {"kwok.sluice.dev/duration": "200ms"}},
                                              "spec": {"containers": [{"name": "main", "image": "example.com/dbt:1"}]}}}]}});
-        yaml::apply(&client, n, &downstream).await.expect("downstream");
+        ns.apply(&downstream).await;
 
         let schema = json!([{"name": "id", "type": "bigint", "nullable": false}, {"name": "amount", "type": "decimal(12,2)", "nullable": true}]);
         let base = jiff::Timestamp::now();
         for (i, minutes) in [(1, 1), (2, 2)] {
             let wm = rfc3339(base + jiff::SignedDuration::from_mins(minutes));
-            yaml::apply(&client, n, &producer("ingest", &["raw"], &json!({"watermark": wm, "schema": schema}), json!({}))).await.expect("producer");
+            ns.apply(&producer("ingest", &["raw"], &json!({"watermark": wm, "schema": schema}), json!({}))).await;
             run_now(&client, n, "ingest", &i.to_string()).await;
             wait_status(&client, n, "Dataset", "raw", "advanced", move |s| s["watermark"].as_str().is_some_and(|w| w.starts_with(&wm[..16]))).await;
             wait_status(&client, n, "Pipeline", "downstream", "triggered run done", move |s| {
@@ -250,7 +232,7 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
         // downstream pipeline holds instead of running on bad data.
         let bad_schema = json!([{"name": "id", "type": "bigint", "nullable": false}]);
         let wm = rfc3339(base + jiff::SignedDuration::from_mins(3));
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &json!({"watermark": wm, "schema": bad_schema}), json!({}))).await.expect("producer");
+        ns.apply(&producer("ingest", &["raw"], &json!({"watermark": wm, "schema": bad_schema}), json!({}))).await;
         run_now(&client, n, "ingest", "3").await;
         let st = wait_status(&client, n, "Dataset", "raw", "SchemaConformant=False", |s| {
             condition(s, "SchemaConformant").is_some_and(|c| c.0 == "False")

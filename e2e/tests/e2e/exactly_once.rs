@@ -10,7 +10,6 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use serde_json::json;
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{usage, wait, yaml};
 
 const PIPELINES: usize = 20;
@@ -37,13 +36,11 @@ fn counter(metrics: &str, name: &str, namespace: &str) -> f64 {
 
 #[tokio::test]
 async fn history_zero_pipelines_on_a_seconds_schedule_never_create_a_job_name_twice() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "once", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("once", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
         for i in 0..PIPELINES {
-            yaml::apply(&client, n, &pipeline(&format!("p{i:02}"))).await.expect("pipeline");
+            ns.apply(&pipeline(&format!("p{i:02}"))).await;
         }
         tokio::time::sleep(RUN_FOR).await;
         // Suspend them all; once each status is Suspended at its new generation with no run
@@ -172,17 +169,15 @@ fn watch_deletions_and_checks(client: &kube::Client, ns: &str) -> Arc<Mutex<Seen
 /// of resourceVersions) the Dataset recorded a checked-run marker at or past that Job's run.
 #[tokio::test]
 async fn history_zero_producing_jobs_go_only_after_their_dataset_checked_them() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "oncedata", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("oncedata", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = watch_deletions_and_checks(&client, n);
         let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "raw"},
             "spec": {"owner": "team-a", "layer": "Raw"}});
-        yaml::apply(&client, n, &dataset).await.expect("dataset");
+        ns.apply(&dataset).await;
         let mut producer = pipeline("ingest");
         producer["spec"]["steps"][0]["outputs"] = json!(["raw"]);
-        yaml::apply(&client, n, &producer).await.expect("pipeline");
+        ns.apply(&producer).await;
         // Run until enough producing Jobs went (however loaded the machine is), at most 2 min.
         wait::settle(
             Duration::from_secs(120),

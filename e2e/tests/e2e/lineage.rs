@@ -97,7 +97,7 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
         for (name, location) in [("raw", "s3://lake/raw/orders/"), ("mart", "warehouse.marts.revenue")] {
             let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": name},
                 "spec": {"owner": "team-a", "layer": "Raw", "location": location}});
-            yaml::apply(&client, n, &dataset).await.expect("dataset");
+            ns.apply(&dataset).await;
         }
         let report = json!({"rowsWritten": 42, "schema": [{"name": "id", "type": "bigint"}]}).to_string();
         let steps = vec![
@@ -109,18 +109,18 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
                 json!({"kwok.sluice.dev/duration": "500ms", "kwok.sluice.dev/termination-message": report}),
             ),
         ];
-        yaml::apply(&client, n, &pipeline("orders", YEARLY, json!({}), steps)).await.expect("pipeline");
+        ns.apply(&pipeline("orders", YEARLY, json!({}), steps)).await;
         let failing = vec![step(
             "load",
             &[],
             json!({}),
             json!({"kwok.sluice.dev/duration": "300ms", "kwok.sluice.dev/outcome": "fail"}),
         )];
-        yaml::apply(&client, n, &pipeline("failing", YEARLY, json!({}), failing)).await.expect("pipeline");
+        ns.apply(&pipeline("failing", YEARLY, json!({}), failing)).await;
         let slow = vec![step("slow", &[], json!({}), json!({"kwok.sluice.dev/duration": "300s"}))];
         // Every 5 s, each run replacing the one before (a manual run would start beside it).
         let replace = json!({"maxConcurrentRuns": 1, "policy": "Replace"});
-        yaml::apply(&client, n, &pipeline("replaced", "*/5 * * * * *", replace, slow)).await.expect("pipeline");
+        ns.apply(&pipeline("replaced", "*/5 * * * * *", replace, slow)).await;
         for name in ["orders", "failing"] {
             run_now(&client, n, name, "1").await;
         }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
 use sluice_e2e::{wait, yaml};
 
@@ -59,18 +58,16 @@ async fn metric(addr: &str, line: &str) -> String {
 
 #[tokio::test]
 async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "malformed", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("malformed", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let pipelines = yaml::sluice_api(&client, n, "Pipeline");
         let datasets = yaml::sluice_api(&client, n, "Dataset");
         for name in ["good", "bad"] {
-            yaml::apply(&client, n, &pipeline(name)).await.expect("pipeline");
+            ns.apply(&pipeline(name)).await;
         }
         let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "bad-dataset"},
             "spec": {"owner": "team-a", "layer": "Raw"}});
-        yaml::apply(&client, n, &dataset).await.expect("dataset");
+        ns.apply(&dataset).await;
         // Both were readable once: the shared operator reconciled them.
         wait::until(&pipelines, "bad", Duration::from_secs(60), "Ready", ready).await;
         wait::until(&datasets, "bad-dataset", Duration::from_secs(60), "Ready", ready).await;
