@@ -116,7 +116,7 @@ pub fn start_operator(kubeconfig: &Path, name: &str) -> Operator {
     std::thread::spawn(move || {
         // The shared operator sends its OpenLineage events to this process's receiver.
         let lineage_url = crate::lineage::url();
-        let (child, addr) = spawn_operator(&kubeconfig, &name, &["--lineage-url", &lineage_url]);
+        let (child, addr) = spawn_child(&kubeconfig, &name, &["--lineage-url", &lineage_url]);
         tx.send(addr).expect("report address");
         let mut child = child;
         let _ = child.wait();
@@ -125,9 +125,26 @@ pub fn start_operator(kubeconfig: &Path, name: &str) -> Operator {
     Operator { http_addr: Some(addr) }
 }
 
-/// Spawns an operator process (killed when the calling thread exits) and returns it with its
-/// HTTP address.
+/// Spawns an operator process and returns it with its HTTP address. The kernel stops it when the
+/// thread that spawned it exits (PR_SET_PDEATHSIG), so it is spawned from a thread that lives as
+/// long as the test process: callers run this on tokio's blocking pool, whose threads exit after
+/// 10 s idle, which stopped operators in the middle of their tests.
 pub fn spawn_operator(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Child, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (kubeconfig, name) = (kubeconfig.to_path_buf(), name.to_string());
+    let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+        tx.send(spawn_child(&kubeconfig, &name, &args)).expect("report the child");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("operator spawned")
+}
+
+/// Spawns the operator binary; the kernel sends it SIGTERM when the calling thread exits.
+fn spawn_child(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(artifacts_dir().join(format!("{name}.log"))).expect("log file");
     let mut command = Command::new(binary());
