@@ -55,18 +55,11 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
     let pid = child.id() as i32;
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = tokio::task::spawn_blocking(move || {
-        for _ in 0..100 {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let exited = || std::future::ready(child.try_wait().expect("wait"));
+    let status = wait::poll_every(Duration::from_secs(10), wait::EVERY, exited).await;
+    if status.is_none() {
         let _ = child.kill();
-        None
-    })
-    .await
-    .expect("joined");
+    }
     let status = status.expect("the operator exits within 10s of SIGTERM");
     assert!(status.success(), "exit status {status}");
 }

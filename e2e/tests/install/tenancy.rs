@@ -206,16 +206,15 @@ async fn a_pipeline_author_runs_pods_only_as_allowed_service_accounts() {
         // At apply: refused for an account without the label (also through the deprecated
         // field), once the policy is in force (policies take effect within a second or so).
         let bad = pipeline("as-runner", json!({"serviceAccountName": "runner"}));
-        let mut message = String::new();
-        for _ in 0..50 {
+        let refusal = || {
             let (ok, out) = apply_as_user(ns, &bad);
-            if !ok {
-                message = out;
-                break;
+            if ok {
+                kubectl(&["delete", "pipeline", "as-runner", "-n", ns, "--wait=false"], None);
             }
-            kubectl(&["delete", "pipeline", "as-runner", "-n", ns, "--wait=false"], None);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            std::future::ready((!ok).then_some(out))
+        };
+        let message =
+            wait::poll_every(Duration::from_secs(10), Duration::from_millis(200), refusal).await.unwrap_or_default();
         assert!(!message.is_empty(), "the policy never refused {bad}");
         let message = refused(ns, &bad, "extract", "runner");
         println!("a refused apply prints:\n{message}");
