@@ -143,6 +143,46 @@ pub fn spawn_operator(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Ch
     rx.recv().expect("operator spawned")
 }
 
+/// An operator process that is killed (and reaped) when this is dropped, also when its test
+/// fails.
+pub struct Spawned {
+    pub child: Child,
+    /// Address of its /healthz, /readyz and /metrics.
+    pub addr: String,
+}
+
+impl Spawned {
+    /// Starts an operator named `name` (its log file and Event reporting instance) acting on
+    /// `namespace` only, and waits until it is ready.
+    pub async fn in_namespace(name: &str, namespace: &str) -> Self {
+        let (kubeconfig, name, only) = (crate::cluster::kubeconfig(), name.to_string(), namespace.to_string());
+        let (child, addr) =
+            tokio::task::spawn_blocking(move || spawn_operator(&kubeconfig, &name, &["--namespace", &only]))
+                .await
+                .expect("spawned");
+        let spawned = Self { child, addr };
+        wait_ready(&spawned.addr).await;
+        spawned
+    }
+
+    /// The sum of the samples of `family` whose labels include every one of `labels`
+    /// (`key="value"`), on its /metrics now.
+    pub async fn metric_sum(&self, family: &str, labels: &[&str]) -> f64 {
+        let (_, body) = http_get(&self.addr, "/metrics").await.expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Spawns the operator binary; the kernel sends it SIGTERM when the calling thread exits.
 fn spawn_child(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());

@@ -8,12 +8,11 @@
 //! subresource with a JSON merge patch, is stored by the API server and rejected by the operator
 //! (the unit test `controller::guard::tests` shows the same value failing the Rust types).
 
-use std::process::Child;
 use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
+use sluice_e2e::operator::{Spawned, http_get};
 use sluice_e2e::{wait, yaml};
 
 /// More digits of a second than the operator's types accept; the API server stores it.
@@ -21,15 +20,6 @@ const UNREADABLE_TIME: &str = "2026-01-01T00:00:00.1234567891234Z";
 const INSTANCE: &str = "operator-malformed";
 
 /// Kills the operator process when the test ends, also when it fails.
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn pipeline(name: &str) -> serde_json::Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
         "spec": {"schedule": "0 0 1 1 *", "steps": [{"name": "extract", "kind": "Extract",
@@ -79,16 +69,10 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
         datasets.patch_status("bad-dataset", &status, &unreadable).await.expect("the API server stores the value");
 
         // An operator started while the unreadable objects exist lists them and still gets ready.
-        let kubeconfig = sluice_e2e::cluster::kubeconfig();
-        let only = n.to_string();
-        let (child, addr) =
-            tokio::task::spawn_blocking(move || spawn_operator(&kubeconfig, INSTANCE, &["--namespace", &only]))
-                .await
-                .expect("spawned");
-        let _stop = Stop(child);
-        wait_ready(&addr).await;
-        metric(&addr, r#"sluice_objects_invalid{kind="Pipeline"} 1"#).await;
-        metric(&addr, r#"sluice_objects_invalid{kind="Dataset"} 1"#).await;
+        let own = Spawned::in_namespace(INSTANCE, n).await;
+        let addr = own.addr.as_str();
+        metric(addr, r#"sluice_objects_invalid{kind="Pipeline"} 1"#).await;
+        metric(addr, r#"sluice_objects_invalid{kind="Dataset"} 1"#).await;
 
         // The other Pipeline of the namespace still runs.
         let run_now = Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/run-now": "1"}}}));
@@ -98,7 +82,7 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
             value["status"]["recentRuns"].as_array().is_some_and(|r| r.iter().any(|r| r["phase"] == "Succeeded"))
         })
         .await;
-        metric(&addr, r#"sluice_reconcile_total{controller="pipeline",result="success"}"#).await;
+        metric(addr, r#"sluice_reconcile_total{controller="pipeline",result="success"}"#).await;
 
         // The operator said so on the object, and left the object as it was.
         let mut warned = wait::settle(
@@ -125,7 +109,7 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
         // Fixed by hand, the object is read again.
         let fixed = Patch::Merge(json!({"status": {"lastScheduleTime": null}}));
         pipelines.patch_status("bad", &status, &fixed).await.expect("fix");
-        metric(&addr, r#"sluice_objects_invalid{kind="Pipeline"} 0"#).await;
+        metric(addr, r#"sluice_objects_invalid{kind="Pipeline"} 0"#).await;
     })
     .await;
 }

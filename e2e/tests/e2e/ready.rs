@@ -8,6 +8,7 @@ use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 use sluice_e2e::cluster::{repo_root, run_kubectl};
 use sluice_e2e::namespace::with_namespace;
+use sluice_e2e::operator::Spawned;
 use sluice_e2e::{wait, yaml};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -191,11 +192,26 @@ async fn status_is_not_rewritten_when_nothing_changed() {
             .await;
         let first = wait_ready(&client, n, "Dataset", "d", "True", "Reconciled").await;
         let transition = wait::condition(&first, "Ready").unwrap();
-        // A label change is not a spec change, but it does trigger a reconcile.
+        // A label change is not a spec change, but it does trigger a reconcile. The shared
+        // operator's metrics count every namespace's reconciles, so an operator of this namespace
+        // alone shows that it happened: its Dataset reconciles go up by one once it has reconciled
+        // the relabelled object (it has no other Dataset, and one with no freshness objective is
+        // not requeued). Its first reconcile of `d` must not rewrite the status either.
+        let own = Spawned::in_namespace("operator-quiet", n).await;
+        let dataset_reconciles = || own.metric_sum("sluice_reconcile_total", &[r#"controller="dataset""#]);
+        let idle = || own.metric_sum("controller_runtime_active_workers", &[r#"controller="dataset""#]);
+        let before = wait::poll(Duration::from_secs(30), "the namespace's operator to reconcile d", || async {
+            let count = dataset_reconciles().await;
+            (count >= 1.0 && idle().await == 0.0).then_some(count)
+        })
+        .await;
         ns.apply(&json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset",
             "metadata": {"name": "d", "labels": {"touched": "yes"}}, "spec": {"owner": "team-a", "layer": "Raw"}}))
             .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        wait::poll(Duration::from_secs(30), "the namespace's operator to reconcile the relabelled d", || async {
+            (dataset_reconciles().await > before).then_some(())
+        })
+        .await;
         let after = as_json(&api(&client, n, "Dataset").get("d").await.expect("get"));
         assert_eq!(after["status"], first["status"], "status changed without a reason");
         let managers: Vec<_> = after["metadata"]["managedFields"]
