@@ -244,8 +244,10 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
         })
         .await;
         assert!(condition(&held, "InputsHeld").unwrap().2.contains("raw"));
-        // InputsHeld is the operator's decision on the violating data; a run it started then would
-        // be in the same status (written before its Jobs).
+        // InputsHeld is the operator's decision on the violating data: that advance stays due, not
+        // consumed, and a run it started then would be in the same status (written before its Jobs).
+        let consumed = held["consumedWatermarks"]["raw"].as_str().unwrap_or_default();
+        assert!(!consumed.starts_with(&wm[..16]), "held: the violating advance is consumed: {consumed}");
         assert_eq!(held["activeRunCount"].as_i64().unwrap_or(0), 0, "held: no run on the violating data");
         assert_eq!(downstream_runs(&client, n).await.len(), 2, "held: no run on the violating data");
         let reasons: Vec<String> = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
