@@ -64,17 +64,14 @@ async fn a_thousand_partition_backfill() {
         .await
         .expect("backfill");
         let api: Api<Backfill> = Api::namespaced(client.clone(), n);
-        let done = loop {
-            let b = api.get("year").await.expect("backfill");
-            let complete = b.status.as_ref().is_some_and(|s| {
+        let complete = |b: &Backfill| {
+            b.status.as_ref().is_some_and(|s| {
                 s.conditions.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-            });
-            if complete {
-                break b;
-            }
-            assert!(started.elapsed() < Duration::from_secs(3600), "not done after an hour: {:#?}", b.status);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            })
         };
+        let read = || async { api.get("year").await.expect("backfill") };
+        let done = sluice_e2e::wait::settle(Duration::from_secs(3600), Duration::from_millis(500), read, complete).await;
+        assert!(complete(&done), "not done after an hour: {:#?}", done.status);
         let wall = started.elapsed();
         let size = serde_json::to_vec(&done).expect("json").len();
         let status_size = serde_json::to_vec(&done.status).expect("json").len();

@@ -55,15 +55,9 @@ async fn measure(client: &kube::Client, pipelines: usize, ticks: usize) {
         }
         let addr = shared_http_addr().expect("the harness started the operator");
         let wanted = (pipelines * ticks) as f64;
-        let mut last = (0.0, 0.0, vec![]);
-        for _ in 0..(ticks * 10 + 30) {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let (_, metrics) = http_get(addr, "/metrics").await.expect("metrics");
-            last = lag_histogram(&metrics, &ns.name);
-            if last.0 >= wanted {
-                break;
-            }
-        }
+        let timeout = Duration::from_secs((ticks * 10 + 30) as u64);
+        let read = || async { lag_histogram(&http_get(addr, "/metrics").await.expect("metrics").1, &ns.name) };
+        let last = sluice_e2e::wait::settle(timeout, Duration::from_secs(1), read, |l| l.0 >= wanted).await;
         let (count, sum, buckets) = last;
         println!(
             "schedule lag, {pipelines} pipeline(s) sharing `*/10 * * * * *`: {count} runs, mean {:.3}s, p50 <= {}s, p99 <= {}s, max bucket <= {}s",

@@ -9,33 +9,11 @@
 #
 # A binary that is already in the cache is skipped. Prints what it builds and how long it takes.
 set -euo pipefail
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
-source "$here/versions.env"
-
-cache_root="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}"
-bin="$cache_root/$KUBERNETES_VERSION/bin"
-work="$cache_root/$KUBERNETES_VERSION/modules"
-mkdir -p "$bin" "$work"
-
-export GOFLAGS="${GOFLAGS:--buildvcs=false}"
-export CGO_ENABLED=0
-
-log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-command -v go >/dev/null || { echo "go is required to build the control plane" >&2; exit 1; }
-
-have() { [ -x "$bin/$1" ] && [ -f "$bin/.$1.version" ] && [ "$(cat "$bin/.$1.version")" = "$2" ]; }
-mark() { echo "$2" >"$bin/.$1.version"; }
-
-timed() {
-  local name="$1"; shift
-  local start=$SECONDS
-  log "building $name"
-  "$@"
-  log "built $name in $((SECONDS - start))s"
-}
+log_tag=build
+# shellcheck source=../lib/tooling.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/tooling.sh"
+use_dirs "$cache_root/$KUBERNETES_VERSION/bin" "$cache_root/$KUBERNETES_VERSION/modules"
+go_env "the control plane"
 
 # k8s.io/kubernetes replaces its staging modules (k8s.io/api, k8s.io/apiserver, ...) with local
 # paths, so it cannot be `go install`ed. Build it from a throwaway module that requires it and
@@ -104,34 +82,13 @@ EOF
   )
 }
 
-# A tool whose module builds with plain `go build` from a throwaway module (no local replaces
-# in the way): name, module, version, package.
-build_tool() {
-  local name="$1" module="$2" version="$3" pkg="$4"
-  if have "$name" "$version"; then
-    log "cached $name $version"
-    return
-  fi
-  local dir="$work/$name"
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    printf 'module sluice.dev/localcluster/%s\n\ngo 1.26.0\n\nrequire %s %s\n' \
-      "$name" "$module" "$version" >go.mod
-    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
-    go mod tidy >/dev/null
-    timed "$name $version" go build -trimpath -ldflags "-s -w" -o "$bin/$name" "$pkg"
-  )
-  mark "$name" "$version"
-}
-
 total_start=$SECONDS
 only="${1:-all}"
 case "$only" in
   all | kubernetes) build_kubernetes ;;&
-  all | etcd) build_tool etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;&
-  all | kwok) build_tool kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;&
-  all | helm) build_tool helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;&
+  all | etcd) build_go_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;&
+  all | kwok) build_go_module kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;&
+  all | helm) build_go_module helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm ;;&
   all | kubernetes | etcd | kwok | helm) ;;
   *) echo "usage: $0 [all|kubernetes|etcd|kwok|helm]" >&2; exit 2 ;;
 esac

@@ -1,8 +1,8 @@
 # Shared by up.sh and down.sh (sourced, not run): where the cluster lives and how its processes
 # are recognised. Bash, `set -euo pipefail` is set by the caller.
 
-# shellcheck source=versions.env
-source "$here/versions.env"
+# shellcheck source=../lib/tooling.sh
+source "$here/../lib/tooling.sh"
 
 # State directory: pki, etcd data, pid files, logs, kubeconfig.
 cluster_dir="${SLUICE_CLUSTER_DIR:-${TMPDIR:-/tmp}/sluice-cluster}"
@@ -16,12 +16,10 @@ kubeconfig="$cluster_dir/kubeconfig"
 args_dir="$cluster_dir/args"
 
 # Binaries built by build.sh.
-bin_dir="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}/$KUBERNETES_VERSION/bin"
+bin_dir="$cache_root/$KUBERNETES_VERSION/bin"
 
 # Every process up.sh starts, in start order; down.sh stops them in reverse.
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-
-log() { printf '[%s %s] %s\n' "$(basename "$0" .sh)" "$(date +%H:%M:%S)" "$*" >&2; }
 
 # The pid recorded for a component, or nothing.
 pid_of() {

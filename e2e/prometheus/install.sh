@@ -5,14 +5,12 @@
 # holding the two binaries. Idempotent (a cache whose promtool reports the pinned version is
 # reused) and safe to run from parallel tests (one lock).
 set -euo pipefail
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../cluster/versions.env
-source "$here/../cluster/versions.env"
-cache="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}/tools"
+log_tag=prometheus
+# shellcheck source=../lib/tooling.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/tooling.sh"
+cache="$cache_root/tools"
 dest="$cache/prometheus-$PROMETHEUS_VERSION"
 bin="$dest/usr/bin"
-log() { printf '[prometheus %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 cached() { [ -x "$bin/promtool" ] && "$bin/promtool" --version 2>&1 | grep -q "version $PROMETHEUS_VERSION+"; }
 
@@ -38,9 +36,7 @@ install_package() {
   log "installed prometheus $version in $((SECONDS - start))s"
 }
 
-mkdir -p "$cache"
-exec 9>"$cache/.prometheus.lock"
-flock 9
-cached || install_package
+prepare() { cached || install_package; }
+locked "$cache/.prometheus.lock" prepare
 cached || { log "$bin/promtool does not report version $PROMETHEUS_VERSION"; exit 1; }
 echo "$bin"

@@ -97,14 +97,12 @@ pub async fn read_settled(client: &kube::Client, namespace: &str) -> Vec<AuditEv
         .create(&Default::default(), &lease)
         .await
         .unwrap_or_else(|e| panic!("creating the audit marker {name}: {e}"));
-    for _ in 0..100 {
+    let what = format!("the audit log {} to show the marker Lease {namespace}/{name}", log_path().display());
+    crate::wait::poll(std::time::Duration::from_secs(10), &what, || {
         let events = read(namespace);
-        if events.iter().any(|e| e.resource == "leases" && e.name == name) {
-            return events;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("the audit log {} does not show the marker Lease {namespace}/{name} after 10 s", log_path().display());
+        std::future::ready(events.iter().any(|e| e.resource == "leases" && e.name == name).then_some(events))
+    })
+    .await
 }
 
 /// How many times each Job name was created (successfully).

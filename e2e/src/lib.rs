@@ -25,6 +25,17 @@ pub mod yaml;
 
 pub use namespace::TestNamespace;
 
+/// Runs `test` with the operator running, in a fresh namespace `sluice-e2e-<prefix>-<unique>`
+/// that is deleted afterwards ([`setup`], then [`namespace::with_namespace`]).
+pub async fn in_namespace<F, Fut>(prefix: &str, test: F)
+where
+    F: FnOnce(TestNamespace) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let client = setup().await;
+    namespace::with_namespace(&client, prefix, test).await;
+}
+
 /// Everything a test needs: a client for the cluster, with the operator running against it.
 pub async fn setup() -> kube::Client {
     let kubeconfig = cluster::kubeconfig();

@@ -34,6 +34,13 @@ impl TestNamespace {
         Self { client: client.clone(), name }
     }
 
+    /// Server-side applies `doc` in this namespace, or panics naming it and the API's answer.
+    pub async fn apply(&self, doc: &serde_json::Value) -> kube::api::DynamicObject {
+        crate::yaml::apply(&self.client, &self.name, doc)
+            .await
+            .unwrap_or_else(|e| panic!("applying {} {} in {}: {e}", doc["kind"], doc["metadata"]["name"], self.name))
+    }
+
     /// Starts deleting the namespace (the namespace controller finishes it).
     pub async fn delete(&self) {
         let _ = Api::<Namespace>::all(self.client.clone()).delete(&self.name, &DeleteParams::background()).await;

@@ -116,7 +116,7 @@ pub fn start_operator(kubeconfig: &Path, name: &str) -> Operator {
     std::thread::spawn(move || {
         // The shared operator sends its OpenLineage events to this process's receiver.
         let lineage_url = crate::lineage::url();
-        let (child, addr) = spawn_operator(&kubeconfig, &name, &["--lineage-url", &lineage_url]);
+        let (child, addr) = spawn_child(&kubeconfig, &name, &["--lineage-url", &lineage_url]);
         tx.send(addr).expect("report address");
         let mut child = child;
         let _ = child.wait();
@@ -125,9 +125,66 @@ pub fn start_operator(kubeconfig: &Path, name: &str) -> Operator {
     Operator { http_addr: Some(addr) }
 }
 
-/// Spawns an operator process (killed when the calling thread exits) and returns it with its
-/// HTTP address.
+/// Spawns an operator process and returns it with its HTTP address. The kernel stops it when the
+/// thread that spawned it exits (PR_SET_PDEATHSIG), so it is spawned from a thread that lives as
+/// long as the test process: callers run this on tokio's blocking pool, whose threads exit after
+/// 10 s idle, which stopped operators in the middle of their tests.
 pub fn spawn_operator(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Child, String) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (kubeconfig, name) = (kubeconfig.to_path_buf(), name.to_string());
+    let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+    std::thread::spawn(move || {
+        let args: Vec<&str> = extra_args.iter().map(String::as_str).collect();
+        tx.send(spawn_child(&kubeconfig, &name, &args)).expect("report the child");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("operator spawned")
+}
+
+/// An operator process that is killed (and reaped) when this is dropped, also when its test
+/// fails.
+pub struct Spawned {
+    pub child: Child,
+    /// Address of its /healthz, /readyz and /metrics.
+    pub addr: String,
+}
+
+impl Spawned {
+    /// Starts an operator named `name` (its log file and Event reporting instance) acting on
+    /// `namespace` only, and waits until it is ready.
+    pub async fn in_namespace(name: &str, namespace: &str) -> Self {
+        let (kubeconfig, name, only) = (crate::cluster::kubeconfig(), name.to_string(), namespace.to_string());
+        let (child, addr) =
+            tokio::task::spawn_blocking(move || spawn_operator(&kubeconfig, &name, &["--namespace", &only]))
+                .await
+                .expect("spawned");
+        let spawned = Self { child, addr };
+        wait_ready(&spawned.addr).await;
+        spawned
+    }
+
+    /// The sum of the samples of `family` whose labels include every one of `labels`
+    /// (`key="value"`), on its /metrics now.
+    pub async fn metric_sum(&self, family: &str, labels: &[&str]) -> f64 {
+        let (_, body) = http_get(&self.addr, "/metrics").await.expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{family}{{")) && labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns the operator binary; the kernel sends it SIGTERM when the calling thread exits.
+fn spawn_child(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Child, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(artifacts_dir().join(format!("{name}.log"))).expect("log file");
     let mut command = Command::new(binary());
@@ -155,11 +212,9 @@ pub fn spawn_operator(kubeconfig: &Path, name: &str, extra_args: &[&str]) -> (Ch
 
 /// Waits until the operator at `addr` answers /readyz with 200.
 pub async fn wait_ready(addr: &str) {
-    for _ in 0..300 {
-        if let Ok((200, _)) = http_get(addr, "/readyz").await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let ready = || async { matches!(http_get(addr, "/readyz").await, Ok((200, _))) };
+    if crate::wait::settle(Duration::from_secs(60), Duration::from_millis(200), ready, |ok| *ok).await {
+        return;
     }
     panic!("operator at {addr} did not become ready in 60s; see target/e2e/*.log");
 }

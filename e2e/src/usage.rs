@@ -114,6 +114,19 @@ pub fn millicores(pod: &Pod) -> i64 {
         .sum()
 }
 
+/// Waits until the watch has seen every Job that the API server lists in `namespace` now, so that
+/// what it recorded can be counted.
+pub async fn caught_up(usage: &Mutex<Usage>, client: &kube::Client, namespace: &str) {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let listed: Vec<String> =
+        jobs.list(&Default::default()).await.expect("jobs").items.into_iter().filter_map(|j| j.metadata.uid).collect();
+    crate::wait::poll(std::time::Duration::from_secs(30), "the Job watch to see every listed Job", || {
+        let seen = listed.iter().all(|uid| usage.lock().unwrap_or_else(|e| e.into_inner()).jobs.contains_key(uid));
+        std::future::ready(seen.then_some(()))
+    })
+    .await;
+}
+
 /// Starts watching the Jobs and pods of `namespace` for as long as the test runs.
 pub fn watch(client: &kube::Client, namespace: &str) -> Arc<Mutex<Usage>> {
     let usage = Arc::new(Mutex::new(Usage::default()));

@@ -32,16 +32,6 @@ HEADER
   done
 }
 
-case "${1:-}" in
-  --check)
-    tmp="$(mktemp)"
-    trap 'rm -f "$tmp"' EXIT
-    render >"$tmp"
-    if ! diff -u "$out" "$tmp" >&2; then
-      echo "manifests/argocd/argocd-cm.yaml is out of date with the health checks; run: make chart" >&2
-      exit 1
-    fi
-    ;;
-  "") render >"$out"; echo "wrote $out" >&2 ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
-esac
+# shellcheck source=../../e2e/lib/generated.sh
+source "$here/../../e2e/lib/generated.sh"
+write_or_check "$out" "manifests/argocd/argocd-cm.yaml is out of date with the health checks" "$@"

@@ -2,6 +2,7 @@
 //! unbounded value (run id, Job name, error text) as a label.
 
 pub mod controller_runtime;
+mod families;
 pub mod prune;
 pub mod registry;
 
@@ -98,99 +99,27 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let run_buckets = vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0];
-        let dataset = ["namespace", "dataset", "owner"];
+        let reconciles = families::Reconciles::register(r);
+        let runs = families::Runs::register(r);
+        let datasets = families::Datasets::register(r);
         Self {
-            reconciles: counter(
-                r,
-                "sluice_reconcile_total",
-                "Reconciles by controller and result.",
-                &["controller", "result"],
-            ),
-            reconcile_errors: counter(
-                r,
-                "sluice_reconcile_errors_total",
-                "Reconcile errors by controller and category.",
-                &["controller", "category"],
-            ),
-            reconcile_duration: histogram(
-                r,
-                HistogramOpts::new("sluice_reconcile_duration_seconds", "Time spent in one reconcile.")
-                    .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
-                &["controller"],
-            ),
-            status_writes: counter(
-                r,
-                "sluice_status_writes_total",
-                "Status patches written, by controller.",
-                &["controller"],
-            ),
-            runs_started: counter(r, "sluice_runs_started_total", "Pipeline runs started.", &["namespace", "pipeline"]),
-            runs_finished: counter(
-                r,
-                "sluice_runs_finished_total",
-                "Pipeline runs finished, by result.",
-                &["namespace", "pipeline", "result"],
-            ),
-            run_duration: histogram(
-                r,
-                HistogramOpts::new("sluice_run_duration_seconds", "Duration of finished pipeline runs.")
-                    .buckets(run_buckets.clone()),
-                &["namespace", "pipeline"],
-            ),
-            step_duration: histogram(
-                r,
-                HistogramOpts::new("sluice_step_duration_seconds", "Duration of finished step attempts.")
-                    .buckets(run_buckets),
-                &["namespace", "pipeline", "step", "result"],
-            ),
-            active_runs: int_gauge(r, "sluice_active_runs", "Pipeline runs in progress.", &["namespace", "pipeline"]),
-            schedule_lag: histogram(
-                r,
-                HistogramOpts::new(
-                    "sluice_schedule_lag_seconds",
-                    "Delay from a scheduled tick to the creation of its first Job.",
-                )
-                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
-                &["namespace", "pipeline"],
-            ),
-            jobs_created: counter(
-                r,
-                "sluice_jobs_created_total",
-                "Jobs created, by owner kind.",
-                &["namespace", "owner"],
-            ),
-            step_retries: counter(
-                r,
-                "sluice_step_retries_total",
-                "Step retries started (Jobs of a second or later attempt).",
-                &["namespace", "pipeline", "step"],
-            ),
-            dataset_freshness: gauge(
-                r,
-                "sluice_dataset_freshness_seconds",
-                "Age of the dataset's watermark.",
-                &dataset,
-            ),
-            dataset_objective: gauge(
-                r,
-                "sluice_dataset_freshness_objective_seconds",
-                "The dataset's maxAge objective.",
-                &dataset,
-            ),
-            dataset_watermark: gauge(
-                r,
-                "sluice_dataset_watermark_timestamp_seconds",
-                "The dataset's watermark (Unix time).",
-                &dataset,
-            ),
-            dataset_stale: int_gauge(r, "sluice_dataset_stale", "1 when the dataset is past maxAge.", &dataset),
-            dataset_contract_violated: int_gauge(
-                r,
-                "sluice_dataset_contract_violated",
-                "1 while the dataset's schema violates its contract.",
-                &["namespace", "dataset", "policy"],
-            ),
+            reconciles: reconciles.reconciles,
+            reconcile_errors: reconciles.errors,
+            reconcile_duration: reconciles.duration,
+            status_writes: reconciles.status_writes,
+            runs_started: runs.started,
+            runs_finished: runs.finished,
+            run_duration: runs.duration,
+            step_duration: runs.step_duration,
+            active_runs: runs.active,
+            schedule_lag: runs.schedule_lag,
+            jobs_created: runs.jobs_created,
+            step_retries: runs.step_retries,
+            dataset_freshness: datasets.freshness,
+            dataset_objective: datasets.objective,
+            dataset_watermark: datasets.watermark,
+            dataset_stale: datasets.stale,
+            dataset_contract_violated: datasets.contract_violated,
             objects_invalid: int_gauge(
                 r,
                 "sluice_objects_invalid",

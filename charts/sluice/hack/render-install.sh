@@ -37,20 +37,6 @@ HEADER
   "$HELM" template sluice "$chart" --namespace "$namespace" --skip-tests
 }
 
-case "${1:-}" in
-  --check)
-    tmp="$(mktemp)"
-    trap 'rm -f "$tmp"' EXIT
-    render >"$tmp"
-    if ! diff -u "$out" "$tmp" >&2; then
-      echo "manifests/install.yaml is out of date with the chart; run: make chart" >&2
-      exit 1
-    fi
-    ;;
-  "")
-    render >"$out.tmp"
-    mv "$out.tmp" "$out"
-    echo "wrote $out" >&2
-    ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
-esac
+# shellcheck source=../../../e2e/lib/generated.sh
+source "$repo/e2e/lib/generated.sh"
+write_or_check "$out" "manifests/install.yaml is out of date with the chart" "$@"

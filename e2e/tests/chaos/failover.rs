@@ -3,7 +3,7 @@
 //! write of the old leader was received before the new leader's first write; the replicas are
 //! told apart by their user agent, `sluice-operator/<version> (<pod name>)`), nothing runs twice.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -12,6 +12,7 @@ use sluice_e2e::audit::{self, AuditEvent};
 use sluice_e2e::cluster::kubeconfig;
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::process::OperatorProcess;
+use sluice_e2e::wait;
 
 use super::workload::{self, Workload};
 
@@ -47,12 +48,7 @@ async fn killing_the_leader_mid_backfill_hands_over_without_two_leaders_or_a_dup
         let (a_name, b_name) = (format!("{n}-a"), format!("{n}-b"));
         let a = replica(n, &a_name);
         a.wait_ready().await;
-        for _ in 0..300 {
-            if a.gauge("sluice_leader").await == Some(1.0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait::settle(Duration::from_secs(30), wait::EVERY, || a.gauge("sluice_leader"), |g| *g == Some(1.0)).await;
         assert_eq!(holder(&client, n).await.as_deref(), Some(a_name.as_str()), "the first replica leads");
         let mut b = replica(n, &b_name);
         b.wait_ready().await;
@@ -60,21 +56,16 @@ async fn killing_the_leader_mid_backfill_hands_over_without_two_leaders_or_a_dup
 
         let w = Workload { ns: n.to_string(), partitions: 80, scheduled: workload::mix(4, 5), parallelism: 20 };
         let mut ledger = w.start(&client).await;
-        let started = Instant::now();
-        while w.backfill_jobs(&ledger) < 20 {
-            assert!(started.elapsed() < Duration::from_secs(90), "the Backfill did not start");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let jobs = || std::future::ready(w.backfill_jobs(&ledger));
+        let started = wait::settle(Duration::from_secs(90), Duration::from_millis(200), jobs, |n| *n >= 20).await;
+        assert!(started >= 20, "the Backfill did not start");
         a.signal(libc::SIGKILL);
         let killed = Timestamp::now();
         let jobs_at_kill = w.backfill_jobs(&ledger);
-        let took_lease = loop {
-            if holder(&client, n).await.as_deref() == Some(b_name.as_str()) {
-                break Timestamp::now().duration_since(killed).as_secs_f64();
-            }
-            assert!(Timestamp::now().duration_since(killed).as_secs_f64() < 60.0, "no takeover within 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let took_over = |h: &Option<String>| h.as_deref() == Some(b_name.as_str());
+        let lease = wait::settle(Duration::from_secs(60), wait::EVERY, || holder(&client, n), took_over).await;
+        assert!(took_over(&lease), "no takeover within 60 s");
+        let took_lease = Timestamp::now().duration_since(killed).as_secs_f64();
 
         w.wait_backfill_done(&client, &mut ledger, Duration::from_secs(300)).await;
         w.suspend(&client, &mut ledger).await;

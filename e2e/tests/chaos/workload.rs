@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use sluice::api::{Backfill, Pipeline};
 use sluice_e2e::usage::{self, Usage};
-use sluice_e2e::{audit, yaml};
+use sluice_e2e::{audit, wait, yaml};
 
 pub const HARD_MILLI: i64 = 5000;
 pub const RESERVE_MILLI: i64 = 1500;
@@ -170,19 +170,16 @@ impl Workload {
 
     /// Waits until the Backfill reports Complete or Failed.
     pub async fn wait_backfill_done(&self, client: &kube::Client, ledger: &mut Ledger, timeout: Duration) -> Backfill {
-        let started = Instant::now();
-        loop {
-            let b = self.backfills(client).get(BACKFILL).await.expect("backfill");
-            let done = b.status.as_ref().is_some_and(|s| {
+        let done = |b: &Backfill| {
+            b.status.as_ref().is_some_and(|s| {
                 s.conditions.iter().any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-            });
-            if done {
-                ledger.backfill_complete_seen = Some(Timestamp::now());
-                return b;
-            }
-            assert!(started.elapsed() < timeout, "Backfill not done after {timeout:?}: {:#?}", b.status);
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            })
+        };
+        let read = || async { self.backfills(client).get(BACKFILL).await.expect("backfill") };
+        let b = wait::settle(timeout, Duration::from_millis(250), read, done).await;
+        assert!(done(&b), "Backfill not done after {timeout:?}: {:#?}", b.status);
+        ledger.backfill_complete_seen = Some(Timestamp::now());
+        b
     }
 
     /// Suspends every scheduled Pipeline and waits until the operator reports each Suspended.
@@ -207,20 +204,16 @@ impl Workload {
     /// Waits until no Job of the namespace is unfinished; returns when that was seen.
     pub async fn wait_jobs_finished(&self, client: &kube::Client, timeout: Duration) -> Timestamp {
         let api: Api<Job> = Api::namespaced(client.clone(), &self.ns);
-        let started = Instant::now();
-        loop {
+        let running = || async {
             let jobs = api.list(&ListParams::default()).await.expect("jobs").items;
-            let running: Vec<String> = jobs
-                .iter()
+            jobs.iter()
                 .filter(|j| j.metadata.deletion_timestamp.is_none() && usage::outcome(j).is_none())
                 .filter_map(|j| j.metadata.name.clone())
-                .collect();
-            if running.is_empty() {
-                return Timestamp::now();
-            }
-            assert!(started.elapsed() < timeout, "Jobs still running after {timeout:?}: {running:?}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+                .collect::<Vec<String>>()
+        };
+        let running = wait::settle(timeout, Duration::from_millis(250), running, Vec::is_empty).await;
+        assert!(running.is_empty(), "Jobs still running after {timeout:?}: {running:?}");
+        Timestamp::now()
     }
 }
 
@@ -474,8 +467,7 @@ impl Ledger {
     /// Polls until the Backfill's counts equal what its Jobs show and no Pipeline lists an
     /// active run; returns the Backfill and when the Pipelines were seen converged.
     async fn converged(&self, client: &kube::Client, w: &Workload) -> (Backfill, Timestamp) {
-        let started = Instant::now();
-        loop {
+        let read = || async {
             let backfill = w.backfills(client).get(BACKFILL).await.expect("backfill");
             let pipelines = w.pipelines(client).list(&ListParams::default()).await.expect("pipelines").items;
             let active: Vec<String> = pipelines
@@ -486,16 +478,16 @@ impl Ledger {
             let counted = backfill.status.as_ref().and_then(|s| s.partitions.clone()).unwrap_or_default();
             let finished =
                 counted.succeeded + counted.failed + counted.skipped == counted.total && counted.running == 0;
-            if active.is_empty() && finished {
-                return (backfill, Timestamp::now());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "status not converged 60 s after the Jobs finished: active runs in {active:?}; Backfill {:#?}",
-                backfill.status
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+            (backfill, active.is_empty() && finished, active)
+        };
+        let (backfill, converged, active) =
+            wait::settle(Duration::from_secs(60), Duration::from_millis(250), read, |(_, done, _)| *done).await;
+        assert!(
+            converged,
+            "status not converged 60 s after the Jobs finished: active runs in {active:?}; Backfill {:#?}",
+            backfill.status
+        );
+        (backfill, Timestamp::now())
     }
 }
 

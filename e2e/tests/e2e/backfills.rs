@@ -11,9 +11,8 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use sluice::api::{Backfill, Pipeline};
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::usage::{self, SeenJob};
-use sluice_e2e::yaml;
+use sluice_e2e::wait;
 
 /// A step whose fake pod runs `duration` requesting `cpu` (no requests when `None`), failing
 /// when `fail`.
@@ -34,6 +33,11 @@ fn step(name: &str, kind: &str, deps: &[&str], cpu: Option<&str>, duration: &str
 fn pipeline(name: &str, schedule: &str, suspend: bool, steps: Vec<Value>) -> Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
            "spec": {"schedule": schedule, "suspend": suspend, "steps": steps}})
+}
+
+/// A suspended hourly Pipeline `orders` of one Extract step: only Backfills run it.
+fn backfill_only(cpu: Option<&str>, duration: &str, fail: bool) -> Value {
+    pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], cpu, duration, fail)])
 }
 
 fn backfill(name: &str, spec: Value) -> Value {
@@ -70,15 +74,15 @@ async fn poll_until(
     what: &str,
     check: impl Fn(&Backfill) -> bool,
 ) -> Backfill {
-    let started = std::time::Instant::now();
-    loop {
-        let b = backfills(client, ns).get(name).await.expect("backfill");
-        if check(&b) {
-            return b;
-        }
-        assert!(started.elapsed() < timeout, "{name} not {what} after {timeout:?}: {:#?}", b.status);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let b = wait::settle(
+        timeout,
+        Duration::from_millis(250),
+        || async { backfills(client, ns).get(name).await.expect("backfill") },
+        &check,
+    )
+    .await;
+    assert!(check(&b), "{name} not {what} after {timeout:?}: {:#?}", b.status);
+    b
 }
 
 /// Waits until condition `type_` has `status` at the Backfill's current generation, as
@@ -137,55 +141,56 @@ async fn live_jobs(client: &kube::Client, ns: &str) -> Vec<Job> {
 
 #[tokio::test]
 async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled_runs() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-quota", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-quota", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         // Quota 4 CPU, steps of 1 CPU, reserve 1 CPU: three backfill pods at a time, and room for
         // the pipeline's scheduled run every 20 s.
-        yaml::apply(&client, n, &quota("compute", "4")).await.expect("quota");
+        ns.apply(&quota("compute", "4")).await;
         let seen = usage::watch(&client, n);
         let now = Timestamp::now();
         let range_end = Timestamp::from_second(now.as_second() - now.as_second() % 20 - 20).unwrap();
         let range_start = range_end - SignedDuration::from_secs(50 * 20);
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "*/20 * * * * *", false, vec![step("extract", "Extract", &[], Some("1"), "1s", false)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "history",
-                json!({
-                    "pipelineRef": {"name": "orders"},
-                    "range": {"start": range_start.to_string(), "end": range_end.to_string()},
-                    "parallelism": 10,
-                    "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
-                }),
-            ),
-        )
-        .await
-        .expect("backfill");
+        ns.apply(&pipeline(
+            "orders",
+            "*/20 * * * * *",
+            false,
+            vec![step("extract", "Extract", &[], Some("1"), "1s", false)],
+        ))
+        .await;
+        ns.apply(&backfill(
+            "history",
+            json!({
+                "pipelineRef": {"name": "orders"},
+                "range": {"start": range_start.to_string(), "end": range_end.to_string()},
+                "parallelism": 10,
+                "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
+            }),
+        ))
+        .await;
 
         // While it runs, the quota is what holds it back.
-        let mut reasons = BTreeSet::new();
+        let reasons = std::sync::Mutex::new(BTreeSet::new());
         let started = std::time::Instant::now();
-        let done = loop {
-            let b = backfills(&client, n).get("history").await.expect("backfill");
-            if let Some(t) = b.status.as_ref().and_then(|s| s.throttled.as_ref()) {
-                reasons.insert(t.reason.clone());
-            }
-            if condition(&b, "Complete").is_some_and(|c| c.0 == "True") {
-                break b;
-            }
-            assert!(condition(&b, "Failed").is_none_or(|c| c.0 == "False"), "{:#?}", b.status);
-            assert!(started.elapsed() < Duration::from_secs(300), "not complete after 300 s: {:#?}", b.status);
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        };
+        let complete = |b: &Backfill| condition(b, "Complete").is_some_and(|c| c.0 == "True");
+        let done = wait::settle(
+            Duration::from_secs(300),
+            Duration::from_millis(500),
+            || {
+                let reasons = &reasons;
+                async {
+                    let b = backfills(&client, n).get("history").await.expect("backfill");
+                    if let Some(t) = b.status.as_ref().and_then(|s| s.throttled.as_ref()) {
+                        reasons.lock().unwrap().insert(t.reason.clone());
+                    }
+                    assert!(condition(&b, "Failed").is_none_or(|c| c.0 == "False"), "{:#?}", b.status);
+                    b
+                }
+            },
+            complete,
+        )
+        .await;
+        assert!(complete(&done), "not complete after 300 s: {:#?}", done.status);
+        let reasons = reasons.into_inner().unwrap();
         let wall = started.elapsed();
         let status = done.status.clone().unwrap();
         let counts = status.partitions.clone().unwrap();
@@ -229,18 +234,19 @@ async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled
         let recent = p.get("orders").await.expect("pipeline").status.unwrap_or_default().recent_runs;
         assert!(recent.iter().any(|r| r.phase == sluice::api::RunPhase::Succeeded), "{recent:#?}");
         // The record stays; the Jobs go.
-        let mut left = usize::MAX;
-        for _ in 0..50 {
-            left = live_jobs(&client, n)
-                .await
-                .iter()
-                .filter(|j| label(j.metadata.labels.as_ref(), "sluice.dev/backfill") == "history")
-                .count();
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let left = wait::settle(
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+            || async {
+                live_jobs(&client, n)
+                    .await
+                    .iter()
+                    .filter(|j| label(j.metadata.labels.as_ref(), "sluice.dev/backfill") == "history")
+                    .count()
+            },
+            |left| *left == 0,
+        )
+        .await;
         assert_eq!(left, 0, "finished partitions' Jobs are deleted");
         let size = serde_json::to_vec(&done).unwrap().len();
         assert!(size < 8 * 1024, "the Backfill is {size} bytes");
@@ -251,39 +257,35 @@ async fn a_quota_throttled_backfill_never_overruns_and_leaves_room_for_scheduled
 
 #[tokio::test]
 async fn suspend_stops_new_jobs_and_resume_continues() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-suspend", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-suspend", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
         // The pipeline itself is suspended: only the backfill runs.
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("100m"), "2s", false)]),
-        )
-        .await
-        .expect("pipeline");
+        ns.apply(&backfill_only(Some("100m"), "2s", false)).await;
         let mut doc =
             backfill("history", json!({"pipelineRef": {"name": "orders"}, "range": hours(8), "parallelism": 2}));
-        yaml::apply(&client, n, &doc).await.expect("backfill");
+        ns.apply(&doc).await;
         poll_until(&client, n, "history", Duration::from_secs(30), "two partitions running", |b: &Backfill| {
             counts(b).is_some_and(|c| c.running == 2)
         })
         .await;
 
         doc["spec"]["suspend"] = json!(true);
-        yaml::apply(&client, n, &doc).await.expect("suspend");
+        ns.apply(&doc).await;
         let b = wait_condition(&client, n, "history", "Progressing", "False", Duration::from_secs(30)).await;
         assert_eq!(condition(&b, "Progressing").unwrap().1, "Suspended");
         assert_eq!(condition(&b, "Throttled").unwrap().1, "Suspended");
+        usage::caught_up(&seen, &client, n).await;
         let jobs_at_suspend = seen.lock().unwrap().backfill_jobs("history").len();
-        // Running partitions finish; no new Job starts.
+        // Running partitions finish; no new Job starts. The status that shows none running was
+        // written by the reconcile that saw the last one finish: a launch it decided would be in
+        // that status (written before its Jobs). The watch must have caught up with the Jobs the
+        // API server lists before it is counted.
         let b = poll_until(&client, n, "history", Duration::from_secs(30), "running ones finished", |b: &Backfill| {
             counts(b).is_some_and(|c| c.running == 0)
         })
         .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        usage::caught_up(&seen, &client, n).await;
         assert_eq!(
             seen.lock().unwrap().backfill_jobs("history").len(),
             jobs_at_suspend,
@@ -293,7 +295,7 @@ async fn suspend_stops_new_jobs_and_resume_continues() {
         assert!((2..8).contains(&done_at_suspend), "{done_at_suspend}");
 
         doc["spec"]["suspend"] = json!(false);
-        yaml::apply(&client, n, &doc).await.expect("resume");
+        ns.apply(&doc).await;
         let b = wait_condition(&client, n, "history", "Complete", "True", Duration::from_secs(90)).await;
         assert_eq!(b.status.unwrap().partitions.unwrap().succeeded, 8);
         let seen = seen.lock().unwrap();
@@ -309,31 +311,18 @@ async fn suspend_stops_new_jobs_and_resume_continues() {
 
 #[tokio::test]
 async fn a_partition_larger_than_the_quota_allows_fails_at_once() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-never", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &quota("compute", "4")).await.expect("quota");
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("3500m"), "1s", false)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "history",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(4),
-                    "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
-                }),
-            ),
-        )
-        .await
-        .expect("backfill");
+    sluice_e2e::in_namespace("bf-never", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&quota("compute", "4")).await;
+        ns.apply(&backfill_only(Some("3500m"), "1s", false)).await;
+        ns.apply(&backfill(
+            "history",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(4),
+                "budget": {"resourceQuotaRef": {"name": "compute"}, "reserve": {"requests.cpu": "1"}}
+            }),
+        ))
+        .await;
         let b = wait_condition(&client, n, "history", "Failed", "True", Duration::from_secs(30)).await;
         let (_, reason, message) = condition(&b, "Failed").unwrap();
         assert_eq!(reason, "QuotaNeverFits");
@@ -346,73 +335,49 @@ async fn a_partition_larger_than_the_quota_allows_fails_at_once() {
 
 #[tokio::test]
 async fn a_transforms_only_reprocess_re_derives_without_extracting() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-transforms", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-transforms", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
         // Steps without requests are charged the LimitRange default: 1 CPU each under a 2 CPU
         // quota with a 1 CPU reserve, so one pod at a time.
-        yaml::apply(&client, n, &quota("compute", "2")).await.expect("quota");
-        yaml::apply(
-            &client,
-            n,
-            &json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
-            "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "1"}, "default": {"cpu": "1"}}]}}),
-        )
-        .await
-        .expect("limit range");
-        yaml::apply(
-            &client,
-            n,
-            &pipeline(
-                "orders",
-                "0 * * * *",
-                true,
-                vec![
-                    step("extract", "Extract", &[], None, "500ms", false),
-                    step("stage", "Transform", &["extract"], None, "500ms", false),
-                    step("curate", "Transform", &["stage"], None, "500ms", false),
-                ],
-            ),
-        )
-        .await
-        .expect("pipeline");
+        ns.apply(&quota("compute", "2")).await;
+        ns.apply(&json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"},
+            "spec": {"limits": [{"type": "Container", "defaultRequest": {"cpu": "1"}, "default": {"cpu": "1"}}]}}))
+            .await;
+        ns.apply(&pipeline(
+            "orders",
+            "0 * * * *",
+            true,
+            vec![
+                step("extract", "Extract", &[], None, "500ms", false),
+                step("stage", "Transform", &["extract"], None, "500ms", false),
+                step("curate", "Transform", &["stage"], None, "500ms", false),
+            ],
+        ))
+        .await;
         let budget = json!({"resourceQuotaRef": {"name": "compute"}, "reserve": {"cpu": "1"}});
         // First the missing history, every step.
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "initial",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3, "budget": budget
-                }),
-            ),
-        )
-        .await
-        .expect("initial");
+        ns.apply(&backfill(
+            "initial",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3, "budget": budget
+            }),
+        ))
+        .await;
         wait_condition(&client, n, "initial", "Complete", "True", Duration::from_secs(120)).await;
         // Then a fix in the transforms: re-derive the same windows from raw, without extracting.
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "rederive",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3,
-                    "steps": "TransformsOnly", "reprocess": "All", "budget": budget
-                }),
-            ),
-        )
-        .await
-        .expect("rederive");
+        ns.apply(&backfill(
+            "rederive",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 3,
+                "steps": "TransformsOnly", "reprocess": "All", "budget": budget
+            }),
+        ))
+        .await;
         let b = wait_condition(&client, n, "rederive", "Complete", "True", Duration::from_secs(120)).await;
         assert_eq!(b.status.unwrap().partitions.unwrap().succeeded, 3);
         // A missing-only backfill of the same range finds nothing missing.
-        yaml::apply(&client, n, &backfill("gaps", json!({"pipelineRef": {"name": "orders"}, "range": hours(3)})))
-            .await
-            .expect("gaps");
+        ns.apply(&backfill("gaps", json!({"pipelineRef": {"name": "orders"}, "range": hours(3)}))).await;
         let b = wait_condition(&client, n, "gaps", "Complete", "True", Duration::from_secs(30)).await;
         let counts = b.status.unwrap().partitions.unwrap();
         assert_eq!((counts.skipped, counts.succeeded), (3, 0));
@@ -447,31 +412,18 @@ async fn a_transforms_only_reprocess_re_derives_without_extracting() {
 
 #[tokio::test]
 async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-fail", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("bf-fail", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("100m"), "300ms", true)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill(
-                "history",
-                json!({
-                    "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 1,
-                    "failurePolicy": {"retriesPerPartition": 1, "maxFailedPartitions": 2}
-                }),
-            ),
-        )
-        .await
-        .expect("backfill");
+        ns.apply(&backfill_only(Some("100m"), "300ms", true)).await;
+        ns.apply(&backfill(
+            "history",
+            json!({
+                "pipelineRef": {"name": "orders"}, "range": hours(3), "parallelism": 1,
+                "failurePolicy": {"retriesPerPartition": 1, "maxFailedPartitions": 2}
+            }),
+        ))
+        .await;
         let b = wait_condition(&client, n, "history", "Failed", "True", Duration::from_secs(60)).await;
         assert_eq!(condition(&b, "Failed").unwrap().1, "MaxFailedPartitionsReached");
         let status = b.status.clone().unwrap();
@@ -486,7 +438,7 @@ async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
             "{:?}",
             status.recent_failures
         );
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        usage::caught_up(&seen, &client, n).await;
         {
             let seen = seen.lock().unwrap();
             let jobs = seen.backfill_jobs("history");
@@ -525,52 +477,39 @@ async fn a_failing_partition_is_retried_then_recorded_and_stops_the_backfill() {
 
 #[tokio::test]
 async fn deleting_a_backfill_stops_its_running_jobs() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "bf-delete", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &pipeline("orders", "0 * * * *", true, vec![step("extract", "Extract", &[], Some("100m"), "10m", false)]),
-        )
-        .await
-        .expect("pipeline");
-        yaml::apply(
-            &client,
-            n,
-            &backfill("history", json!({"pipelineRef": {"name": "orders"}, "range": hours(4), "parallelism": 2})),
-        )
-        .await
-        .expect("backfill");
+    sluice_e2e::in_namespace("bf-delete", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&backfill_only(Some("100m"), "10m", false)).await;
+        ns.apply(&backfill("history", json!({"pipelineRef": {"name": "orders"}, "range": hours(4), "parallelism": 2})))
+            .await;
         let pods: Api<Pod> = Api::namespaced(client.clone(), n);
-        let mut running = 0;
-        for _ in 0..300 {
-            running = pods
-                .list(&ListParams::default())
-                .await
-                .expect("pods")
-                .items
-                .iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .count();
-            if running == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let running = wait::settle(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                pods.list(&ListParams::default())
+                    .await
+                    .expect("pods")
+                    .items
+                    .iter()
+                    .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                    .count()
+            },
+            |running| *running == 2,
+        )
+        .await;
         assert_eq!(running, 2);
         backfills(&client, n).delete("history", &DeleteParams::background()).await.expect("delete");
-        let mut left = (usize::MAX, usize::MAX);
         // The garbage collector removes them; under load that takes a while.
-        for _ in 0..300 {
-            left =
-                (live_jobs(&client, n).await.len(), pods.list(&ListParams::default()).await.expect("pods").items.len());
-            if left == (0, 0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let left = wait::settle(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                (live_jobs(&client, n).await.len(), pods.list(&ListParams::default()).await.expect("pods").items.len())
+            },
+            |left| *left == (0, 0),
+        )
+        .await;
         assert_eq!(left, (0, 0), "(Jobs, pods) left after deleting the Backfill");
     })
     .await;

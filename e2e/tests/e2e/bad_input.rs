@@ -70,14 +70,9 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Option<Result<(), String>>>,
 {
-    let deadline = tokio::time::Instant::now() + OPERATOR_TIMEOUT;
-    while tokio::time::Instant::now() < deadline {
-        if let Some(verdict) = check().await {
-            return verdict;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Err(format!("timed out after {OPERATOR_TIMEOUT:?} waiting for {what}"))
+    wait::poll_every(OPERATOR_TIMEOUT, Duration::from_millis(250), check)
+        .await
+        .unwrap_or_else(|| Err(format!("timed out after {OPERATOR_TIMEOUT:?} waiting for {what}")))
 }
 
 /// A Warning Event about `object` whose note contains `fragment`, with that reason if given.

@@ -1,13 +1,12 @@
 //! Datasets on a real control plane: the watermark from step reports, freshness turning Warning
 //! and Stale at the deadlines, contracts, data-aware triggers and lineage.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
 fn api(client: &kube::Client, ns: &str, kind: &str) -> Api<DynamicObject> {
@@ -75,24 +74,17 @@ fn rfc3339(t: jiff::Timestamp) -> String {
 
 #[tokio::test]
 async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on_time() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "fresh", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &dataset(
-                "raw",
-                json!({"owner": "team-a", "layer": "Raw", "freshness": {"maxAge": "8s", "warnAfter": "4s"}}),
-            ),
-        )
-        .await
-        .expect("dataset");
+    sluice_e2e::in_namespace("fresh", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&dataset(
+            "raw",
+            json!({"owner": "team-a", "layer": "Raw", "freshness": {"maxAge": "8s", "warnAfter": "4s"}}),
+        ))
+        .await;
         // Whole seconds: status times are serialized to the second.
         let watermark = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 2).unwrap();
         let report = json!({"rowsWritten": 1234, "watermark": rfc3339(watermark)});
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &report, json!({}))).await.expect("pipeline");
+        ns.apply(&producer("ingest", &["raw"], &report, json!({}))).await;
         run_now(&client, n, "ingest", "1").await;
 
         let st = wait_status(&client, n, "Dataset", "raw", "Fresh", |s| s["freshness"]["state"] == "Fresh").await;
@@ -107,8 +99,8 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
         let stale_at: jiff::Timestamp = st["freshness"]["staleAt"].as_str().unwrap().parse().unwrap();
         let mut seen_warning = None;
         let mut seen_stale = None;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while seen_stale.is_none() && Instant::now() < deadline {
+        let deadline = wait::Deadline::after(Duration::from_secs(30), Duration::from_millis(50));
+        while seen_stale.is_none() {
             let st = status(&client, n, "Dataset", "raw").await;
             let now = jiff::Timestamp::now();
             match st["freshness"]["state"].as_str() {
@@ -116,7 +108,9 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
                 Some("Stale") => seen_stale = Some(now),
                 _ => {}
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if !deadline.tick().await {
+                break;
+            }
         }
         let warning_delay = seen_warning.expect("turned Warning").duration_since(warn_at).as_secs_f64();
         let stale_delay = seen_stale.expect("turned Stale").duration_since(stale_at).as_secs_f64();
@@ -150,22 +144,16 @@ async fn a_reported_watermark_makes_the_dataset_fresh_then_warning_then_stale_on
 
 #[tokio::test]
 async fn an_old_window_does_not_move_the_watermark_and_a_malformed_report_is_reported() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "oldwindow", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &dataset("raw", json!({"owner": "team-a", "layer": "Raw"}))).await.expect("dataset");
+    sluice_e2e::in_namespace("oldwindow", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&dataset("raw", json!({"owner": "team-a", "layer": "Raw"}))).await;
         let future = jiff::Timestamp::now();
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &json!({"watermark": rfc3339(future)}), json!({})))
-            .await
-            .expect("pipeline");
+        ns.apply(&producer("ingest", &["raw"], &json!({"watermark": rfc3339(future)}), json!({}))).await;
         run_now(&client, n, "ingest", "1").await;
         let first = wait_status(&client, n, "Dataset", "raw", "produced", |s| s["watermark"].is_string()).await;
 
         // A run of an old window (the yearly schedule's window ends 2026-01-01) reporting garbage.
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &json!("not a report"), json!({})))
-            .await
-            .expect("pipeline");
+        ns.apply(&producer("ingest", &["raw"], &json!("not a report"), json!({}))).await;
         run_now(&client, n, "ingest", "2").await;
         let st = wait_status(&client, n, "Dataset", "raw", "ReportValid=False", |s| {
             condition(s, "ReportValid").is_some_and(|c| c.0 == "False")
@@ -174,14 +162,13 @@ async fn an_old_window_does_not_move_the_watermark_and_a_malformed_report_is_rep
         assert_eq!(st["watermark"], first["watermark"], "the old window did not move the watermark");
         assert_eq!(condition(&st, "ReportValid").unwrap().1, "MalformedReport");
         // The Event follows the status write: wait for it.
-        let mut reasons: Vec<String> = Vec::new();
-        for _ in 0..40 {
-            reasons = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
-            if reasons.iter().any(|r| r == "MalformedReport") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let reasons: Vec<String> = wait::settle(
+            Duration::from_secs(10),
+            Duration::from_millis(250),
+            || async { events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect() },
+            |reasons: &Vec<String>| reasons.iter().any(|r| r == "MalformedReport"),
+        )
+        .await;
         assert!(reasons.iter().any(|r| r == "MalformedReport"), "{reasons:?}");
     })
     .await;
@@ -203,27 +190,23 @@ async fn downstream_runs(client: &kube::Client, ns: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_contract_violation() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "trigger", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &dataset("raw", json!({"owner": "team-a", "layer": "Raw",
-            "contract": {"policy": "Block", "columns": [{"name": "id", "type": "bigint", "nullable": false}, {"name": "amount", "type": "decimal(12,2)"}]}})))
-            .await
-            .expect("raw");
-        yaml::apply(&client, n, &dataset("curated", json!({"owner": "team-b", "layer": "Curated"}))).await.expect("curated");
+    sluice_e2e::in_namespace("trigger", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&dataset("raw", json!({"owner": "team-a", "layer": "Raw",
+            "contract": {"policy": "Block", "columns": [{"name": "id", "type": "bigint", "nullable": false}, {"name": "amount", "type": "decimal(12,2)"}]}}))).await;
+        ns.apply(&dataset("curated", json!({"owner": "team-b", "layer": "Curated"}))).await;
         let downstream = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "downstream"},
             "spec": {"trigger": {"datasets": ["raw"], "mode": "Any"}, "concurrency": {"maxConcurrentRuns": 3},
                      "steps": [{"name": "transform", "kind": "Transform", "inputs": ["raw"], "outputs": ["curated"],
                                 "template": {"metadata": {"annotations": {"kwok.sluice.dev/duration": "200ms"}},
                                              "spec": {"containers": [{"name": "main", "image": "example.com/dbt:1"}]}}}]}});
-        yaml::apply(&client, n, &downstream).await.expect("downstream");
+        ns.apply(&downstream).await;
 
         let schema = json!([{"name": "id", "type": "bigint", "nullable": false}, {"name": "amount", "type": "decimal(12,2)", "nullable": true}]);
         let base = jiff::Timestamp::now();
         for (i, minutes) in [(1, 1), (2, 2)] {
             let wm = rfc3339(base + jiff::SignedDuration::from_mins(minutes));
-            yaml::apply(&client, n, &producer("ingest", &["raw"], &json!({"watermark": wm, "schema": schema}), json!({}))).await.expect("producer");
+            ns.apply(&producer("ingest", &["raw"], &json!({"watermark": wm, "schema": schema}), json!({}))).await;
             run_now(&client, n, "ingest", &i.to_string()).await;
             wait_status(&client, n, "Dataset", "raw", "advanced", move |s| s["watermark"].as_str().is_some_and(|w| w.starts_with(&wm[..16]))).await;
             wait_status(&client, n, "Pipeline", "downstream", "triggered run done", move |s| {
@@ -231,7 +214,13 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
             })
             .await;
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Once the downstream pipeline recorded the latest watermark as consumed, the operator has
+        // seen that advance: a second run for it would have been started by then.
+        let latest = status(&client, n, "Dataset", "raw").await["watermark"].clone();
+        wait_status(&client, n, "Pipeline", "downstream", "the latest watermark consumed", move |s| {
+            s["consumedWatermarks"]["raw"] == latest && s["activeRunCount"].as_i64().unwrap_or(0) == 0
+        })
+        .await;
         assert_eq!(downstream_runs(&client, n).await.len(), 2, "one run per advance");
         let st = status(&client, n, "Dataset", "raw").await;
         assert_eq!(condition(&st, "SchemaConformant").unwrap().0, "True");
@@ -243,7 +232,7 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
         // downstream pipeline holds instead of running on bad data.
         let bad_schema = json!([{"name": "id", "type": "bigint", "nullable": false}]);
         let wm = rfc3339(base + jiff::SignedDuration::from_mins(3));
-        yaml::apply(&client, n, &producer("ingest", &["raw"], &json!({"watermark": wm, "schema": bad_schema}), json!({}))).await.expect("producer");
+        ns.apply(&producer("ingest", &["raw"], &json!({"watermark": wm, "schema": bad_schema}), json!({}))).await;
         run_now(&client, n, "ingest", "3").await;
         let st = wait_status(&client, n, "Dataset", "raw", "SchemaConformant=False", |s| {
             condition(s, "SchemaConformant").is_some_and(|c| c.0 == "False")
@@ -255,7 +244,11 @@ async fn a_triggered_pipeline_runs_once_per_advance_and_holds_on_a_blocking_cont
         })
         .await;
         assert!(condition(&held, "InputsHeld").unwrap().2.contains("raw"));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // InputsHeld is the operator's decision on the violating data: that advance stays due, not
+        // consumed, and a run it started then would be in the same status (written before its Jobs).
+        let consumed = held["consumedWatermarks"]["raw"].as_str().unwrap_or_default();
+        assert!(!consumed.starts_with(&wm[..16]), "held: the violating advance is consumed: {consumed}");
+        assert_eq!(held["activeRunCount"].as_i64().unwrap_or(0), 0, "held: no run on the violating data");
         assert_eq!(downstream_runs(&client, n).await.len(), 2, "held: no run on the violating data");
         let reasons: Vec<String> = events_for(&client, n, "raw").await.into_iter().filter_map(|e| e.reason).collect();
         assert!(reasons.iter().any(|r| r == "ContractViolated"), "{reasons:?}");

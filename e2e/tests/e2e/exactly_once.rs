@@ -3,14 +3,13 @@
 //! written with a `resourceVersion` precondition, a reconcile that saw the delete events before
 //! its own status write relaunched the run (29 of about 620 windows twice in 60 s, issue 10).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use serde_json::json;
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{usage, wait, yaml};
 
 const PIPELINES: usize = 20;
@@ -37,29 +36,33 @@ fn counter(metrics: &str, name: &str, namespace: &str) -> f64 {
 
 #[tokio::test]
 async fn history_zero_pipelines_on_a_seconds_schedule_never_create_a_job_name_twice() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "once", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("once", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = usage::watch(&client, n);
         for i in 0..PIPELINES {
-            yaml::apply(&client, n, &pipeline(&format!("p{i:02}"))).await.expect("pipeline");
+            ns.apply(&pipeline(&format!("p{i:02}"))).await;
         }
         tokio::time::sleep(RUN_FOR).await;
-        // Suspend them all, then give in-flight reconciles and watches a moment to settle.
+        // Suspend them all; once each status is Suspended at its new generation with no run
+        // active, the operator has stopped starting runs (a run it started would be in that
+        // status). Then the watch must have caught up with the Jobs the API server lists.
+        let pipelines = yaml::sluice_api(&client, n, "Pipeline");
         for i in 0..PIPELINES {
             let patch = json!({"spec": {"suspend": true}});
-            yaml::sluice_api(&client, n, "Pipeline")
+            let suspended = pipelines
                 .patch(&format!("p{i:02}"), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
                 .await
                 .expect("suspend");
+            let generation = suspended.metadata.generation;
+            wait::until(&pipelines, &format!("p{i:02}"), Duration::from_secs(30), "suspended and idle", move |o| {
+                let v = serde_json::to_value(o).expect("json");
+                v["status"]["observedGeneration"].as_i64() == generation
+                    && wait::condition(&v, "Suspended").is_some_and(|c| c.0 == "True")
+                    && v["status"]["activeRunCount"] == 0
+            })
+            .await;
         }
-        wait::until(&yaml::sluice_api(&client, n, "Pipeline"), "p00", Duration::from_secs(30), "suspended", |o| {
-            let v = serde_json::to_value(o).expect("json");
-            wait::condition(&v, "Suspended").is_some_and(|c| c.0 == "True")
-        })
-        .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        usage::caught_up(&seen, &client, n).await;
 
         let seen = seen.lock().unwrap().jobs().cloned().collect::<Vec<_>>();
         let mut creations: BTreeMap<&str, usize> = BTreeMap::new();
@@ -101,10 +104,27 @@ struct Seen {
     deleted: BTreeMap<String, (String, String, u64)>,
     /// (resourceVersion, finish time, run id) of each Dataset status seen.
     checked: Vec<(u64, String, String)>,
+    /// The Jobs the watch takes to exist (until their Delete event).
+    live: BTreeSet<String>,
 }
 
 fn rv(meta: &kube::api::ObjectMeta) -> u64 {
     meta.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// Keeps `live` to the Jobs that exist as far as the watch has seen.
+fn track_live(live: &mut BTreeSet<String>, event: &kube::runtime::watcher::Event<Job>) {
+    use kube::runtime::watcher::Event;
+    match event {
+        Event::Init => live.clear(),
+        Event::Apply(j) | Event::InitApply(j) => {
+            live.insert(j.metadata.name.clone().unwrap_or_default());
+        }
+        Event::Delete(j) => {
+            live.remove(j.metadata.name.as_deref().unwrap_or_default());
+        }
+        Event::InitDone => {}
+    }
 }
 
 /// Records the deletion of `ns`'s Jobs and the Dataset `raw`'s `lastCheckedRun` over time.
@@ -116,6 +136,7 @@ fn watch_deletions_and_checks(client: &kube::Client, ns: &str) -> Arc<Mutex<Seen
     tokio::spawn(async move {
         let mut stream = watcher(jobs, watcher::Config::default()).default_backoff().boxed();
         while let Some(Ok(event)) = stream.next().await {
+            track_live(&mut into.lock().unwrap().live, &event);
             let (job, gone) = match event {
                 watcher::Event::Apply(j) => (j.clone(), j.metadata.deletion_timestamp.is_some()),
                 watcher::Event::Delete(j) => (j, true),
@@ -148,24 +169,23 @@ fn watch_deletions_and_checks(client: &kube::Client, ns: &str) -> Arc<Mutex<Seen
 /// of resourceVersions) the Dataset recorded a checked-run marker at or past that Job's run.
 #[tokio::test]
 async fn history_zero_producing_jobs_go_only_after_their_dataset_checked_them() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "oncedata", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("oncedata", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let seen = watch_deletions_and_checks(&client, n);
         let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "raw"},
             "spec": {"owner": "team-a", "layer": "Raw"}});
-        yaml::apply(&client, n, &dataset).await.expect("dataset");
+        ns.apply(&dataset).await;
         let mut producer = pipeline("ingest");
         producer["spec"]["steps"][0]["outputs"] = json!(["raw"]);
-        yaml::apply(&client, n, &producer).await.expect("pipeline");
+        ns.apply(&producer).await;
         // Run until enough producing Jobs went (however loaded the machine is), at most 2 min.
-        for _ in 0..240 {
-            if seen.lock().unwrap().deleted.len() >= 6 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        wait::settle(
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || std::future::ready(seen.lock().unwrap().deleted.len()),
+            |deleted| *deleted >= 6,
+        )
+        .await;
         let patch = json!({"spec": {"suspend": true}});
         let pipelines = yaml::sluice_api(&client, n, "Pipeline");
         pipelines
@@ -177,15 +197,20 @@ async fn history_zero_producing_jobs_go_only_after_their_dataset_checked_them() 
             wait::condition(&v, "Suspended").is_some_and(|c| c.0 == "True") && v["status"]["activeRunCount"] == 0
         })
         .await;
-        // History 0: every Job goes once its Dataset has checked it.
+        // History 0: every Job goes once its Dataset has checked it; then the watch has seen each
+        // one go.
         let jobs = Api::<Job>::namespaced(client.clone(), n);
-        for _ in 0..120 {
-            if jobs.list(&Default::default()).await.expect("jobs").items.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        wait::settle(
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || async { jobs.list(&Default::default()).await.expect("jobs").items.is_empty() },
+            |empty| *empty,
+        )
+        .await;
+        wait::poll(Duration::from_secs(30), "the Job watch to see every Job go", || {
+            std::future::ready(seen.lock().unwrap().live.is_empty().then_some(()))
+        })
+        .await;
 
         let seen = seen.lock().unwrap();
         let early: Vec<&String> =

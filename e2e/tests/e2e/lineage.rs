@@ -4,13 +4,13 @@
 //! by the official OpenLineage Python client.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use sluice_e2e::namespace::with_namespace;
-use sluice_e2e::yaml;
+use sluice_e2e::{wait, yaml};
 
 const YEARLY: &str = "0 0 1 1 *";
 
@@ -56,15 +56,16 @@ async fn wait_events(
     what: &str,
     check: impl Fn(&[String]) -> bool,
 ) -> Vec<(Option<String>, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let events = events_of(ns, job);
-        if check(&types(&events)) {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "{job}: waited 120s for {what}; got {:?}", types(&events));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let done = |events: &Vec<(Option<String>, Value)>| check(&types(events));
+    let events = wait::settle(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || std::future::ready(events_of(ns, job)),
+        done,
+    )
+    .await;
+    assert!(done(&events), "{job}: waited 120s for {what}; got {:?}", types(&events));
+    events
 }
 
 async fn jobs_by_uid(client: &kube::Client, ns: &str) -> BTreeMap<String, Job> {
@@ -96,7 +97,7 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
         for (name, location) in [("raw", "s3://lake/raw/orders/"), ("mart", "warehouse.marts.revenue")] {
             let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": name},
                 "spec": {"owner": "team-a", "layer": "Raw", "location": location}});
-            yaml::apply(&client, n, &dataset).await.expect("dataset");
+            ns.apply(&dataset).await;
         }
         let report = json!({"rowsWritten": 42, "schema": [{"name": "id", "type": "bigint"}]}).to_string();
         let steps = vec![
@@ -108,18 +109,18 @@ async fn step_jobs_send_start_then_one_terminal_event_with_datasets_and_facets()
                 json!({"kwok.sluice.dev/duration": "500ms", "kwok.sluice.dev/termination-message": report}),
             ),
         ];
-        yaml::apply(&client, n, &pipeline("orders", YEARLY, json!({}), steps)).await.expect("pipeline");
+        ns.apply(&pipeline("orders", YEARLY, json!({}), steps)).await;
         let failing = vec![step(
             "load",
             &[],
             json!({}),
             json!({"kwok.sluice.dev/duration": "300ms", "kwok.sluice.dev/outcome": "fail"}),
         )];
-        yaml::apply(&client, n, &pipeline("failing", YEARLY, json!({}), failing)).await.expect("pipeline");
+        ns.apply(&pipeline("failing", YEARLY, json!({}), failing)).await;
         let slow = vec![step("slow", &[], json!({}), json!({"kwok.sluice.dev/duration": "300s"}))];
         // Every 5 s, each run replacing the one before (a manual run would start beside it).
         let replace = json!({"maxConcurrentRuns": 1, "policy": "Replace"});
-        yaml::apply(&client, n, &pipeline("replaced", "*/5 * * * * *", replace, slow)).await.expect("pipeline");
+        ns.apply(&pipeline("replaced", "*/5 * * * * *", replace, slow)).await;
         for name in ["orders", "failing"] {
             run_now(&client, n, name, "1").await;
         }

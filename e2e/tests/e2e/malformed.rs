@@ -8,13 +8,11 @@
 //! subresource with a JSON merge patch, is stored by the API server and rejected by the operator
 //! (the unit test `controller::guard::tests` shows the same value failing the Rust types).
 
-use std::process::Child;
 use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
-use sluice_e2e::namespace::with_namespace;
-use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
+use sluice_e2e::operator::{Spawned, http_get};
 use sluice_e2e::{wait, yaml};
 
 /// More digits of a second than the operator's types accept; the API server stores it.
@@ -22,15 +20,6 @@ const UNREADABLE_TIME: &str = "2026-01-01T00:00:00.1234567891234Z";
 const INSTANCE: &str = "operator-malformed";
 
 /// Kills the operator process when the test ends, also when it fails.
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn pipeline(name: &str) -> serde_json::Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": name},
         "spec": {"schedule": "0 0 1 1 *", "steps": [{"name": "extract", "kind": "Extract",
@@ -45,31 +34,30 @@ fn ready(obj: &kube::api::DynamicObject) -> bool {
 
 /// Waits until the operator at `addr` exports a metrics line starting with `line`.
 async fn metric(addr: &str, line: &str) -> String {
-    let mut body = String::new();
-    for _ in 0..300 {
-        body = http_get(addr, "/metrics").await.expect("metrics").1;
-        if body.lines().any(|l| l.starts_with(line)) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no metric {line:?} within 30s in:\n{body}");
+    let exported = |body: &String| body.lines().any(|l| l.starts_with(line));
+    let body = wait::settle(
+        Duration::from_secs(30),
+        wait::EVERY,
+        || async { http_get(addr, "/metrics").await.expect("metrics").1 },
+        exported,
+    )
+    .await;
+    assert!(exported(&body), "no metric {line:?} within 30s in:\n{body}");
+    body
 }
 
 #[tokio::test]
 async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "malformed", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("malformed", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let pipelines = yaml::sluice_api(&client, n, "Pipeline");
         let datasets = yaml::sluice_api(&client, n, "Dataset");
         for name in ["good", "bad"] {
-            yaml::apply(&client, n, &pipeline(name)).await.expect("pipeline");
+            ns.apply(&pipeline(name)).await;
         }
         let dataset = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "bad-dataset"},
             "spec": {"owner": "team-a", "layer": "Raw"}});
-        yaml::apply(&client, n, &dataset).await.expect("dataset");
+        ns.apply(&dataset).await;
         // Both were readable once: the shared operator reconciled them.
         wait::until(&pipelines, "bad", Duration::from_secs(60), "Ready", ready).await;
         wait::until(&datasets, "bad-dataset", Duration::from_secs(60), "Ready", ready).await;
@@ -81,16 +69,10 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
         datasets.patch_status("bad-dataset", &status, &unreadable).await.expect("the API server stores the value");
 
         // An operator started while the unreadable objects exist lists them and still gets ready.
-        let kubeconfig = sluice_e2e::cluster::kubeconfig();
-        let only = n.to_string();
-        let (child, addr) =
-            tokio::task::spawn_blocking(move || spawn_operator(&kubeconfig, INSTANCE, &["--namespace", &only]))
-                .await
-                .expect("spawned");
-        let _stop = Stop(child);
-        wait_ready(&addr).await;
-        metric(&addr, r#"sluice_objects_invalid{kind="Pipeline"} 1"#).await;
-        metric(&addr, r#"sluice_objects_invalid{kind="Dataset"} 1"#).await;
+        let own = Spawned::in_namespace(INSTANCE, n).await;
+        let addr = own.addr.as_str();
+        metric(addr, r#"sluice_objects_invalid{kind="Pipeline"} 1"#).await;
+        metric(addr, r#"sluice_objects_invalid{kind="Dataset"} 1"#).await;
 
         // The other Pipeline of the namespace still runs.
         let run_now = Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/run-now": "1"}}}));
@@ -100,23 +82,24 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
             value["status"]["recentRuns"].as_array().is_some_and(|r| r.iter().any(|r| r["phase"] == "Succeeded"))
         })
         .await;
-        metric(&addr, r#"sluice_reconcile_total{controller="pipeline",result="success"}"#).await;
+        metric(addr, r#"sluice_reconcile_total{controller="pipeline",result="success"}"#).await;
 
         // The operator said so on the object, and left the object as it was.
-        let mut warned = Vec::new();
-        for _ in 0..300 {
-            warned = wait::events(&client, n)
-                .await
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("InvalidObject") && e.type_.as_deref() == Some("Warning"))
-                .filter(|e| e.reporting_instance.as_deref() == Some(INSTANCE))
-                .filter_map(|e| e.regarding.and_then(|r| r.name))
-                .collect::<Vec<_>>();
-            if warned.contains(&"bad".to_string()) && warned.contains(&"bad-dataset".to_string()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut warned = wait::settle(
+            Duration::from_secs(30),
+            wait::EVERY,
+            || async {
+                wait::events(&client, n)
+                    .await
+                    .into_iter()
+                    .filter(|e| e.reason.as_deref() == Some("InvalidObject") && e.type_.as_deref() == Some("Warning"))
+                    .filter(|e| e.reporting_instance.as_deref() == Some(INSTANCE))
+                    .filter_map(|e| e.regarding.and_then(|r| r.name))
+                    .collect::<Vec<_>>()
+            },
+            |warned| warned.contains(&"bad".to_string()) && warned.contains(&"bad-dataset".to_string()),
+        )
+        .await;
         warned.sort();
         warned.dedup();
         assert_eq!(warned, ["bad", "bad-dataset"], "InvalidObject Warning Events from {INSTANCE}");
@@ -126,7 +109,7 @@ async fn an_object_that_does_not_deserialize_is_skipped_and_the_others_still_run
         // Fixed by hand, the object is read again.
         let fixed = Patch::Merge(json!({"status": {"lastScheduleTime": null}}));
         pipelines.patch_status("bad", &status, &fixed).await.expect("fix");
-        metric(&addr, r#"sluice_objects_invalid{kind="Pipeline"} 0"#).await;
+        metric(addr, r#"sluice_objects_invalid{kind="Pipeline"} 0"#).await;
     })
     .await;
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use sluice_e2e::operator::{http_get, spawn_operator, wait_ready};
+use sluice_e2e::wait;
 
 #[tokio::test]
 async fn serves_health_metrics_and_stops_on_sigterm() {
@@ -23,16 +24,17 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
     .expect("spawned");
     wait_ready(&addr).await;
     assert_eq!(http_get(&addr, "/healthz").await.expect("healthz").0, 200);
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        let (code, body) = http_get(&addr, "/metrics").await.expect("metrics");
-        assert_eq!(code, 200);
-        metrics = body;
-        if metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let metrics = wait::settle(
+        Duration::from_secs(10),
+        wait::EVERY,
+        || async {
+            let (code, body) = http_get(&addr, "/metrics").await.expect("metrics");
+            assert_eq!(code, 200);
+            body
+        },
+        |metrics| metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#),
+    )
+    .await;
     assert!(metrics.contains(r#"sluice_reconcile_total{controller="dataset",result="success"}"#), "{metrics}");
     // controller-runtime's names, beside Sluice's own.
     for series in [
@@ -53,18 +55,11 @@ async fn serves_health_metrics_and_stops_on_sigterm() {
     let pid = child.id() as i32;
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let status = tokio::task::spawn_blocking(move || {
-        for _ in 0..100 {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let exited = || std::future::ready(child.try_wait().expect("wait"));
+    let status = wait::poll_every(Duration::from_secs(10), wait::EVERY, exited).await;
+    if status.is_none() {
         let _ = child.kill();
-        None
-    })
-    .await
-    .expect("joined");
+    }
     let status = status.expect("the operator exits within 10s of SIGTERM");
     assert!(status.success(), "exit status {status}");
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
 fn pipelines(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
@@ -66,26 +65,19 @@ async fn annotate(client: &kube::Client, ns: &str, name: &str, key: &str, value:
 
 #[tokio::test]
 async fn a_manual_run_executes_steps_in_dependency_order() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "order", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("order", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         // Yearly schedule: nothing runs unless asked to.
-        yaml::apply(
-            &client,
-            n,
-            &pipeline(
-                "orders",
-                json!({
-                    "schedule": "0 0 1 1 *",
-                    "steps": [step("extract", &[], "1s", false, json!({})),
-                              step("stage", &["extract"], "1s", false, json!({})),
-                              step("curate", &["stage"], "1s", false, json!({}))]
-                }),
-            ),
-        )
-        .await
-        .expect("pipeline");
+        ns.apply(&pipeline(
+            "orders",
+            json!({
+                "schedule": "0 0 1 1 *",
+                "steps": [step("extract", &[], "1s", false, json!({})),
+                          step("stage", &["extract"], "1s", false, json!({})),
+                          step("curate", &["stage"], "1s", false, json!({}))]
+            }),
+        ))
+        .await;
         wait_status(&client, n, "orders", "Ready", |s| {
             wait::condition(&json!({"status": s}), "Ready").is_some_and(|c| c.0 == "True")
         })
@@ -141,11 +133,22 @@ async fn a_manual_run_executes_steps_in_dependency_order() {
         assert_eq!(env["SLUICE_RUN_ID"], run_id);
         assert_eq!(env["SLUICE_PARTITION_START"], run["window"]["start"].as_str().unwrap());
 
-        // The same annotation value does not start a second run; a new value does.
-        annotate(&client, n, "orders", "touch", "x").await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The same annotation value does not start a second run. An annotation alone does not
+        // bump the generation, so the same patch changes a field that does not matter here (the
+        // deadline of scheduled runs): once the status is at that generation, the operator has
+        // reconciled the object with the old run-now value, and any run it started would be in
+        // that status (written before its Jobs).
+        let patch = json!({"metadata": {"annotations": {"touch": "x"}}, "spec": {"startingDeadlineSeconds": 3600}});
+        let touched =
+            pipelines(&client, n).patch("orders", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("touch");
+        let generation = touched.metadata.generation;
+        let st = wait_status(&client, n, "orders", "reconciled at the touched generation", move |s| {
+            s["observedGeneration"].as_i64() == generation
+        })
+        .await;
+        assert_eq!(st["lastManualTrigger"], "1");
         assert_eq!(jobs(&client, n).await.len(), 3);
-        let conditions = json!({"status": status(&client, n, "orders").await});
+        let conditions = json!({"status": st});
         assert_eq!(wait::condition(&conditions, "Degraded").unwrap().0, "False");
         assert_eq!(wait::condition(&conditions, "Running").unwrap().0, "False");
     })
@@ -154,25 +157,18 @@ async fn a_manual_run_executes_steps_in_dependency_order() {
 
 #[tokio::test]
 async fn scheduled_runs_follow_the_cron_and_keep_history() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "schedule", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("schedule", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         // Every 5 seconds (six-field cron), keep the Jobs of 1 successful run.
-        yaml::apply(
-            &client,
-            n,
-            &pipeline(
-                "tick",
-                json!({
-                    "schedule": "*/5 * * * * *",
-                    "history": {"successful": 1, "failed": 1},
-                    "steps": [step("extract", &[], "500ms", false, json!({}))]
-                }),
-            ),
-        )
-        .await
-        .expect("pipeline");
+        ns.apply(&pipeline(
+            "tick",
+            json!({
+                "schedule": "*/5 * * * * *",
+                "history": {"successful": 1, "failed": 1},
+                "steps": [step("extract", &[], "500ms", false, json!({}))]
+            }),
+        ))
+        .await;
         let st = wait_status(&client, n, "tick", "3 runs Succeeded", |s| {
             s["recentRuns"].as_array().is_some_and(|r| r.iter().filter(|r| r["phase"] == "Succeeded").count() >= 3)
         })
@@ -196,20 +192,21 @@ async fn scheduled_runs_follow_the_cron_and_keep_history() {
         assert!(st["lastScheduleTime"].is_string() && st["nextScheduleTime"].is_string());
         // History: only the newest successful run's Job is kept (older ones are deleted).
         suspend(&client, n, "tick").await;
-        let mut kept = 0;
-        for _ in 0..50 {
-            let live: BTreeSet<String> = jobs(&client, n)
-                .await
-                .iter()
-                .filter(|j| j.metadata.deletion_timestamp.is_none())
-                .map(|j| label(j, "sluice.dev/run").to_string())
-                .collect();
-            kept = live.len();
-            if kept <= 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let kept = wait::settle(
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+            || async {
+                let live: BTreeSet<String> = jobs(&client, n)
+                    .await
+                    .iter()
+                    .filter(|j| j.metadata.deletion_timestamp.is_none())
+                    .map(|j| label(j, "sluice.dev/run").to_string())
+                    .collect();
+                live.len()
+            },
+            |kept| *kept <= 1,
+        )
+        .await;
         assert!(kept <= 1, "history.successful=1 keeps at most one run's Jobs, found {kept}");
     })
     .await;
@@ -228,15 +225,13 @@ async fn suspend(client: &kube::Client, ns: &str, name: &str) {
 
 #[tokio::test]
 async fn a_failing_step_is_retried_then_fails_the_run_and_skips_dependents() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "retry", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(&client, n, &pipeline("flaky", json!({
+    sluice_e2e::in_namespace("retry", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&pipeline("flaky", json!({
             "schedule": "0 0 1 1 *",
             "steps": [step("extract", &[], "300ms", true, json!({"limit": 2, "backoffSeconds": 1, "maxBackoffSeconds": 2})),
                       step("stage", &["extract"], "300ms", false, json!({}))]
-        }))).await.expect("pipeline");
+        }))).await;
         annotate(&client, n, "flaky", "sluice.dev/run-now", "go").await;
         let st = wait_status(&client, n, "flaky", "run Failed", |s| {
             s["recentRuns"].as_array().is_some_and(|r| r.iter().any(|r| r["phase"] == "Failed"))
@@ -264,24 +259,17 @@ async fn a_failing_step_is_retried_then_fails_the_run_and_skips_dependents() {
 
 #[tokio::test]
 async fn forbid_skips_windows_while_a_run_is_active() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "forbid", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &pipeline(
-                "slow",
-                json!({
-                    "schedule": "*/2 * * * * *",
-                    "concurrency": {"maxConcurrentRuns": 1, "policy": "Forbid"},
-                    "steps": [step("extract", &[], "7s", false, json!({}))]
-                }),
-            ),
-        )
-        .await
-        .expect("pipeline");
+    sluice_e2e::in_namespace("forbid", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&pipeline(
+            "slow",
+            json!({
+                "schedule": "*/2 * * * * *",
+                "concurrency": {"maxConcurrentRuns": 1, "policy": "Forbid"},
+                "steps": [step("extract", &[], "7s", false, json!({}))]
+            }),
+        ))
+        .await;
         let st = wait_status(&client, n, "slow", "a skipped window", |s| {
             s["skippedRuns"]
                 .as_array()
@@ -299,24 +287,17 @@ async fn forbid_skips_windows_while_a_run_is_active() {
 
 #[tokio::test]
 async fn queue_runs_due_windows_in_order_as_slots_free() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "queue", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &pipeline(
-                "queued",
-                json!({
-                    "schedule": "*/2 * * * * *",
-                    "concurrency": {"maxConcurrentRuns": 1, "policy": "Queue", "maxQueued": 2},
-                    "steps": [step("extract", &[], "3s", false, json!({}))]
-                }),
-            ),
-        )
-        .await
-        .expect("pipeline");
+    sluice_e2e::in_namespace("queue", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&pipeline(
+            "queued",
+            json!({
+                "schedule": "*/2 * * * * *",
+                "concurrency": {"maxConcurrentRuns": 1, "policy": "Queue", "maxQueued": 2},
+                "steps": [step("extract", &[], "3s", false, json!({}))]
+            }),
+        ))
+        .await;
         let st = wait_status(&client, n, "queued", "queued windows and 2 runs done", |s| {
             s["recentRuns"].as_array().is_some_and(|r| r.iter().filter(|r| r["phase"] == "Succeeded").count() >= 2)
         })
@@ -336,10 +317,8 @@ async fn queue_runs_due_windows_in_order_as_slots_free() {
 
 #[tokio::test]
 async fn two_operators_at_once_never_launch_the_same_work_twice() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "duplicate", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("duplicate", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         // A second replica without leader election: both act on every Pipeline of this
         // namespace (only: other tests running meanwhile keep one operator).
         let kubeconfig = sluice_e2e::cluster::kubeconfig();
@@ -350,12 +329,12 @@ async fn two_operators_at_once_never_launch_the_same_work_twice() {
         .await
         .expect("spawned");
         sluice_e2e::operator::wait_ready(&addr).await;
-        yaml::apply(&client, n, &pipeline("twice", json!({
+        ns.apply(&pipeline("twice", json!({
             "schedule": "*/2 * * * * *",
             "concurrency": {"maxConcurrentRuns": 3},
             "history": {"successful": 100},
             "steps": [step("extract", &[], "300ms", false, json!({})), step("stage", &["extract"], "300ms", false, json!({}))]
-        }))).await.expect("pipeline");
+        }))).await;
         wait_status(&client, n, "twice", "4 runs Succeeded", |s| {
             s["recentRuns"].as_array().is_some_and(|r| r.iter().filter(|r| r["phase"] == "Succeeded").count() >= 4)
         })

@@ -8,15 +8,12 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 use sluice_e2e::cluster::repo_root;
-use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::{wait, yaml};
 
 #[tokio::test]
 async fn the_examples_run_in_a_restricted_namespace() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "restricted", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("restricted", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let labels = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted",
                                                     "pod-security.kubernetes.io/enforce-version": "latest"}}});
         Api::<Namespace>::all(client.clone())

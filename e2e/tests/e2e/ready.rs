@@ -8,6 +8,7 @@ use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 use sluice_e2e::cluster::{repo_root, run_kubectl};
 use sluice_e2e::namespace::with_namespace;
+use sluice_e2e::operator::Spawned;
 use sluice_e2e::{wait, yaml};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -109,10 +110,8 @@ async fn the_examples_apply_and_become_ready() {
 
 #[tokio::test]
 async fn controller_only_checks_set_invalid_spec_with_an_event() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "invalid", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("invalid", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let cases = [
             ("bad-cron", simple_pipeline("bad-cron", json!({"schedule": "0 25 * * *"})), "spec.schedule"),
             ("bad-tz", simple_pipeline("bad-tz", json!({"timeZone": "Europe/Atlantis"})), "spec.timeZone"),
@@ -134,20 +133,19 @@ async fn controller_only_checks_set_invalid_spec_with_an_event() {
             let (_, _, message) = wait::condition(&obj, "Ready").unwrap();
             assert!(message.contains(expected), "{name}: {message}");
             // A Warning Event names the problem too.
-            let mut events = Vec::new();
-            for _ in 0..50 {
-                events = warning_events(&client, n, name).await;
-                if !events.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let events = wait::settle(
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                || warning_events(&client, n, name),
+                |events| !events.is_empty(),
+            )
+            .await;
             let event = events.first().unwrap_or_else(|| panic!("no Warning Event for {name}"));
             assert_eq!(event.reason.as_deref(), Some("InvalidSpec"));
             assert!(event.note.as_deref().unwrap_or_default().contains(expected), "{name}: {:?}", event.note);
         }
         // Fixing the spec makes it Ready at the new generation.
-        yaml::apply(&client, n, &simple_pipeline("bad-cron", json!({"schedule": "0 23 * * *"}))).await.expect("fix");
+        ns.apply(&simple_pipeline("bad-cron", json!({"schedule": "0 23 * * *"}))).await;
         wait_ready(&client, n, "Pipeline", "bad-cron", "True", "Reconciled").await;
     })
     .await;
@@ -155,17 +153,15 @@ async fn controller_only_checks_set_invalid_spec_with_an_event() {
 
 #[tokio::test]
 async fn missing_references_resolve_when_the_object_appears() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "refs", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
+    sluice_e2e::in_namespace("refs", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
         let mut pipeline = simple_pipeline("ingest", json!({}));
         pipeline["spec"]["steps"][0]["outputs"] = json!(["raw-events"]);
-        yaml::apply(&client, n, &pipeline).await.expect("pipeline");
+        ns.apply(&pipeline).await;
         let backfill = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Backfill", "metadata": {"name": "bf"},
             "spec": {"pipelineRef": {"name": "ingest-later"}, "budget": {"resourceQuotaRef": {"name": "compute"}},
                      "range": {"start": "2026-10-01T00:00:00Z", "end": "2026-10-02T00:00:00Z"}}});
-        yaml::apply(&client, n, &backfill).await.expect("backfill");
+        ns.apply(&backfill).await;
 
         let obj = wait_ready(&client, n, "Pipeline", "ingest", "False", "InvalidSpec").await;
         assert!(wait::condition(&obj, "Ready").unwrap().2.contains("Dataset \"raw-events\" does not exist"));
@@ -174,24 +170,14 @@ async fn missing_references_resolve_when_the_object_appears() {
         assert!(message.contains("spec.pipelineRef") && message.contains("spec.budget.resourceQuotaRef"), "{message}");
 
         // Creating what they refer to wakes them: no polling, the watches map it back.
-        yaml::apply(
-            &client,
-            n,
-            &json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "raw-events"},
-            "spec": {"owner": "team-a", "layer": "Raw"}}),
-        )
-        .await
-        .expect("dataset");
+        ns.apply(&json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "raw-events"},
+            "spec": {"owner": "team-a", "layer": "Raw"}}))
+            .await;
         wait_ready(&client, n, "Pipeline", "ingest", "True", "Reconciled").await;
-        yaml::apply(&client, n, &simple_pipeline("ingest-later", json!({}))).await.expect("pipeline 2");
-        yaml::apply(
-            &client,
-            n,
-            &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"},
-            "spec": {"hard": {"requests.cpu": "4"}}}),
-        )
-        .await
-        .expect("quota");
+        ns.apply(&simple_pipeline("ingest-later", json!({}))).await;
+        ns.apply(&json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"},
+            "spec": {"hard": {"requests.cpu": "4"}}}))
+            .await;
         wait_ready(&client, n, "Backfill", "bf", "True", "Reconciled").await;
     })
     .await;
@@ -199,30 +185,33 @@ async fn missing_references_resolve_when_the_object_appears() {
 
 #[tokio::test]
 async fn status_is_not_rewritten_when_nothing_changed() {
-    let client = sluice_e2e::setup().await;
-    with_namespace(&client, "quiet", |ns| async move {
-        let client = ns.client.clone();
-        let n = ns.name.as_str();
-        yaml::apply(
-            &client,
-            n,
-            &json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "d"},
-            "spec": {"owner": "team-a", "layer": "Raw"}}),
-        )
-        .await
-        .expect("dataset");
+    sluice_e2e::in_namespace("quiet", |ns| async move {
+        let (client, n) = (ns.client.clone(), ns.name.as_str());
+        ns.apply(&json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "d"},
+            "spec": {"owner": "team-a", "layer": "Raw"}}))
+            .await;
         let first = wait_ready(&client, n, "Dataset", "d", "True", "Reconciled").await;
         let transition = wait::condition(&first, "Ready").unwrap();
-        // A label change is not a spec change, but it does trigger a reconcile.
-        yaml::apply(
-            &client,
-            n,
-            &json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset",
-            "metadata": {"name": "d", "labels": {"touched": "yes"}}, "spec": {"owner": "team-a", "layer": "Raw"}}),
-        )
-        .await
-        .expect("label");
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // A label change is not a spec change, but it does trigger a reconcile. The shared
+        // operator's metrics count every namespace's reconciles, so an operator of this namespace
+        // alone shows that it happened: its Dataset reconciles go up by one once it has reconciled
+        // the relabelled object (it has no other Dataset, and one with no freshness objective is
+        // not requeued). Its first reconcile of `d` must not rewrite the status either.
+        let own = Spawned::in_namespace("operator-quiet", n).await;
+        let dataset_reconciles = || own.metric_sum("sluice_reconcile_total", &[r#"controller="dataset""#]);
+        let idle = || own.metric_sum("controller_runtime_active_workers", &[r#"controller="dataset""#]);
+        let before = wait::poll(Duration::from_secs(30), "the namespace's operator to reconcile d", || async {
+            let count = dataset_reconciles().await;
+            (count >= 1.0 && idle().await == 0.0).then_some(count)
+        })
+        .await;
+        ns.apply(&json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Dataset",
+            "metadata": {"name": "d", "labels": {"touched": "yes"}}, "spec": {"owner": "team-a", "layer": "Raw"}}))
+            .await;
+        wait::poll(Duration::from_secs(30), "the namespace's operator to reconcile the relabelled d", || async {
+            (dataset_reconciles().await > before).then_some(())
+        })
+        .await;
         let after = as_json(&api(&client, n, "Dataset").get("d").await.expect("get"));
         assert_eq!(after["status"], first["status"], "status changed without a reason");
         let managers: Vec<_> = after["metadata"]["managedFields"]

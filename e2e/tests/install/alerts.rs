@@ -83,14 +83,10 @@ async fn firing_stale(server: &Server, ns: &str) -> Vec<Value> {
 async fn wait_scraped_fresh(server: &Server, ns: &str, dataset: &str) {
     let query =
         format!("/api/v1/query?query=sluice_dataset_stale%7Bnamespace%3D%22{ns}%22%2Cdataset%3D%22{dataset}%22%7D");
-    for _ in 0..300 {
-        let data = server.api(&query).await;
-        if data["result"][0]["value"][1] == "0" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("Prometheus never scraped {ns}/{dataset} fresh");
+    sluice_e2e::wait::poll(Duration::from_secs(60), &format!("Prometheus to scrape {ns}/{dataset} fresh"), || async {
+        (server.api(&query).await["result"][0]["value"][1] == "0").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -114,14 +110,13 @@ async fn prometheus_fires_the_stale_dataset_alert_for_a_dataset_made_stale() {
         assert!(firing_stale(&server, n).await.is_empty(), "nothing fires while the dataset is fresh");
 
         let stale_at = watermark + jiff::SignedDuration::from_secs(15);
-        let started = Instant::now();
-        let firing = loop {
-            let firing = firing_stale(&server, n).await;
-            if !firing.is_empty() || started.elapsed() > Duration::from_secs(60) {
-                break firing;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        };
+        let firing = sluice_e2e::wait::settle(
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+            || firing_stale(&server, n),
+            |firing| !firing.is_empty(),
+        )
+        .await;
         let fired_at = Timestamp::now();
         assert_eq!(firing.len(), 1, "one alert, for the stale dataset only: {firing:#?}");
         let labels = &firing[0]["labels"];

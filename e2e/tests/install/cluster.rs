@@ -177,14 +177,13 @@ async fn helm_install_upgrade_test_and_uninstall() {
         assert!(out.contains("Phase:          Succeeded") || out.contains("Succeeded"), "{out}");
 
         helm_ok(&["uninstall", &release, "-n", &n, "--wait", "--timeout", "60s"]).await;
-        let mut left = Vec::new();
-        for _ in 0..60 {
-            left = release_objects(&release, &n);
-            if left.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let left = sluice_e2e::wait::settle(
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || std::future::ready(release_objects(&release, &n)),
+            |left| left.is_empty(),
+        )
+        .await;
         assert!(left.is_empty(), "helm uninstall left operator objects behind: {left:?}");
         let pipelines = kubectl(&["get", "pipelines.sluice.dev", "-n", &n, "-o", "name"], None);
         assert_eq!(pipelines.stdout.trim(), "pipeline.sluice.dev/users-pipeline", "{}", pipelines.stderr);
@@ -256,15 +255,15 @@ async fn helm_upgrade_applies_crd_schema_changes_and_uninstall_keeps_crds_and_ob
             }
             let api_version = format!("{group}/v1alpha1");
             // The CRDs are Established shortly after creation.
-            let mut applied = Err(String::new());
-            for _ in 0..50 {
-                applied =
-                    yaml::apply(&client, &n, &minimal_pipeline(&api_version, "kept")).await.map_err(|e| e.to_string());
-                if applied.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            let applied = sluice_e2e::wait::settle(
+                Duration::from_secs(10),
+                Duration::from_millis(200),
+                || async {
+                    yaml::apply(&client, &n, &minimal_pipeline(&api_version, "kept")).await.map_err(|e| e.to_string())
+                },
+                Result::is_ok,
+            )
+            .await;
             applied.expect("a Pipeline of the renamed group");
 
             // helm upgrade with a changed schema applies it.
@@ -328,14 +327,15 @@ async fn kubectl_apply_installs_the_bundle() {
     }
     // A namespace left terminating by an earlier run cannot take new objects yet.
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for _ in 0..120 {
-        match namespaces.get_opt(NAMESPACE).await.unwrap() {
-            Some(ns) if ns.metadata.deletion_timestamp.is_some() => {
-                tokio::time::sleep(Duration::from_millis(500)).await
-            }
-            _ => break,
-        }
-    }
+    sluice_e2e::wait::settle(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            namespaces.get_opt(NAMESPACE).await.unwrap().is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+        },
+        |terminating| !terminating,
+    )
+    .await;
 
     let result = std::panic::AssertUnwindSafe(async {
         let path = bundle_path.clone();

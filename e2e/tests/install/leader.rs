@@ -44,12 +44,9 @@ async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
 
 /// Polls the Lease every 100 ms until `who` holds it.
 async fn wait_holder(client: &kube::Client, ns: &str, who: &str, timeout: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if holder(client, ns).await.as_deref() == Some(who) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let holds = |h: &Option<String>| h.as_deref() == Some(who);
+    if holds(&wait::settle(timeout, wait::EVERY, || holder(client, ns), holds).await) {
+        return;
     }
     panic!("{who} did not take the Lease within {timeout:?}; holder: {:?}", holder(client, ns).await);
 }
@@ -66,11 +63,9 @@ async fn reconciles(op: &OperatorProcess) -> f64 {
 
 /// Waits until the process reports that it leads (its controllers started).
 async fn wait_leading(op: &OperatorProcess) {
-    for _ in 0..300 {
-        if op.gauge("sluice_leader").await == Some(1.0) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let leads = |g: &Option<f64>| *g == Some(1.0);
+    if leads(&wait::settle(Duration::from_secs(30), wait::EVERY, || op.gauge("sluice_leader"), leads).await) {
+        return;
     }
     panic!("{} never led:\n{}", op.log.display(), op.log_text());
 }
@@ -138,14 +133,17 @@ async fn a_standby_takes_over_when_the_leader_is_killed() {
         let killed = Instant::now();
         let since_renewal = jiff::Timestamp::now().duration_since(renewed).as_secs_f64();
         let (mut took_lease, mut acting) = (None, None);
-        while (took_lease.is_none() || acting.is_none()) && killed.elapsed() < Duration::from_secs(40) {
+        let deadline = wait::Deadline::after(Duration::from_secs(40), wait::EVERY);
+        while took_lease.is_none() || acting.is_none() {
             if took_lease.is_none() && holder(&client, n).await.as_deref() == Some("leader-b") {
                 took_lease = Some(killed.elapsed());
             }
             if acting.is_none() && reconciles(&b).await > 0.0 {
                 acting = Some(killed.elapsed());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if !deadline.tick().await {
+                break;
+            }
         }
         let took_lease = took_lease.expect("the standby took the Lease within 40 s");
         let acting = acting.expect("the new leader reconciled within 40 s");

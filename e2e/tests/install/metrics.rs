@@ -46,16 +46,9 @@ async fn populate(client: &kube::Client, ns: &str, op: &OperatorProcess) -> Stri
 
 /// Polls the operator's /metrics until `check` holds; returns that text.
 async fn wait_metrics(op: &OperatorProcess, timeout: Duration, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < timeout {
-        last = op.metrics().await;
-        if check(&last) {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("no {what} in /metrics after {timeout:?}:\n{last}");
+    let last = sluice_e2e::wait::settle(timeout, Duration::from_millis(200), || op.metrics(), |m| check(m)).await;
+    assert!(check(&last), "no {what} in /metrics after {timeout:?}:\n{last}");
+    last
 }
 
 #[tokio::test]

@@ -85,11 +85,9 @@ impl Server {
 
     /// Waits until the server answers /-/ready.
     pub async fn wait_ready(&self) {
-        for _ in 0..150 {
-            if get(&self.addr, "/-/ready").await.is_ok_and(|(code, _)| code == 200) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let ready = || async { get(&self.addr, "/-/ready").await.is_ok_and(|(code, _)| code == 200) };
+        if sluice_e2e::wait::settle(Duration::from_secs(30), Duration::from_millis(200), ready, |ok| *ok).await {
+            return;
         }
         panic!("prometheus at {} not ready in 30s; see target/e2e/prometheus.log", self.addr);
     }

@@ -132,22 +132,17 @@ async fn flows(client: &kube::Client, ns: &str, operator: &OperatorProcess) {
     let orders = wait_json(client, ns, "Pipeline", "orders", "2 runs Succeeded", |o| succeeded_runs(o) >= 2).await;
     assert_eq!(super::argocd::health("Pipeline", &orders).expect("lua").0, "Healthy");
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let mut runs = BTreeSet::new();
-    for _ in 0..100 {
-        runs = jobs
-            .list(&ListParams::default().labels("sluice.dev/pipeline=orders"))
+    let live_runs = || async {
+        jobs.list(&ListParams::default().labels("sluice.dev/pipeline=orders"))
             .await
             .expect("jobs")
             .items
             .iter()
             .filter(|j| j.metadata.deletion_timestamp.is_none())
             .filter_map(|j| j.metadata.labels.as_ref()?.get("sluice.dev/run").cloned())
-            .collect();
-        if runs.len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .collect::<BTreeSet<_>>()
+    };
+    let runs = wait::settle(Duration::from_secs(20), Duration::from_millis(200), live_runs, |r| r.len() == 1).await;
     assert_eq!(runs.len(), 1, "history.successful=1 deleted the older run's Jobs: {runs:?}");
 
     // A failing run: Degraded.
@@ -222,12 +217,8 @@ async fn flows(client: &kube::Client, ns: &str, operator: &OperatorProcess) {
             r.permission.resource == "jobs" && r.permission.verb == "get" && r.name.as_deref() == Some(taken.as_str())
         })
     };
-    for _ in 0..150 {
-        if read_taken(&operator.log_text()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let log = || std::future::ready(operator.log_text());
+    wait::settle(Duration::from_secs(30), Duration::from_millis(200), log, |l| read_taken(l)).await;
     assert!(read_taken(&operator.log_text()), "the Backfill controller read the Job that took its name");
     jobs.delete(&taken, &kube::api::DeleteParams::background()).await.expect("delete the other Job");
     let backfill =
@@ -384,12 +375,8 @@ async fn operator_with_the_charts_rights(watch_one_namespace: bool) {
                     .iter()
                     .any(|r| r.permission.resource == "events" && r.permission.verb == "patch" && r.status.is_some())
             };
-            for _ in 0..180 {
-                if patched_event(&operator.log_text()) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+            let log = || std::future::ready(operator.log_text());
+            wait::settle(Duration::from_secs(90), Duration::from_millis(500), log, |l| patched_event(l)).await;
             assert_writes_only_status(&client, ns).await;
             assert!(events_from(&client, ns, &name).await > 0, "the operator under test published Events");
             let metrics = operator.metrics().await;

@@ -107,29 +107,23 @@ async fn jobs(client: &kube::Client, ns: &str, selector: &str) -> Vec<Job> {
 
 /// Waits for a Job of pipeline `name` and returns its pod spec.
 async fn first_job(client: &kube::Client, ns: &str, name: &str) -> k8s_openapi::api::core::v1::PodSpec {
-    for _ in 0..300 {
-        if let Some(job) = jobs(client, ns, &format!("sluice.dev/pipeline={name}")).await.into_iter().next() {
-            return job.spec.unwrap().template.spec.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("no Job of {name}");
+    let job = wait::poll(Duration::from_secs(60), &format!("a Job of {name}"), || async {
+        jobs(client, ns, &format!("sluice.dev/pipeline={name}")).await.into_iter().next()
+    })
+    .await;
+    job.spec.unwrap().template.spec.unwrap()
 }
 
 async fn warning_events(client: &kube::Client, ns: &str, name: &str, reason: &str) -> usize {
-    for _ in 0..50 {
-        let n = wait::events(client, ns)
+    let count = || async {
+        wait::events(client, ns)
             .await
             .iter()
             .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
             .filter(|e| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(reason))
-            .count();
-        if n > 0 {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    0
+            .count()
+    };
+    wait::settle(Duration::from_secs(10), Duration::from_millis(200), count, |n| *n > 0).await
 }
 
 /// The chart's policy, binding and `-edit` ClusterRole, rendered as a release of its own whose
@@ -189,12 +183,13 @@ async fn a_pipeline_author_runs_pods_only_as_allowed_service_accounts() {
         account(&client, ns, "etl", true).await;
         account(&client, ns, "legacy", true).await;
         // RBAC is eventually consistent too: wait until alice may author pipelines.
-        for _ in 0..50 {
-            if may(&client, ns, "sluice.dev", "pipelines", "create").await {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait::settle(
+            Duration::from_secs(5),
+            wait::EVERY,
+            || may(&client, ns, "sluice.dev", "pipelines", "create"),
+            |ok| *ok,
+        )
+        .await;
         assert!(may(&client, ns, "sluice.dev", "backfills", "create").await, "alice may create Backfills");
         assert!(!may(&client, ns, "", "pods", "create").await, "alice may not create pods");
         assert!(!may(&client, ns, "", "serviceaccounts", "patch").await, "alice may not label accounts");
@@ -211,16 +206,15 @@ async fn a_pipeline_author_runs_pods_only_as_allowed_service_accounts() {
         // At apply: refused for an account without the label (also through the deprecated
         // field), once the policy is in force (policies take effect within a second or so).
         let bad = pipeline("as-runner", json!({"serviceAccountName": "runner"}));
-        let mut message = String::new();
-        for _ in 0..50 {
+        let refusal = || {
             let (ok, out) = apply_as_user(ns, &bad);
-            if !ok {
-                message = out;
-                break;
+            if ok {
+                kubectl(&["delete", "pipeline", "as-runner", "-n", ns, "--wait=false"], None);
             }
-            kubectl(&["delete", "pipeline", "as-runner", "-n", ns, "--wait=false"], None);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            std::future::ready((!ok).then_some(out))
+        };
+        let message =
+            wait::poll_every(Duration::from_secs(10), Duration::from_millis(200), refusal).await.unwrap_or_default();
         assert!(!message.is_empty(), "the policy never refused {bad}");
         let message = refused(ns, &bad, "extract", "runner");
         println!("a refused apply prints:\n{message}");

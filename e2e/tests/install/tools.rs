@@ -119,17 +119,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     F: Fn(&K) -> bool,
 {
-    let start = std::time::Instant::now();
-    let mut last = None;
-    while start.elapsed() < timeout {
-        match api.get_opt(name).await {
-            Ok(Some(obj)) if check(&obj) => return obj,
-            Ok(obj) => last = obj,
-            Err(error) => eprintln!("reading {name}: {error}"),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {name} to be {what}; last seen: {last:#?}");
+    sluice_e2e::wait::until(api, name, timeout, what, check).await
 }
 
 /// A name unique to this test process and call, usable as a Kubernetes name.

@@ -1,0 +1,92 @@
+# Shared by every script that builds or installs a tool into Sluice's cache outside the
+# repository (sourced, not run): e2e/cluster/build.sh and common.sh, e2e/tools/build.sh,
+# build-helper.sh and checkov-venv.sh, e2e/lineage/venv.sh, e2e/prometheus/install.sh and
+# operator/fuzz/cargo-fuzz.sh. Bash; the caller sets `set -euo pipefail`, and may set `log_tag`
+# (default: the script's name) before sourcing.
+
+sluice_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=../cluster/versions.env
+source "$sluice_root/e2e/cluster/versions.env"
+# shellcheck source=../tools/versions.env
+source "$sluice_root/e2e/tools/versions.env"
+
+# The cache root: ${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}. Never inside the repository.
+cache_root="${SLUICE_K8S_CACHE:-$HOME/.cache/sluice}"
+
+log() { printf '[%s %s] %s\n' "${log_tag:-$(basename "$0" .sh)}" "$(date +%H:%M:%S)" "$*" >&2; }
+
+# use_dirs <bin> <work>: where have/mark/build_go_module put binaries and throwaway modules.
+use_dirs() {
+  bin="$1"
+  work="$2"
+  mkdir -p "$bin" "$work"
+}
+
+# go_env <what>: exits unless go is on PATH; static binaries without VCS stamps.
+go_env() {
+  command -v go >/dev/null || { echo "go is required to build $1" >&2; exit 1; }
+  export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
+  export CGO_ENABLED=0
+}
+
+# have <name> <version>: the cached binary $bin/<name> was built at <version>.
+have() { [ -x "$bin/$1" ] && [ -f "$bin/.$1.version" ] && [ "$(cat "$bin/.$1.version")" = "$2" ]; }
+mark() { echo "$2" >"$bin/.$1.version"; }
+
+# timed <name> <command...>: runs the command, logging how long it took.
+timed() {
+  local name="$1"; shift
+  local start=$SECONDS
+  log "building $name"
+  "$@"
+  log "built $name in $((SECONDS - start))s"
+}
+
+# locked <lock file> <command...>: runs the command holding an exclusive lock, so that tests
+# started side by side do not build the same tool twice into the same place.
+locked() {
+  local file="$1" fd; shift
+  mkdir -p "$(dirname "$file")"
+  exec {fd}>"$file"
+  flock "$fd"
+  "$@"
+  exec {fd}>&-
+}
+
+# source_hash <dir>: 16 hex digits over a Go program's sources (*.go, go.mod, go.sum).
+source_hash() {
+  (cd "$1" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort |
+    xargs sha256sum | sha256sum | cut -c1-16)
+}
+
+# build_go_module <name> <module> <version> <package>: a tool whose module builds with plain
+# `go build` from a throwaway module in $work/<name> (no local replaces in the way), into $bin.
+build_go_module() {
+  local name="$1" module="$2" version="$3" pkg="$4"
+  if have "$name" "$version"; then
+    log "cached $name $version"
+    return
+  fi
+  mkdir -p "$work/$name"
+  (
+    cd "$work/$name"
+    printf 'module sluice.dev/tools/%s\n\ngo 1.26.0\n\nrequire %s %s\n' "$name" "$module" "$version" >go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" >tools.go
+    go mod tidy >/dev/null
+    timed "$name $version" go build -trimpath -ldflags "-s -w" -o "$bin/$name" "$pkg"
+  )
+  mark "$name" "$version"
+}
+
+# python_venv <dir> <requirement> [pip options...]: a virtualenv at <dir> with <requirement>
+# installed, made once (a marker file says it is complete).
+python_venv() {
+  local venv="$1" requirement="$2"; shift 2
+  [[ -f "$venv/.installed" ]] && return
+  local start=$SECONDS
+  rm -rf "$venv"
+  python3 -m venv "$venv" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" "$requirement" >&2
+  touch "$venv/.installed"
+  log "installed $requirement in $((SECONDS - start))s"
+}
