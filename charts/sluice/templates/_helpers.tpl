@@ -67,12 +67,13 @@ other (see the chart README). No wildcards, no Secrets.
 {{- define "sluice.namespacedRules" -}}
 # The controllers' watch caches (reflectors) of the three kinds.
 - apiGroups: ["sluice.dev"]
-  resources: ["pipelines", "datasets"]
+  resources: ["datasets"]
   verbs: ["list", "watch"]
-# Backfills also get: the Backfill controller reads the object fresh before it launches Jobs,
-# so that a just-changed spec (suspend, range) is never acted on from a stale cache.
+# Backfills and Pipelines also get: the Backfill controller reads the object fresh before it
+# launches Jobs, so that a just-changed spec (suspend, range) is never acted on from a stale
+# cache; the Pipeline controller reads it fresh when a status write found its cache stale.
 - apiGroups: ["sluice.dev"]
-  resources: ["backfills"]
+  resources: ["pipelines", "backfills"]
   verbs: ["get", "list", "watch"]
 # Status is written with server-side apply on the status subresource only; the operator never
 # writes spec or metadata of users' objects.
