@@ -6,7 +6,7 @@
 //! - pure deciding code, no client and no clock: [`plan`] (what to do for each kind),
 //!   [`schedule`] (cron, windows, run ids), [`quota`] (the admission rule), [`validation`],
 //!   [`tenancy`], [`duration`], [`report`] (step termination reports), [`jobs`] (building step
-//!   Jobs and their names);
+//!   Jobs and their names), [`text`] (clipping bounded fields);
 //! - the act layer, which applies a decision with the write-order rules: [`act`];
 //! - the shell: [`controller`] (watches, caches, the kube-backed act traits, Events),
 //!   [`leader`] (Lease election), [`lineage`] (OpenLineage delivery), [`metrics`], [`server`]
@@ -28,4 +28,5 @@ pub mod schedule;
 pub mod server;
 pub mod telemetry;
 pub mod tenancy;
+pub mod text;
 pub mod validation;

@@ -126,7 +126,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(truncate(&note, 1000)),
+            note: Some(crate::text::clip_marked(&note, 1000)),
             action: action.to_string(),
             secondary: None,
         };
@@ -164,18 +164,6 @@ impl Context {
 
 /// The key of an object's failures: its controller, namespace and name.
 pub type FailureKey = (&'static str, String, String);
-
-/// Truncates to at most `max` bytes on a character boundary.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end.saturating_sub(3)])
-}
 
 /// The caches seen from one namespace: references never cross namespaces.
 pub struct NamespaceView<'a> {

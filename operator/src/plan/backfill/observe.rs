@@ -124,7 +124,7 @@ impl Observed {
             window_start: Time(window.start),
             step: Some(step.to_string()),
             reason: failure_reason(reason),
-            message: Some(truncate(reason, 256)),
+            message: Some(crate::text::clip(reason, 256)),
         })
     }
 }
@@ -144,13 +144,4 @@ pub fn failure_reason(text: &str) -> String {
     let head = text.split(':').next().unwrap_or_default().trim();
     let camel = !head.is_empty() && head.len() <= 64 && head.chars().all(|c| c.is_ascii_alphanumeric());
     if camel && head.starts_with(|c: char| c.is_ascii_uppercase()) { head.to_string() } else { "StepFailed".into() }
-}
-
-/// At most `max` bytes of `text`, on a character boundary.
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
 }
