@@ -41,8 +41,8 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{self, Patched, Precondition};
 use super::context::Context;
+use super::every_reconcile;
 use super::guard::{self, Guarded, Key, ValidStore};
-use super::ready;
 use crate::act::backfill::{Acted, BackfillApi, JobsOf, Observed, Outcome, StatusWrite, merge_jobs, siblings};
 use crate::act::{self, JobApi};
 use crate::api::conditions::{self, types};
@@ -59,7 +59,10 @@ const CREATE_RETRY: SignedDuration = SignedDuration::from_secs(30);
 const CONFLICT_RETRY: SignedDuration = SignedDuration::from_millis(100);
 
 pub async fn reconcile(obj: Arc<Guarded<Backfill>>, ctx: Arc<Context>) -> Result<Action> {
-    ready::measured(obj, ctx, async |backfill: &Backfill, ctx: &Context| reconcile_backfill(backfill, ctx).await).await
+    every_reconcile::measured(obj, ctx, async |backfill: &Backfill, ctx: &Context| {
+        reconcile_backfill(backfill, ctx).await
+    })
+    .await
 }
 
 /// The Backfill that controls `job`, if any: a change of the Job wakes it.
@@ -131,7 +134,7 @@ async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
         ctx.event(backfill, EventType::Warning, reasons::NAME_CONFLICT, note, "CreateJob").await;
     }
     let previous = backfill.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    ready::publish_events(ctx, backfill, &acted.plan.events, previous, &ready_problems(&acted.plan)).await;
+    every_reconcile::publish_events(ctx, backfill, &acted.plan.events, previous, &ready_problems(&acted.plan)).await;
     record_metrics(ctx, namespace, &name, acted.quota.as_ref(), &acted.plan, acted.settled.admitted);
 }
 

@@ -15,9 +15,9 @@ use kube::{Resource, ResourceExt};
 
 use super::apply::write_if_changed;
 use super::context::Context;
+use super::every_reconcile;
 use super::guard::{self, Guarded, Key, Valid, ValidStore};
 use super::job_cache;
-use super::ready;
 use crate::api::{Dataset, Pipeline};
 use crate::error::{Error, Result};
 use crate::jobs::{self, labels};
@@ -29,7 +29,8 @@ use crate::{report, validation};
 const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 
 pub async fn reconcile(obj: Arc<Guarded<Dataset>>, ctx: Arc<Context>) -> Result<Action> {
-    ready::measured(obj, ctx, async |dataset: &Dataset, ctx: &Context| reconcile_dataset(dataset, ctx).await).await
+    every_reconcile::measured(obj, ctx, async |dataset: &Dataset, ctx: &Context| reconcile_dataset(dataset, ctx).await)
+        .await
 }
 
 async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
@@ -77,7 +78,7 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
     if write_if_changed(&ctx.client, dataset, dataset.status.as_ref(), &plan.status).await? {
         ctx.metrics.status_writes.with_label_values(&["dataset"]).inc();
     }
-    ready::publish_events(ctx, dataset, &plan.events, &current.conditions, &problems).await;
+    every_reconcile::publish_events(ctx, dataset, &plan.events, &current.conditions, &problems).await;
     Ok(match plan.requeue_after {
         Some(d) => Action::requeue(Duration::from_millis(d.as_millis().max(1) as u64)),
         None => Action::await_change(),

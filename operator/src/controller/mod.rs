@@ -4,12 +4,12 @@ pub mod apply;
 pub mod backfill;
 pub mod context;
 pub mod dataset;
+pub mod every_reconcile;
 pub mod guard;
 pub mod job_cache;
 pub mod live_objects;
 pub mod object;
 pub mod pipeline;
-pub mod ready;
 pub mod samples;
 pub mod wakes;
 pub mod watch_backoff;
@@ -227,12 +227,16 @@ pub async fn run(
     let ctx = context(&settings, client, metrics, caches, &kinds.dataset_store, lineage_queue, &readiness);
     let pipelines = pipelines.graceful_shutdown_on(shutdown.clone()).run(
         pipeline::reconcile,
-        ready::error_policy,
+        every_reconcile::error_policy,
         Arc::clone(&ctx),
     );
-    let datasets =
-        datasets.graceful_shutdown_on(shutdown.clone()).run(dataset::reconcile, ready::error_policy, Arc::clone(&ctx));
-    let backfills = backfills.graceful_shutdown_on(shutdown).run(backfill::reconcile, ready::error_policy, ctx);
+    let datasets = datasets.graceful_shutdown_on(shutdown.clone()).run(
+        dataset::reconcile,
+        every_reconcile::error_policy,
+        Arc::clone(&ctx),
+    );
+    let backfills =
+        backfills.graceful_shutdown_on(shutdown).run(backfill::reconcile, every_reconcile::error_policy, ctx);
     futures::future::join3(
         pipelines.for_each(|_| async {}),
         datasets.for_each(|_| async {}),

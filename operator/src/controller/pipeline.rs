@@ -15,9 +15,9 @@ use kube::{Api, ResourceExt};
 
 use super::apply::{self, Patched, Precondition};
 use super::context::Context;
+use super::every_reconcile;
 use super::guard::Guarded;
 use super::job_cache;
-use super::ready;
 use crate::act::pipeline::{Acted, Observed, Outcome, PipelineApi};
 use crate::act::{Created, JobApi, Written};
 use crate::api::conditions::{self, types};
@@ -40,7 +40,10 @@ const NAME_CONFLICT_RETRY: Duration = Duration::from_secs(1);
 const CREATE_RETRY: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(obj: Arc<Guarded<Pipeline>>, ctx: Arc<Context>) -> Result<Action> {
-    ready::measured(obj, ctx, async |pipeline: &Pipeline, ctx: &Context| reconcile_pipeline(pipeline, ctx).await).await
+    every_reconcile::measured(obj, ctx, async |pipeline: &Pipeline, ctx: &Context| {
+        reconcile_pipeline(pipeline, ctx).await
+    })
+    .await
 }
 
 pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
@@ -147,7 +150,7 @@ async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
         ctx.event(pipeline, EventType::Warning, "JobCreateFailed", note, "CreateJob").await;
     }
     let previous = pipeline.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    ready::publish_events(ctx, pipeline, &acted.plan.events, previous, &acted.observed.problems).await;
+    every_reconcile::publish_events(ctx, pipeline, &acted.plan.events, previous, &acted.observed.problems).await;
     record_metrics(ctx, namespace, &name, &acted.plan, &acted.observed);
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Cluster, FakeServer, client};
 use crate::api::Pipeline;
-use crate::controller::ready::{RECONCILE_FAILED, error_policy};
+use crate::controller::every_reconcile::{RECONCILE_FAILED, error_policy};
 use crate::error::Error;
 
 fn pipeline() -> Pipeline {

@@ -1,5 +1,7 @@
-//! The step every reconciler shares for now: write observedGeneration and the Ready condition
-//! from the validation problems, and publish an Event when Ready changes.
+//! What wraps every reconcile of every kind: [`measured`] (the reconcile metrics, and an object
+//! that no longer deserializes reported instead of reconciled), [`publish_events`] (the planned
+//! Events and one when Ready changes) and [`error_policy`] (backoff, and a Warning Event for a
+//! persistent failure).
 
 use std::sync::Arc;
 
