@@ -2,6 +2,7 @@
 //! unbounded value (run id, Job name, error text) as a label.
 
 pub mod controller_runtime;
+pub mod cost;
 pub mod prune;
 pub mod registry;
 
@@ -86,6 +87,8 @@ pub struct Metrics {
     pub runtime: controller_runtime::ControllerRuntimeMetrics,
     /// OpenLineage delivery: events sent, dropped, retried, queued.
     pub lineage: crate::lineage::LineageMetrics,
+    /// What finished step Jobs reserved (CPU-, memory-, GPU-seconds, price).
+    pub cost: cost::CostMetrics,
 }
 
 impl Default for Metrics {
@@ -200,6 +203,7 @@ impl Metrics {
             runtime: controller_runtime::ControllerRuntimeMetrics::register(r),
             lineage: crate::lineage::LineageMetrics::register(r),
             backfill: BackfillMetrics::register(r),
+            cost: cost::CostMetrics::register(r),
             dataset_source: Arc::default(),
             object_source: Arc::default(),
             invalid_source: Arc::default(),
@@ -230,6 +234,7 @@ impl Metrics {
         prune::retain(&self.run_duration, pipelines);
         prune::retain(&self.step_duration, pipelines);
         prune::retain(&self.schedule_lag, pipelines);
+        self.cost.prune(&live.pipelines);
         let b = &self.backfill;
         let backfills = ("backfill", &live.backfills);
         prune::retain(&b.partitions, backfills);

@@ -3,6 +3,7 @@
 
 mod backfills;
 mod bad_input;
+mod cost;
 mod datasets;
 mod exactly_once;
 mod lineage;

@@ -6,11 +6,13 @@
 
 mod backfill;
 pub mod conditions;
+mod cost;
 mod dataset;
 mod pipeline;
 mod schema;
 
 pub use backfill::*;
+pub use cost::*;
 pub use dataset::*;
 pub use pipeline::*;
 

@@ -235,7 +235,7 @@ fn ready_problems(plan: &Plan) -> Vec<String> {
 }
 
 /// The LimitRange defaults of `namespace`.
-fn container_defaults(ctx: &Context, namespace: &str) -> ContainerDefaults {
+pub(super) fn container_defaults(ctx: &Context, namespace: &str) -> ContainerDefaults {
     let ranges = ctx.limit_ranges.state();
     ContainerDefaults::from_limit_ranges(
         ranges.iter().filter(|l| l.namespace().as_deref() == Some(namespace)).filter_map(|l| l.spec.as_ref()),

@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod context;
+pub mod cost;
 pub mod dataset;
 pub mod guard;
 pub mod job_cache;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub job_caps: job_cache::JobCaps,
     /// Where OpenLineage events go; none sent when `None`.
     pub lineage: Option<crate::lineage::Config>,
+    /// Prices that turn reserved resources into a currency figure; none when `None`.
+    pub prices: Option<crate::cost::Prices>,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -342,6 +345,7 @@ pub async fn run(
     }
     tokio::spawn(ready_when_synced(caches.clone(), dataset_store, readiness.clone()));
     let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
+    let _ = ctx.prices.set(settings.prices.clone());
 
     let pipelines = pipelines
         .graceful_shutdown_on(shutdown.clone())

@@ -205,6 +205,7 @@ fn record(h: i64, phase: RunPhase) -> RunRecord {
         failed_step: None,
         reason: None,
         manual: false,
+        cost: None,
     }
 }
 
@@ -684,6 +685,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 failed_step: None,
                 reason: None,
                 manual: false,
+                cost: None,
             }
         })
         .collect();
@@ -704,6 +706,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 failed_step: None,
                 reason: None,
                 manual: false,
+                cost: None,
             }
         })
         .collect();
