@@ -5,6 +5,7 @@ mod backfills;
 mod bad_input;
 mod cost;
 mod datasets;
+mod dry_run;
 mod exactly_once;
 mod lineage;
 mod malformed;

@@ -97,6 +97,11 @@ pub trait BackfillApi: JobApi {
     /// Free Job slots under the operator's Job caps (`usize::MAX` when uncapped).
     fn free_job_slots(&self, namespace: &str) -> usize;
     /// Remembers a Job just created (the ledger, the Job caps' pending launches).
+    /// The operator's prices (for dry-run plans); none by default.
+    fn prices(&self) -> Option<crate::cost::Prices> {
+        None
+    }
+
     fn launched(&self, namespace: &str, job: &str, launch: Launch);
 }
 
@@ -185,6 +190,7 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
         problems,
         blocked_inputs,
         name_conflicts,
+        prices: api.prices(),
     });
 
     // First the status, on the condition that the Backfill is still at the version the

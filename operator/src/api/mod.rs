@@ -5,6 +5,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod backfill;
+mod backfill_plan;
 pub mod conditions;
 mod cost;
 mod dataset;
@@ -12,6 +13,7 @@ mod pipeline;
 mod schema;
 
 pub use backfill::*;
+pub use backfill_plan::*;
 pub use cost::*;
 pub use dataset::*;
 pub use pipeline::*;

@@ -139,6 +139,10 @@ impl JobApi for KubeBackfills<'_> {
 }
 
 impl BackfillApi for KubeBackfills<'_> {
+    fn prices(&self) -> Option<crate::cost::Prices> {
+        self.ctx.prices.get().cloned().flatten()
+    }
+
     async fn get_backfill(&self, namespace: &str, name: &str) -> Result<Option<Backfill>> {
         Ok(Api::<Backfill>::namespaced(self.ctx.client.clone(), namespace).get_opt(name).await?)
     }
