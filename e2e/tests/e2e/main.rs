@@ -11,5 +11,6 @@ mod lineage;
 mod malformed;
 mod operator_process;
 mod pipelines;
+mod plugin;
 mod pod_security;
 mod ready;
