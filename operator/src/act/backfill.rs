@@ -34,6 +34,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::{Resource, ResourceExt};
 
 use super::JobApi;
+use super::claim::{Claim, claim, controlled_by};
 use crate::api::{Backfill, BackfillStatus, Pipeline};
 use crate::controller::job_cache;
 use crate::error::{Error, Result};
@@ -96,24 +97,18 @@ pub trait BackfillApi: JobApi {
     fn observe(&self, backfill: &Backfill, uid: &str, now: Timestamp) -> Observed;
     /// Free Job slots under the operator's Job caps (`usize::MAX` when uncapped).
     fn free_job_slots(&self, namespace: &str) -> usize;
-    /// Remembers a Job just created (the ledger, the Job caps' pending launches).
     /// The operator's prices (for dry-run plans); none by default.
     fn prices(&self) -> Option<crate::cost::Prices> {
         None
     }
 
+    /// Remembers a Job just created in the in-flight ledger (which the Job caps count too).
     fn launched(&self, namespace: &str, job: &str, launch: Launch);
 }
 
-/// What a reconcile did.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The Backfill is gone or being deleted.
-    Gone,
-    /// The status changed since the fresh read: nothing was done; decide again soon.
-    Conflict,
-    Acted(Box<Acted>),
-}
+/// What a reconcile did: `Gone` when the Backfill is gone or being deleted, `Conflict` when its
+/// status changed since the fresh read.
+pub type Outcome = super::Outcome<Acted>;
 
 /// A decision that was recorded and acted on.
 #[derive(Debug)]
@@ -164,34 +159,10 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
         Some(r) => api.get_quota(&namespace, &r.name).await?,
         None => None,
     };
-    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
-    let budget = budget(&backfill, quota.as_ref(), &jobs, &mut problems);
     let free_job_slots = api.free_job_slots(&namespace);
-    let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
-    let default_status = BackfillStatus::default();
-    let current = backfill.status.as_ref().unwrap_or(&default_status);
-    let plan = decide(&Input {
-        spec: &backfill.spec,
-        status: current,
-        generation: backfill.meta().generation,
-        uid: &uid,
-        now,
-        pipeline: pipeline.as_ref().map(|p| PipelineView {
-            name: &pipeline_name,
-            spec: &p.spec,
-            status: p.status.as_ref(),
-            created: p.meta().creation_timestamp.as_ref().map_or(now, |t| t.0),
-        }),
-        jobs: jobs.own,
-        records,
-        container_defaults,
-        budget,
-        free_job_slots,
-        problems,
-        blocked_inputs,
-        name_conflicts,
-        prices: api.prices(),
-    });
+    let pipeline = observed.pipeline.clone();
+    let facts = Facts { uid: &uid, quota: quota.as_ref(), free_job_slots, name_conflicts, now, prices: api.prices() };
+    let plan = decide_on(&backfill, observed, facts);
 
     // First the status, on the condition that the Backfill is still at the version the
     // decision read; skipped when unchanged, unless the plan creates Jobs (an unchanged apply
@@ -234,6 +205,47 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
     Ok(Outcome::Acted(Box::new(acted)))
 }
 
+/// What a Backfill's decision reads besides the Backfill and the caches.
+struct Facts<'a> {
+    uid: &'a str,
+    quota: Option<&'a ResourceQuota>,
+    free_job_slots: usize,
+    name_conflicts: Vec<String>,
+    now: Timestamp,
+    prices: Option<crate::cost::Prices>,
+}
+
+/// Decides for `backfill` on what was observed (pure).
+fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan {
+    let Facts { uid, quota, free_job_slots, name_conflicts, now, prices } = facts;
+    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
+    let budget = budget(backfill, quota, &jobs, &mut problems);
+    let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
+    let default_status = BackfillStatus::default();
+    decide(&Input {
+        spec: &backfill.spec,
+        status: backfill.status.as_ref().unwrap_or(&default_status),
+        generation: backfill.meta().generation,
+        uid,
+        now,
+        pipeline: pipeline.as_ref().map(|p| PipelineView {
+            name: &backfill.spec.pipeline_ref.name,
+            spec: &p.spec,
+            status: p.status.as_ref(),
+            created: p.meta().creation_timestamp.as_ref().map_or(now, |t| t.0),
+        }),
+        jobs: jobs.own,
+        records,
+        container_defaults,
+        budget,
+        free_job_slots,
+        problems,
+        blocked_inputs,
+        name_conflicts,
+        prices,
+    })
+}
+
 /// Creates the plan's Jobs in order, skipping the rest of a partition once one of its names is
 /// found held by another owner.
 async fn create_jobs<A: BackfillApi>(
@@ -266,21 +278,20 @@ async fn create_jobs<A: BackfillApi>(
             owner: owner_reference(backfill, uid),
         });
         let job_name = job.name_any();
-        let outcome = match api.create_job(&job).await? {
-            super::Created::Created => {
+        let outcome = match claim(api.create_job(&job).await?, uid) {
+            Claim::Launched => {
                 api.launched(&namespace, &job_name, launch(uid, create, now));
                 acted.created.push(job_name.clone());
                 Created::Yes
             }
-            super::Created::Exists(existing) => {
+            Claim::Ours(_) => Created::Yes,
+            Claim::Taken(existing) => {
                 // Gone again since: a run of the window had it; look again soon.
                 let holder = existing.map_or(Created::TakenByRun, |j| holder(&j, uid, pipeline_name));
-                if holder != Created::Yes {
-                    tracing::info!(job = %job_name, backfill = %name, ?holder, "Job name taken by another owner");
-                }
+                tracing::info!(job = %job_name, backfill = %name, ?holder, "Job name taken by another owner");
                 holder
             }
-            super::Created::Rejected(message) => {
+            Claim::Rejected(message) => {
                 acted.rejected.push(Rejected { job: job_name.clone(), step: create.step.clone(), message });
                 Created::Refused
             }
@@ -360,10 +371,6 @@ async fn still_squatted<A: BackfillApi>(
         }
     }
     Ok(out)
-}
-
-fn controlled_by(job: &Job, uid: &str) -> bool {
-    job.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
 fn owner_reference(backfill: &Backfill, uid: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {

@@ -23,7 +23,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Resource, ResourceExt};
 
-use super::{Created, JobApi, Written};
+use super::claim::{Claim, claim, controlled_by};
+use super::{JobApi, Written};
 use crate::api::{Pipeline, PipelineStatus};
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob, labels};
@@ -75,16 +76,8 @@ pub struct NameConflict {
     pub holder: String,
 }
 
-/// What a reconcile did.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The Pipeline is gone.
-    Gone,
-    /// The status changed since the cached Pipeline: nothing was done; decide again soon.
-    Conflict,
-    /// The decision was recorded and acted on.
-    Acted(Box<Acted>),
-}
+/// What a reconcile did: `Conflict` when the status changed since the cached Pipeline.
+pub type Outcome = super::Outcome<Acted>;
 
 /// A decision that was recorded and acted on.
 #[derive(Debug)]
@@ -171,17 +164,22 @@ async fn create_jobs<A: JobApi>(api: &A, acted: &mut Acted) -> Result<()> {
         }
         let Some(job) = build_job(&acted.pipeline, create) else { continue };
         let name = job.name_any();
-        match api.create_job(&job).await? {
-            Created::Created => acted.created.push(create.clone()),
-            Created::Exists(Some(existing)) if same_launch(&existing, &job, &uid) => {
+        match claim(api.create_job(&job).await?, &uid) {
+            Claim::Launched => acted.created.push(create.clone()),
+            Claim::Ours(existing) if same_run(&existing, &job) => {
                 tracing::debug!(job = %name, "already launched");
             }
-            Created::Exists(existing) => acted.conflicts.push(NameConflict {
+            Claim::Ours(existing) | Claim::Taken(Some(existing)) => acted.conflicts.push(NameConflict {
                 run_id: create.run_id.clone(),
                 job: name,
-                holder: existing.as_deref().map(holder).unwrap_or_else(|| "a Job being deleted".to_string()),
+                holder: holder(&existing),
             }),
-            Created::Rejected(message) => acted.rejected.push((name, message)),
+            Claim::Taken(None) => acted.conflicts.push(NameConflict {
+                run_id: create.run_id.clone(),
+                job: name,
+                holder: "a Job being deleted".to_string(),
+            }),
+            Claim::Rejected(message) => acted.rejected.push((name, message)),
         }
     }
     Ok(())
@@ -207,12 +205,15 @@ pub fn build_job(pipeline: &Pipeline, create: &JobToCreate) -> Option<Job> {
 /// Whether `existing` is the launch `wanted` stands for: controlled by the same owner, for the
 /// same run, step and attempt.
 pub fn same_launch(existing: &Job, wanted: &Job, owner_uid: &str) -> bool {
-    let controlled = existing.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid);
+    controlled_by(existing, owner_uid) && same_run(existing, wanted)
+}
+
+/// Whether `existing` carries the pipeline, run, step and attempt labels of `wanted`.
+fn same_run(existing: &Job, wanted: &Job) -> bool {
     let label = |j: &Job, key: &str| j.labels().get(key).cloned();
-    controlled
-        && [labels::PIPELINE, labels::RUN, labels::STEP, labels::ATTEMPT]
-            .iter()
-            .all(|key| label(existing, key) == label(wanted, key))
+    [labels::PIPELINE, labels::RUN, labels::STEP, labels::ATTEMPT]
+        .iter()
+        .all(|key| label(existing, key) == label(wanted, key))
 }
 
 /// Who controls a Job, for messages: `Kind/name`, or `no controller`.

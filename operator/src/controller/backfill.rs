@@ -35,16 +35,14 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
+use super::apply::{self, Patched, Precondition};
 use super::context::Context;
 use super::guard::{self, Guarded, Key, ValidStore};
-use super::job_cache::PendingJobs;
 use super::ready;
-use super::status::FIELD_MANAGER;
 use crate::act::backfill::{Acted, BackfillApi, JobsOf, Observed, Outcome, StatusWrite, merge_jobs, siblings};
 use crate::act::{self, JobApi};
 use crate::api::conditions::{self, types};
@@ -76,7 +74,7 @@ pub fn in_namespace(store: &ValidStore<Backfill>, namespace: Option<String>) -> 
     store.state().iter().filter(|b| b.namespace() == namespace).map(|b| guard::key_of(&**b)).collect()
 }
 
-async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> {
+pub(crate) async fn reconcile_backfill(cached: &Backfill, ctx: &Context) -> Result<Action> {
     let namespace = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let api = KubeBackfills { ctx, namespace: namespace.clone(), launch: Mutex::new(None) };
     let acted = match crate::act::backfill::reconcile(&api, cached).await? {
@@ -125,16 +123,16 @@ async fn report(ctx: &Context, namespace: &str, acted: &Acted) {
 struct KubeBackfills<'a> {
     ctx: &'a Context,
     namespace: String,
-    launch: Mutex<Option<tokio::sync::MutexGuard<'a, PendingJobs>>>,
+    launch: Mutex<Option<tokio::sync::MutexGuard<'a, ()>>>,
 }
 
 impl JobApi for KubeBackfills<'_> {
     async fn create_job(&self, job: &Job) -> Result<act::Created> {
-        super::kube_jobs::create(&self.ctx.client, &self.namespace, job).await
+        apply::create_job(&self.ctx.client, &self.namespace, job).await
     }
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
-        super::kube_jobs::delete(&self.ctx.client, namespace, name).await
+        apply::delete_job(&self.ctx.client, namespace, name).await
     }
 }
 
@@ -144,34 +142,27 @@ impl BackfillApi for KubeBackfills<'_> {
     }
 
     async fn get_backfill(&self, namespace: &str, name: &str) -> Result<Option<Backfill>> {
-        Ok(Api::<Backfill>::namespaced(self.ctx.client.clone(), namespace).get_opt(name).await?)
+        let api = Api::<Backfill>::namespaced(self.ctx.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|source| Error::GetObject { kind: "Backfill", name: name.to_string(), source })
     }
 
     async fn get_job(&self, namespace: &str, name: &str) -> Result<Option<Job>> {
-        Ok(Api::<Job>::namespaced(self.ctx.client.clone(), namespace).get_opt(name).await?)
+        let api = Api::<Job>::namespaced(self.ctx.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|source| Error::GetJob { name: name.to_string(), source })
     }
 
     async fn get_quota(&self, namespace: &str, name: &str) -> Result<Option<ResourceQuota>> {
-        Ok(Api::<ResourceQuota>::namespaced(self.ctx.client.clone(), namespace).get_opt(name).await?)
+        let api = Api::<ResourceQuota>::namespaced(self.ctx.client.clone(), namespace);
+        api.get_opt(name).await.map_err(|source| Error::GetQuota { name: name.to_string(), source })
     }
 
-    /// Server-side apply with `metadata.resourceVersion`: a decision made from a status that
-    /// another writer has replaced since fails with a conflict instead of overwriting newer
-    /// records or launching on their strength.
+    /// With the `resourceVersion` precondition (see [`apply::Precondition`]); a Backfill gone
+    /// meanwhile is an error (the next reconcile reads it fresh and finds it gone).
     async fn write_status(&self, backfill: &Backfill, status: &BackfillStatus) -> Result<StatusWrite> {
-        let api: Api<Backfill> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let value = serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?;
-        let patch = serde_json::json!({
-            "apiVersion": Backfill::api_version(&()),
-            "kind": Backfill::kind(&()),
-            "metadata": {"resourceVersion": backfill.resource_version()},
-            "status": value,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api.patch_status(&backfill.name_any(), &params, &Patch::Apply(&patch)).await {
-            Ok(written) => Ok(StatusWrite::Applied(Box::new(written))),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(StatusWrite::Conflict),
-            Err(error) => Err(error.into()),
+        match apply::write_status(&self.ctx.client, backfill, status, Precondition::ResourceVersion).await? {
+            Patched::Applied(written) => Ok(StatusWrite::Applied(written)),
+            Patched::Conflict => Ok(StatusWrite::Conflict),
+            Patched::Gone => Err(apply::gone(backfill)),
         }
     }
 
@@ -216,14 +207,11 @@ impl BackfillApi for KubeBackfills<'_> {
     }
 
     fn free_job_slots(&self, namespace: &str) -> usize {
-        let mut slot = self.launch.lock().unwrap_or_else(|e| e.into_inner());
-        slot.as_mut().map_or(0, |launch| launch.free_slots(&self.ctx.jobs, namespace, self.ctx.job_caps))
+        let locked = self.launch.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        if locked { self.ctx.free_job_slots(namespace) } else { 0 }
     }
 
     fn launched(&self, namespace: &str, job: &str, launch: Launch) {
-        if let Some(pending) = self.launch.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            pending.add(namespace, job);
-        }
         self.ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner()).add(namespace, job, launch);
     }
 }

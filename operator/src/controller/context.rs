@@ -1,7 +1,6 @@
 //! What every reconciler shares: the client, the caches of watched objects, the event recorder,
 //! metrics and per-object failure counts (for the retry backoff).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -13,9 +12,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::guard::ValidStore;
-use super::job_cache::{JobCaps, PendingJobs};
+use super::job_cache::JobCaps;
+use super::object::SluiceObject as _;
 use crate::api::{Backfill, Dataset, Pipeline};
 use crate::metrics::Metrics;
+use crate::plan::failures::{Failures, Verdict};
 use crate::validation::Lookup;
 
 /// The watch caches the controllers read from.
@@ -48,19 +49,20 @@ pub struct Context {
     /// ServiceAccounts labelled `sluice.dev/steps-allowed=true` (metadata only): the accounts
     /// steps may run as (`tenancy`).
     pub allowed_accounts: Store<PartialObjectMeta<ServiceAccount>>,
-    /// Backfill Jobs created by this process that the cache does not show yet, with what their
-    /// pods will ask of the quota. Locked only briefly, while `launch` is held.
+    /// Jobs created by this process that the cache does not show yet: for the Job caps, and
+    /// (Backfill Jobs) with what their pods will ask of the quota. Locked only briefly, while
+    /// `launch` is held.
     pub in_flight: Mutex<crate::quota::InFlight>,
     pub job_caps: JobCaps,
     /// Held while counting free Job slots and creating Jobs, so the caps hold under concurrent
     /// reconciles.
-    pub launch: tokio::sync::Mutex<PendingJobs>,
+    pub launch: tokio::sync::Mutex<()>,
     /// Set once every cache has its initial list: before that, a missing object may only be
     /// not listed yet, so reconciles wait.
     pub caches_synced: crate::server::Readiness,
     /// Prices of reserved resources (`--price-*`), set once at start.
     pub prices: std::sync::OnceLock<Option<crate::cost::Prices>>,
-    backoff: Mutex<HashMap<String, u32>>,
+    failures: Mutex<Failures<FailureKey>>,
 }
 
 impl Context {
@@ -89,7 +91,7 @@ impl Context {
             launch: tokio::sync::Mutex::default(),
             caches_synced,
             prices: std::sync::OnceLock::new(),
-            backoff: Mutex::default(),
+            failures: Mutex::default(),
         })
     }
 
@@ -136,19 +138,35 @@ impl Context {
         }
     }
 
-    /// Counts a failed reconcile of `key` and returns its consecutive failures, this one included.
-    pub fn count_failure(&self, key: &str) -> u32 {
-        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
-        let attempts = map.entry(key.to_string()).or_insert(0);
-        *attempts = attempts.saturating_add(1);
-        *attempts
+    /// Counts a failed reconcile of `key`: its consecutive failures, this one included, and
+    /// whether it earns a Warning Event. Objects deleted meanwhile are forgotten first.
+    pub fn count_failure(&self, key: &FailureKey, transient: bool) -> Verdict {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.retain(|k| self.exists(k));
+        failures.failed(key, transient, jiff::Timestamp::now())
     }
 
-    /// Forgets the failures of `key` after a successful reconcile.
-    pub fn reset_backoff(&self, key: &str) {
-        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    /// Ends the failures in a row of `key` after a successful reconcile (and forgets objects
+    /// deleted meanwhile).
+    pub fn reset_backoff(&self, key: &FailureKey) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.retain(|k| self.exists(k));
+        failures.succeeded(key, jiff::Timestamp::now());
+    }
+
+    /// Whether the object of `key` is in its controller's cache.
+    fn exists(&self, (controller, namespace, name): &FailureKey) -> bool {
+        match *controller {
+            Pipeline::CONTROLLER => self.pipelines.raw().get(&ObjectRef::new(name).within(namespace)).is_some(),
+            Dataset::CONTROLLER => self.datasets.raw().get(&ObjectRef::new(name).within(namespace)).is_some(),
+            Backfill::CONTROLLER => self.backfills.raw().get(&ObjectRef::new(name).within(namespace)).is_some(),
+            _ => false,
+        }
     }
 }
+
+/// The key of an object's failures: its controller, namespace and name.
+pub type FailureKey = (&'static str, String, String);
 
 /// Truncates to at most `max` bytes on a character boundary.
 pub fn truncate(text: &str, max: usize) -> String {
@@ -175,5 +193,13 @@ impl Lookup for NamespaceView<'_> {
 
     fn resource_quota_exists(&self, name: &str) -> bool {
         self.ctx.quotas.get(&ObjectRef::new(name).within(&self.namespace)).is_some()
+    }
+}
+
+impl Context {
+    /// Free Job slots for `namespace` under the Job caps (call with `launch` held).
+    pub fn free_job_slots(&self, namespace: &str) -> usize {
+        let mut ledger = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        super::job_cache::free_slots(&self.jobs.state(), &mut ledger, namespace, self.job_caps, jiff::Timestamp::now())
     }
 }

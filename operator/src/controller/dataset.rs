@@ -11,13 +11,13 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
+use super::apply::write_if_changed;
 use super::context::Context;
 use super::guard::{self, Guarded, Key, Valid, ValidStore};
 use super::job_cache;
 use super::ready;
-use super::status::write_if_changed;
 use crate::api::{Dataset, Pipeline};
 use crate::error::{Error, Result};
 use crate::jobs::{self, labels};
@@ -76,8 +76,7 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
     }
 
     // Act.
-    let api: Api<Dataset> = Api::namespaced(ctx.client.clone(), &namespace);
-    if write_if_changed(&api, dataset, dataset.status.as_ref(), &plan.status).await? {
+    if write_if_changed(&ctx.client, dataset, dataset.status.as_ref(), &plan.status).await? {
         ctx.metrics.status_writes.with_label_values(&["dataset"]).inc();
     }
     ready::publish_events(ctx, dataset, &plan.events, &current.conditions, &problems).await;

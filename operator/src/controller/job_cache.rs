@@ -1,8 +1,8 @@
 //! Reading Sluice's Jobs from the watch cache: their run, step, attempt, window and state, and
 //! how many are running per namespace and in total (for the Job caps), without listing.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
@@ -13,6 +13,7 @@ use crate::api::{Backfill, Pipeline};
 use crate::jobs::{annotations, labels};
 use crate::plan::pipeline::ForeignJob;
 use crate::plan::runs::{JobState, ObservedJob};
+use crate::quota::InFlight;
 use crate::schedule::Window;
 use kube::Resource;
 
@@ -116,41 +117,24 @@ impl JobCaps {
     }
 }
 
-/// Jobs created by this process that the watch cache has not shown yet, so that two reconciles
-/// in a row cannot both take the last free slot.
-#[derive(Default)]
-pub struct PendingJobs {
-    created: HashMap<(String, String), Instant>,
-}
-
-/// How long a created Job is counted as pending before the cache must have it.
-const PENDING_TTL: Duration = Duration::from_secs(60);
-
-impl PendingJobs {
-    pub fn add(&mut self, namespace: &str, name: &str) {
-        self.created.insert((namespace.to_string(), name.to_string()), Instant::now());
+/// Free Job slots for `namespace` under `caps`, counting the running Jobs of `jobs` (the cache)
+/// plus those the `ledger` counts as created and not cached yet (pruned against `jobs` first).
+/// `usize::MAX` when uncapped.
+pub fn free_slots(jobs: &[Arc<Job>], ledger: &mut InFlight, namespace: &str, caps: JobCaps, now: Timestamp) -> usize {
+    if !caps.is_capped() {
+        return usize::MAX;
     }
-
-    /// Free Job slots for `namespace` under `caps`, counting running Jobs in the cache plus
-    /// pending ones. `usize::MAX` when uncapped.
-    pub fn free_slots(&mut self, store: &Store<Job>, namespace: &str, caps: JobCaps) -> usize {
-        if !caps.is_capped() {
-            return usize::MAX;
-        }
-        let jobs = store.state();
-        let in_cache: std::collections::HashSet<(String, String)> =
-            jobs.iter().map(|j| (j.namespace().unwrap_or_default(), j.name_any())).collect();
-        self.created.retain(|key, at| at.elapsed() < PENDING_TTL && !in_cache.contains(key));
-        let running = |j: &&std::sync::Arc<Job>| {
-            matches!(job_state(j), JobState::Active) && j.metadata.deletion_timestamp.is_none()
-        };
-        let total = jobs.iter().filter(running).count() + self.created.len();
-        let in_ns = jobs.iter().filter(running).filter(|j| j.namespace().as_deref() == Some(namespace)).count()
-            + self.created.keys().filter(|(ns, _)| ns == namespace).count();
-        let free_total = caps.total.map_or(usize::MAX, |cap| cap.saturating_sub(total));
-        let free_ns = caps.per_namespace.map_or(usize::MAX, |cap| cap.saturating_sub(in_ns));
-        free_total.min(free_ns)
-    }
+    let in_cache: HashSet<(String, String)> =
+        jobs.iter().map(|j| (j.namespace().unwrap_or_default(), j.name_any())).collect();
+    ledger.prune_pending(now, |ns, name| in_cache.contains(&(ns.to_string(), name.to_string())));
+    let (pending_in_ns, pending_total) = ledger.pending(namespace);
+    let running = |j: &&Arc<Job>| matches!(job_state(j), JobState::Active) && j.metadata.deletion_timestamp.is_none();
+    let total = jobs.iter().filter(running).count() + pending_total;
+    let in_ns =
+        jobs.iter().filter(running).filter(|j| j.namespace().as_deref() == Some(namespace)).count() + pending_in_ns;
+    let free_total = caps.total.map_or(usize::MAX, |cap| cap.saturating_sub(total));
+    let free_ns = caps.per_namespace.map_or(usize::MAX, |cap| cap.saturating_sub(in_ns));
+    free_total.min(free_ns)
 }
 
 #[cfg(test)]
@@ -177,20 +161,26 @@ mod tests {
         for j in [job("a", "a1", false), job("a", "a2", true), job("b", "b1", false)] {
             writer.apply_watcher_event(&watcher::Event::Apply(j));
         }
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
         let caps = JobCaps { per_namespace: Some(2), total: Some(3) };
-        let mut pending = PendingJobs::default();
+        let mut ledger = InFlight::default();
+        let free = |ledger: &mut InFlight, ns: &str, caps: JobCaps| free_slots(&store.state(), ledger, ns, caps, now);
         // a: 1 running of 2; total: 2 running of 3.
-        assert_eq!(pending.free_slots(&store, "a", caps), 1);
+        assert_eq!(free(&mut ledger, "a", caps), 1);
         // A Job just created and not yet in the cache still takes a slot.
-        pending.add("a", "a3");
-        assert_eq!(pending.free_slots(&store, "a", caps), 0);
-        assert_eq!(pending.free_slots(&store, "b", caps), 0, "the total cap is reached");
+        ledger.add_job("a", "a3", now);
+        assert_eq!(free(&mut ledger, "a", caps), 0);
+        assert_eq!(free(&mut ledger, "b", caps), 0, "the total cap is reached");
         // Once the cache has it, it is counted once, not twice.
         writer.apply_watcher_event(&watcher::Event::Apply(job("a", "a3", false)));
-        assert_eq!(pending.free_slots(&store, "a", caps), 0);
+        assert_eq!(free(&mut ledger, "a", caps), 0);
         writer.apply_watcher_event(&watcher::Event::Apply(job("a", "a3", true)));
-        assert_eq!(pending.free_slots(&store, "a", caps), 1);
-        assert_eq!(pending.free_slots(&store, "c", JobCaps::default()), usize::MAX);
+        assert_eq!(free(&mut ledger, "a", caps), 1);
+        assert_eq!(free(&mut ledger, "c", JobCaps::default()), usize::MAX);
+        // One the cache never shows stops taking a slot after the TTL.
+        ledger.add_job("a", "a4", now);
+        assert_eq!(free(&mut ledger, "a", caps), 0);
+        assert_eq!(free_slots(&store.state(), &mut ledger, "a", caps, now + crate::quota::in_flight::PENDING_TTL), 1);
     }
 
     #[test]

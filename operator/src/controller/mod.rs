@@ -1,28 +1,32 @@
 //! The controllers: one per kind, each observe -> decide -> act. Kubernetes I/O lives here only.
 
+pub mod apply;
 pub mod backfill;
 pub mod context;
 pub mod cost;
 pub mod dataset;
 pub mod guard;
 pub mod job_cache;
-pub mod kube_jobs;
 pub mod live_objects;
 pub mod object;
 pub mod pipeline;
 pub mod ready;
 pub mod samples;
-pub mod status;
 pub mod wakes;
 pub mod watch_backoff;
+
+#[cfg(test)]
+mod api_order;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
@@ -190,176 +194,306 @@ pub async fn run(
         _ = wait_for_crds(&client) => {}
         _ = shutdown.clone() => return,
     }
-    let wc = watcher::Config::default().any_semantic();
-    let config = controller::Config::default().concurrency(settings.concurrency);
+    let watches = Watches { client: client.clone(), namespace: settings.namespace.clone() };
+    let kinds = Kinds::new(&watches, settings.concurrency);
+    let (lineage_tap, lineage_queue) = lineage(&settings, &metrics);
+    let jobs = job_watch(&watches, lineage_tap, &kinds.pipeline_store);
+    let accounts = account_watch(&watches);
+    let (quota_store, quota_stream) = cached(watches.api::<ResourceQuota>(), watches.config());
+    // LimitRanges give the default requests that backfill quota admission counts.
+    let (limit_range_store, limit_range_stream) = cached(watches.api::<LimitRange>(), watches.config());
+    // Pods of Sluice Jobs are cached for their termination messages (step reports).
+    let pod_wc = watcher::Config::default().any_semantic().labels(crate::jobs::labels::STEP);
+    let (pod_store, pod_stream) = cached(watches.api::<Pod>(), pod_wc);
+    // The Pipeline controller reads Datasets from this cache, filled by the same stream that
+    // wakes it, so an upstream watermark seen in the event is seen by the reconcile too.
+    let (dataset_view, dataset_stream) = cached(watches.api::<Guarded<Dataset>>(), watches.config());
+    let caches = Caches {
+        pipelines: kinds.pipeline_store.clone(),
+        datasets: ValidStore::new(dataset_view),
+        backfills: kinds.backfill_store.clone(),
+        quotas: quota_store,
+        jobs: jobs.store.clone(),
+        pods: pod_store,
+        limit_ranges: limit_range_store,
+        allowed_accounts: accounts.store.clone(),
+    };
+    let pipelines = wire_pipelines(kinds.pipelines, jobs.stream, accounts.stream, dataset_stream, &caches.pipelines);
+    let datasets = wire_datasets(kinds.datasets, jobs.datasets, pod_stream, &watches, &caches.pipelines);
+    let backfill_wakes = BackfillWakes {
+        jobs: jobs.backfills,
+        accounts: accounts.namespaces,
+        limit_ranges: limit_range_stream,
+        quotas: quota_stream,
+    };
+    let backfills = wire_backfills(kinds.backfills, backfill_wakes, &watches, &caches.backfills);
+    let ctx = context(&settings, client, metrics, caches, &kinds.dataset_store, lineage_queue, &readiness);
+    let pipelines = pipelines.graceful_shutdown_on(shutdown.clone()).run(
+        pipeline::reconcile,
+        ready::error_policy,
+        Arc::clone(&ctx),
+    );
+    let datasets =
+        datasets.graceful_shutdown_on(shutdown.clone()).run(dataset::reconcile, ready::error_policy, Arc::clone(&ctx));
+    let backfills = backfills.graceful_shutdown_on(shutdown).run(backfill::reconcile, ready::error_policy, ctx);
+    futures::future::join3(
+        pipelines.for_each(|_| async {}),
+        datasets.for_each(|_| async {}),
+        backfills.for_each(|_| async {}),
+    )
+    .await;
+    readiness.set(false);
+    tracing::info!("controllers stopped");
+}
 
-    // Every watch retries within 2 s after an error (watch_backoff.rs): after an API server
-    // outage the caches catch up at once. Sluice kinds are watched through DeserializeGuard
-    // (guard.rs): an object that does not deserialize is skipped, not a failed list.
-    let pipelines = Controller::new(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone())
-        .with_config(config.clone())
-        .trigger_backoff(watch_backoff());
-    let datasets = Controller::new(api::<Guarded<Dataset>>(&client, &settings.namespace), wc.clone())
-        .with_config(config.clone())
-        .trigger_backoff(watch_backoff());
-    let backfills = Controller::new(api::<Guarded<Backfill>>(&client, &settings.namespace), wc.clone())
-        .with_config(config)
-        .trigger_backoff(watch_backoff());
-    let pipeline_store = ValidStore::new(pipelines.store());
-    let dataset_store = ValidStore::new(datasets.store());
-    let backfill_store = ValidStore::new(backfills.store());
+/// Where the watches look: the client and the namespace (all when `None`).
+struct Watches {
+    client: Client,
+    namespace: Option<String>,
+}
 
-    let (quota_store, quota_stream) = cached(api::<ResourceQuota>(&client, &settings.namespace), wc.clone());
+impl Watches {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        api(&self.client, &self.namespace)
+    }
 
-    // Sluice's Jobs, cached once (without managedFields) for the Job caps and run state; a
-    // change to an owned Job wakes its Pipeline at once.
-    let (job_store, job_writer) = reflector::store::<Job>();
-    let job_wc = watcher::Config::default().any_semantic().labels(&format!(
-        "{}={}",
-        crate::jobs::labels::MANAGED_BY,
-        crate::jobs::labels::MANAGED_BY_VALUE
-    ));
-    // OpenLineage: the same watch, after the cache has the change, tells the lineage tap.
-    let (mut lineage_tap, lineage_queue) = match &settings.lineage {
+    /// The watch configuration of unfiltered watches.
+    fn config(&self) -> watcher::Config {
+        watcher::Config::default().any_semantic()
+    }
+}
+
+/// The three controllers, before their extra watches, and their caches.
+struct Kinds {
+    pipelines: Controller<Guarded<Pipeline>>,
+    datasets: Controller<Guarded<Dataset>>,
+    backfills: Controller<Guarded<Backfill>>,
+    pipeline_store: ValidStore<Pipeline>,
+    dataset_store: ValidStore<Dataset>,
+    backfill_store: ValidStore<Backfill>,
+}
+
+impl Kinds {
+    /// Every watch retries within 2 s after an error (watch_backoff.rs): after an API server
+    /// outage the caches catch up at once. Sluice kinds are watched through DeserializeGuard
+    /// (guard.rs): an object that does not deserialize is skipped, not a failed list.
+    fn new(watches: &Watches, concurrency: u16) -> Self {
+        let config = controller::Config::default().concurrency(concurrency);
+        let pipelines = Controller::new(watches.api::<Guarded<Pipeline>>(), watches.config())
+            .with_config(config.clone())
+            .trigger_backoff(watch_backoff());
+        let datasets = Controller::new(watches.api::<Guarded<Dataset>>(), watches.config())
+            .with_config(config.clone())
+            .trigger_backoff(watch_backoff());
+        let backfills = Controller::new(watches.api::<Guarded<Backfill>>(), watches.config())
+            .with_config(config)
+            .trigger_backoff(watch_backoff());
+        Self {
+            pipeline_store: ValidStore::new(pipelines.store()),
+            dataset_store: ValidStore::new(datasets.store()),
+            backfill_store: ValidStore::new(backfills.store()),
+            pipelines,
+            datasets,
+            backfills,
+        }
+    }
+}
+
+/// The OpenLineage tap on the Job watch and the queue it fills, when lineage is configured.
+fn lineage(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> (Option<crate::lineage::Tap>, Option<(crate::lineage::Config, crate::lineage::Queue)>) {
+    match &settings.lineage {
         Some(config) => {
             let (tap, queue) = crate::lineage::channel(config, &metrics.lineage);
             (Some(tap), Some((config.clone(), queue)))
         }
         None => (None, None),
-    };
-    let job_stream = watcher(api::<Job>(&client, &settings.namespace), job_wc)
+    }
+}
+
+/// Sluice's Jobs, cached once, and what a change of one wakes.
+struct JobWatch<S> {
+    store: reflector::Store<Job>,
+    /// For the Pipeline controller (`owns_stream`): a change to an owned Job wakes its Pipeline.
+    stream: S,
+    /// The Backfill that owns a changed Job.
+    backfills: UnboundedReceiver<guard::Key<Backfill>>,
+    /// The Datasets that a changed Job's step outputs (a step finished: the watermark may move).
+    datasets: UnboundedReceiver<guard::Key<Dataset>>,
+}
+
+/// Watches Sluice's Jobs (without managedFields) for the Job caps and run state. Every wake
+/// and the lineage tap follow the cache: they see a change after the cache has it.
+fn job_watch(
+    watches: &Watches,
+    mut lineage_tap: Option<crate::lineage::Tap>,
+    pipelines: &ValidStore<Pipeline>,
+) -> JobWatch<impl futures::Stream<Item = Result<Job, watcher::Error>> + Send + 'static> {
+    let (store, writer) = reflector::store::<Job>();
+    let selector = format!("{}={}", crate::jobs::labels::MANAGED_BY, crate::jobs::labels::MANAGED_BY_VALUE);
+    let (backfill_jobs, backfills) = futures::channel::mpsc::unbounded();
+    let (dataset_jobs, datasets) = futures::channel::mpsc::unbounded();
+    let step_outputs = pipelines.clone();
+    let stream = watcher(watches.api::<Job>(), watches.config().labels(&selector))
         .backoff(watch_backoff())
         .modify(|j| j.managed_fields_mut().clear())
-        .reflect(job_writer)
+        .reflect(writer)
         .inspect(move |item| lineage_tap.iter_mut().for_each(|tap| tap.observe(item)))
-        .touched_objects();
-    // The same stream, after the cache has the change, wakes the Backfill that owns the Job.
-    let (backfill_jobs, backfill_job_triggers) = futures::channel::mpsc::unbounded();
-    // Likewise the Datasets that the Job's step outputs (a step finished: the watermark may move).
-    let (dataset_jobs, dataset_job_triggers) = futures::channel::mpsc::unbounded();
-    let step_outputs = pipeline_store.clone();
-    let job_stream = job_stream.inspect(move |job| {
-        if let Ok(job) = job {
-            if let Some(owner) = backfill::controlling_backfill(job) {
-                let _ = backfill_jobs.unbounded_send(owner);
+        .touched_objects()
+        .inspect(move |job| {
+            if let Ok(job) = job {
+                if let Some(owner) = backfill::controlling_backfill(job) {
+                    let _ = backfill_jobs.unbounded_send(owner);
+                }
+                for dataset in dataset::datasets_of_step(&step_outputs, job.namespace(), job.labels()) {
+                    let _ = dataset_jobs.unbounded_send(dataset);
+                }
             }
-            for dataset in dataset::datasets_of_step(&step_outputs, job.namespace(), job.labels()) {
-                let _ = dataset_jobs.unbounded_send(dataset);
-            }
-        }
-    });
-    let pipelines = pipelines.owns_stream(job_stream);
+        });
+    JobWatch { store, stream, backfills, datasets }
+}
 
-    // ServiceAccounts allowed for steps (labelled), metadata only: a label added or removed
-    // wakes the Pipelines that run as the account and the Backfills of the namespace.
-    let account_wc = watcher::Config::default().any_semantic().labels(&format!(
-        "{}={}",
-        crate::tenancy::ALLOW_LABEL,
-        crate::tenancy::ALLOW_VALUE
-    ));
-    let (backfill_accounts, backfill_account_triggers) = futures::channel::mpsc::unbounded();
-    let (account_store, account_stream) =
-        cached(api::<kube::core::PartialObjectMeta<ServiceAccount>>(&client, &settings.namespace), account_wc);
-    let account_stream = account_stream.inspect(move |account| {
+/// ServiceAccounts allowed for steps (labelled), metadata only, and what a change wakes.
+struct AccountWatch<S> {
+    store: reflector::Store<PartialObjectMeta<ServiceAccount>>,
+    /// For the Pipeline controller: the Pipelines that run as the account.
+    stream: S,
+    /// The namespace of a changed account: its Backfills.
+    namespaces: UnboundedReceiver<Option<String>>,
+}
+
+/// Watches the allowed ServiceAccounts: a label added or removed wakes the Pipelines that run as
+/// the account and the Backfills of the namespace.
+fn account_watch(
+    watches: &Watches,
+) -> AccountWatch<impl futures::Stream<Item = Result<PartialObjectMeta<ServiceAccount>, watcher::Error>> + Send + 'static>
+{
+    let selector = format!("{}={}", crate::tenancy::ALLOW_LABEL, crate::tenancy::ALLOW_VALUE);
+    let (namespaces_tx, namespaces) = futures::channel::mpsc::unbounded();
+    let (store, stream) =
+        cached(watches.api::<PartialObjectMeta<ServiceAccount>>(), watches.config().labels(&selector));
+    let stream = stream.inspect(move |account| {
         if let Ok(account) = account {
-            let _ = backfill_accounts.unbounded_send(account.namespace());
+            let _ = namespaces_tx.unbounded_send(account.namespace());
         }
     });
-    let by_account = pipeline_store.clone();
-    let pipelines = pipelines.watches_stream(account_stream, move |account| {
-        let pipelines = by_account.state();
-        wakes::pipelines_running_as(pipelines.iter().map(|p| &**p), &account.namespace(), &account.name_any())
-    });
-    // LimitRanges give the default requests that backfill quota admission counts.
-    let (limit_range_store, limit_range_stream) = cached(api::<LimitRange>(&client, &settings.namespace), wc.clone());
+    AccountWatch { store, stream, namespaces }
+}
 
-    // Datasets: woken by the Jobs of the steps that output them (a step finished), their pods (the
-    // report arrived) and the Pipelines that name them (lineage). Pods of Sluice Jobs are cached
-    // for their termination messages.
-    let pod_wc = watcher::Config::default().any_semantic().labels(crate::jobs::labels::STEP);
-    let (pod_store, pod_stream) = cached(api::<Pod>(&client, &settings.namespace), pod_wc);
-    let pod_outputs = pipeline_store.clone();
-    // Triggers come from the streams that fill the caches the reconcilers read, after the cache
-    // has the change, so a reconcile never reads an older state than the event that woke it.
-    let datasets = datasets
-        .reconcile_on(dataset_job_triggers)
-        .watches_stream(pod_stream, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
-        .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), |pipeline| match &pipeline.0 {
+/// The Pipeline controller woken by its Jobs, the allowed accounts its steps run as, and the
+/// Datasets it names (appearing or going away changes its validity; their watermarks trigger it).
+fn wire_pipelines(
+    controller: Controller<Guarded<Pipeline>>,
+    jobs: impl futures::Stream<Item = Result<Job, watcher::Error>> + Send + 'static,
+    accounts: impl futures::Stream<Item = Result<PartialObjectMeta<ServiceAccount>, watcher::Error>> + Send + 'static,
+    datasets: impl futures::Stream<Item = Result<Guarded<Dataset>, watcher::Error>> + Send + 'static,
+    store: &ValidStore<Pipeline>,
+) -> Controller<Guarded<Pipeline>> {
+    let (by_account, by_dataset) = (store.clone(), store.clone());
+    controller
+        .owns_stream(jobs)
+        .watches_stream(accounts, move |account| {
+            let pipelines = by_account.state();
+            wakes::pipelines_running_as(pipelines.iter().map(|p| &**p), &account.namespace(), &account.name_any())
+        })
+        .watches_stream(datasets, move |dataset| {
+            let pipelines = by_dataset.state();
+            wakes::pipelines_naming(pipelines.iter().map(|p| &**p), &dataset.namespace(), &dataset.name_any())
+        })
+}
+
+/// The Dataset controller woken by the Jobs of the steps that output a Dataset (a step
+/// finished), their pods (the report arrived) and the Pipelines that name it (lineage).
+/// Triggers come from the streams that fill the caches the reconcilers read, after the cache
+/// has the change, so a reconcile never reads an older state than the event that woke it.
+fn wire_datasets(
+    controller: Controller<Guarded<Dataset>>,
+    jobs: UnboundedReceiver<guard::Key<Dataset>>,
+    pods: impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
+    watches: &Watches,
+    pipelines: &ValidStore<Pipeline>,
+) -> Controller<Guarded<Dataset>> {
+    let pod_outputs = pipelines.clone();
+    controller
+        .reconcile_on(jobs)
+        .watches_stream(pods, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
+        .watches(watches.api::<Guarded<Pipeline>>(), watches.config(), |pipeline| match &pipeline.0 {
             Ok(pipeline) => wakes::datasets_named_by(pipeline),
             Err(_) => Vec::new(),
-        });
+        })
+}
 
-    // A Dataset appearing or going away changes the validity of the pipelines that name it.
-    // The Pipeline controller reads Datasets from this cache, filled by the same stream that wakes
-    // it, so an upstream watermark seen in the event is seen by the reconcile too.
-    let by_dataset = pipeline_store.clone();
-    let (dataset_view, dataset_stream) = cached(api::<Guarded<Dataset>>(&client, &settings.namespace), wc.clone());
-    let dataset_view = ValidStore::new(dataset_view);
-    let pipelines = pipelines.watches_stream(dataset_stream, move |dataset| {
-        let pipelines = by_dataset.state();
-        wakes::pipelines_naming(pipelines.iter().map(|p| &**p), &dataset.namespace(), &dataset.name_any())
-    });
-    // A Pipeline or ResourceQuota appearing or changing wakes the backfills that name it.
-    let by_pipeline = backfill_store.clone();
-    let by_quota = backfill_store.clone();
-    let by_limit_range = backfill_store.clone();
-    let by_account_namespace = backfill_store.clone();
-    let account_wakes = backfill_account_triggers
-        .flat_map(move |namespace| futures::stream::iter(backfill::in_namespace(&by_account_namespace, namespace)));
-    let backfills = backfills
-        .reconcile_on(backfill_job_triggers)
+/// What wakes a Backfill besides itself.
+struct BackfillWakes<L, Q> {
+    /// Its Jobs.
+    jobs: UnboundedReceiver<guard::Key<Backfill>>,
+    /// The namespace of an allowed ServiceAccount that changed.
+    accounts: UnboundedReceiver<Option<String>>,
+    limit_ranges: L,
+    quotas: Q,
+}
+
+/// The Backfill controller woken by its Jobs, the accounts and LimitRanges of its namespace, and
+/// the Pipeline and ResourceQuota it names.
+fn wire_backfills(
+    controller: Controller<Guarded<Backfill>>,
+    wakes: BackfillWakes<
+        impl futures::Stream<Item = Result<LimitRange, watcher::Error>> + Send + 'static,
+        impl futures::Stream<Item = Result<ResourceQuota, watcher::Error>> + Send + 'static,
+    >,
+    watches: &Watches,
+    store: &ValidStore<Backfill>,
+) -> Controller<Guarded<Backfill>> {
+    let (by_pipeline, by_quota, by_limit_range, by_account) =
+        (store.clone(), store.clone(), store.clone(), store.clone());
+    let account_wakes =
+        wakes.accounts.flat_map(move |namespace| futures::stream::iter(backfill::in_namespace(&by_account, namespace)));
+    controller
+        .reconcile_on(wakes.jobs)
         .reconcile_on(account_wakes)
-        .watches_stream(limit_range_stream, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
-        .watches(api::<Guarded<Pipeline>>(&client, &settings.namespace), wc.clone(), move |pipeline| {
+        .watches_stream(wakes.limit_ranges, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
+        .watches(watches.api::<Guarded<Pipeline>>(), watches.config(), move |pipeline| {
             let backfills = by_pipeline.state();
             wakes::backfills_of_pipeline(backfills.iter().map(|b| &**b), &pipeline.namespace(), &pipeline.name_any())
         })
-        .watches_stream(quota_stream, move |quota| {
+        .watches_stream(wakes.quotas, move |quota| {
             let backfills = by_quota.state();
             wakes::backfills_of_quota(backfills.iter().map(|b| &**b), &quota.namespace(), &quota.name_any())
-        });
+        })
+}
 
+/// The controllers' shared context; starts what runs beside them (lineage delivery, the
+/// readiness flag once the caches have synced) and the metrics read from the caches.
+fn context(
+    settings: &Settings,
+    client: Client,
+    metrics: Metrics,
+    caches: Caches,
+    dataset_store: &ValidStore<Dataset>,
+    lineage_queue: Option<(crate::lineage::Config, crate::lineage::Queue)>,
+    readiness: &Readiness,
+) -> Arc<Context> {
     let reporter = Reporter { controller: "sluice-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    metric_sources(&metrics, &pipeline_store, &dataset_store, &backfill_store);
-    let caches = Caches {
-        pipelines: pipeline_store.clone(),
-        datasets: dataset_view.clone(),
-        backfills: backfill_store.clone(),
-        quotas: quota_store.clone(),
-        jobs: job_store.clone(),
-        pods: pod_store.clone(),
-        limit_ranges: limit_range_store.clone(),
-        allowed_accounts: account_store.clone(),
-    };
+    metric_sources(&metrics, &caches.pipelines, dataset_store, &caches.backfills);
     if let Some((config, queue)) = lineage_queue {
         let sources = crate::lineage::Sources {
-            pipelines: pipeline_store.clone(),
-            datasets: dataset_view.clone(),
-            pods: pod_store.clone(),
+            pipelines: caches.pipelines.clone(),
+            datasets: caches.datasets.clone(),
+            pods: caches.pods.clone(),
         };
         tokio::spawn(crate::lineage::deliver(config, sources, queue, metrics.lineage.clone()));
     }
     for controller in [Pipeline::CONTROLLER, Dataset::CONTROLLER, Backfill::CONTROLLER] {
         metrics.runtime.init_controller(controller, settings.concurrency);
     }
-    tokio::spawn(ready_when_synced(caches.clone(), dataset_store, readiness.clone()));
-    let ctx = Context::new(client.clone(), recorder, metrics, caches, settings.job_caps, readiness.clone());
+    tokio::spawn(ready_when_synced(caches.clone(), dataset_store.clone(), readiness.clone()));
+    let ctx = Context::new(client, recorder, metrics, caches, settings.job_caps, readiness.clone());
     let _ = ctx.prices.set(settings.prices.clone());
-
-    let pipelines = pipelines
-        .graceful_shutdown_on(shutdown.clone())
-        .run(pipeline::reconcile, ready::error_policy, Arc::clone(&ctx))
-        .for_each(|_| async {});
-    let datasets = datasets
-        .graceful_shutdown_on(shutdown.clone())
-        .run(dataset::reconcile, ready::error_policy, Arc::clone(&ctx))
-        .for_each(|_| async {});
-    let backfills = backfills
-        .graceful_shutdown_on(shutdown.clone())
-        .run(backfill::reconcile, ready::error_policy, Arc::clone(&ctx))
-        .for_each(|_| async {});
-    futures::future::join3(pipelines, datasets, backfills).await;
-    readiness.set(false);
-    tracing::info!("controllers stopped");
+    ctx
 }

@@ -9,16 +9,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
 
+use super::apply::{self, Patched, Precondition};
 use super::context::Context;
 use super::guard::Guarded;
 use super::job_cache;
 use super::ready;
-use super::status::FIELD_MANAGER;
 use crate::act::pipeline::{Acted, Observed, Outcome, PipelineApi};
 use crate::act::{Created, JobApi, Written};
 use crate::api::conditions::{self, types};
@@ -44,13 +43,13 @@ pub async fn reconcile(obj: Arc<Guarded<Pipeline>>, ctx: Arc<Context>) -> Result
     ready::measured(obj, ctx, async |pipeline: &Pipeline, ctx: &Context| reconcile_pipeline(pipeline, ctx).await).await
 }
 
-async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
+pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action> {
     let namespace = pipeline.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     // With Job caps, the launch lock is held from counting free slots to creating the Jobs, so
     // concurrent reconciles cannot both take the last slot; without caps there is nothing to
     // count and reconciles launch in parallel.
-    let mut launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
-    let free_job_slots = launch.as_mut().map_or(usize::MAX, |l| l.free_slots(&ctx.jobs, &namespace, ctx.job_caps));
+    let launch = if ctx.job_caps.is_capped() { Some(ctx.launch.lock().await) } else { None };
+    let free_job_slots = if launch.is_some() { ctx.free_job_slots(&namespace) } else { usize::MAX };
     let api = KubePipelines { ctx, namespace: namespace.clone(), free_job_slots };
     let outcome = crate::act::pipeline::reconcile(&api, pipeline, Timestamp::now()).await?;
     let acted = match outcome {
@@ -58,10 +57,11 @@ async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Result<Action
         Outcome::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
         Outcome::Acted(acted) => acted,
     };
-    if let Some(launch) = launch.as_mut() {
+    if launch.is_some() {
+        let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for create in &acted.created {
             if let Some(job) = crate::act::pipeline::build_job(&acted.pipeline, create) {
-                launch.add(&namespace, &job.name_any());
+                ledger.add_job(&namespace, &job.name_any(), Timestamp::now());
             }
         }
     }
@@ -121,31 +121,22 @@ struct KubePipelines<'a> {
 
 impl JobApi for KubePipelines<'_> {
     async fn create_job(&self, job: &Job) -> Result<Created> {
-        super::kube_jobs::create(&self.ctx.client, &self.namespace, job).await
+        apply::create_job(&self.ctx.client, &self.namespace, job).await
     }
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
-        super::kube_jobs::delete(&self.ctx.client, namespace, name).await
+        apply::delete_job(&self.ctx.client, namespace, name).await
     }
 }
 
 impl PipelineApi for KubePipelines<'_> {
+    /// With the `resourceVersion` precondition (see [`apply::Precondition`]).
     async fn write_status(&self, pipeline: &Pipeline, status: &PipelineStatus) -> Result<Written> {
-        let api: Api<Pipeline> = Api::namespaced(self.ctx.client.clone(), &self.namespace);
-        let status = serde_json::to_value(status).map_err(|source| Error::Serialize { what: "status", source })?;
-        let patch = serde_json::json!({
-            "apiVersion": Pipeline::api_version(&()),
-            "kind": Pipeline::kind(&()),
-            "metadata": {"resourceVersion": pipeline.resource_version()},
-            "status": status,
-        });
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        match api.patch_status(&pipeline.name_any(), &params, &Patch::Apply(&patch)).await {
-            Ok(_) => Ok(Written::Applied),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Written::Gone),
-            Err(error) => Err(error.into()),
-        }
+        Ok(match apply::write_status(&self.ctx.client, pipeline, status, Precondition::ResourceVersion).await? {
+            Patched::Applied(_) => Written::Applied,
+            Patched::Conflict => Written::Conflict,
+            Patched::Gone => Written::Gone,
+        })
     }
 
     fn observe(&self, pipeline: &Pipeline) -> Observed {

@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 
 use kube::core::error_boundary::InvalidObject;
 
-use super::context::Context;
+use super::context::{Context, FailureKey};
 use super::guard::Guarded;
 use super::object::SluiceObject;
 use crate::api::conditions::{self, types};
@@ -80,7 +80,7 @@ where
 /// current types; the `sluice_objects_invalid` gauge counts it from the cache.
 async fn report_invalid<K: SluiceObject>(ctx: &Context, obj: &Guarded<K>, invalid: &InvalidObject) {
     let kind = K::kind(&());
-    tracing::warn!(kind = %kind, object = %object_key(obj), error = %invalid.error, "skipping an object that does not deserialize");
+    tracing::warn!(kind = %kind, object = %key_text(&object_key(obj)), error = %invalid.error, "skipping an object that does not deserialize");
     let note = format!(
         "Sluice cannot read this {kind}: {}. It is skipped until it is fixed (check fields written by hand or by an older version).",
         invalid.error
@@ -89,20 +89,31 @@ async fn report_invalid<K: SluiceObject>(ctx: &Context, obj: &Guarded<K>, invali
 }
 
 /// Error policy shared by the controllers: per-object backoff, short for transient errors and
-/// never past the object's next tick (see [`crate::plan::retry`]).
+/// never past the object's next tick (see [`crate::plan::retry`]); a Warning Event
+/// `ReconcileFailed` naming the failed operation for a persistent failure, rate-limited (see
+/// [`crate::plan::failures`]).
 pub fn error_policy<K: SluiceObject>(obj: Arc<Guarded<K>>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = object_key(&*obj);
+    let verdict = ctx.count_failure(&key, error.is_transient());
     let failure = Failure {
         transient: error.is_transient(),
-        attempt: ctx.count_failure(&key),
+        attempt: verdict.attempt,
         jitter: jitter(),
         next_tick: obj.0.as_ref().ok().and_then(SluiceObject::next_tick),
     };
     let delay = retry::delay(failure, Timestamp::now());
     let category = error.category();
-    tracing::warn!(controller = K::CONTROLLER, object = %key, %error, category, attempt = failure.attempt, ?delay, "reconcile failed; retrying");
+    tracing::warn!(controller = K::CONTROLLER, object = %key_text(&key), %error, category, operation = error.operation(), attempt = failure.attempt, ?delay, "reconcile failed; retrying");
+    if verdict.warn {
+        let note = format!("{error} (failed {} time(s) in a row; retrying in {delay:?})", verdict.attempt);
+        let action = error.operation();
+        tokio::spawn(async move { ctx.event(&*obj, EventType::Warning, RECONCILE_FAILED, note, action).await });
+    }
     Action::requeue(delay)
 }
+
+/// Reason of the Warning Event about a persistent reconcile failure.
+pub const RECONCILE_FAILED: &str = "ReconcileFailed";
 
 /// A number in `[0, 1)` from the clock's sub-second part: enough to spread the retries of many
 /// objects that failed at the same moment.
@@ -111,6 +122,11 @@ fn jitter() -> f64 {
     f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
-fn object_key<K: SluiceObject>(obj: &Guarded<K>) -> String {
-    format!("{}/{}/{}", K::CONTROLLER, obj.namespace().unwrap_or_default(), obj.name_any())
+fn object_key<K: SluiceObject>(obj: &Guarded<K>) -> FailureKey {
+    (K::CONTROLLER, obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// `controller/namespace/name`, for logs.
+fn key_text((controller, namespace, name): &FailureKey) -> String {
+    format!("{controller}/{namespace}/{name}")
 }
