@@ -59,7 +59,15 @@ async fn a_dry_run_plans_without_jobs_and_turning_it_off_runs_the_plan() {
         assert_eq!((plan["concurrency"].as_i64(), plan["limitedBy"].as_str()), (Some(2), Some("quota requests.cpu")));
         assert_eq!(plan["estimatedSeconds"].as_i64(), Some(1800));
         assert_eq!(planned.data["status"]["throttled"]["reason"], "DryRun");
-        let events = wait::events(&client, n).await;
+        // The Event follows the status write that recorded the plan.
+        let mut events = Vec::new();
+        for _ in 0..100 {
+            events = wait::events(&client, n).await;
+            if events.iter().any(|e| e.reason.as_deref() == Some("DryRunPlanned")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(events.iter().any(|e| e.reason.as_deref() == Some("DryRunPlanned")), "{events:#?}");
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(job_count(&client, n).await, 0, "no Job while dryRun is true");
