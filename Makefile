@@ -10,12 +10,20 @@ DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= schedule duration quantity report names
 
-.PHONY: fuzz bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
+.PHONY: install-plugin fuzz bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
 
 all: build
 
 build:
-	$(CARGO) build -p sluice-operator
+	$(CARGO) build -p sluice-operator -p sluice-plugin
+
+# kubectl-sluice (the kubectl plugin) into PLUGIN_DIR, which must be on PATH for `kubectl sluice`.
+PLUGIN_DIR ?= $(HOME)/.local/bin
+install-plugin:
+	$(CARGO) build --release -p sluice-plugin
+	mkdir -p $(PLUGIN_DIR)
+	install -m 0755 "$${CARGO_TARGET_DIR:-target}/release/kubectl-sluice" $(PLUGIN_DIR)/kubectl-sluice
+	@echo "installed $(PLUGIN_DIR)/kubectl-sluice; try: kubectl sluice status"
 
 # Kubernetes binaries (kube-apiserver, etcd, kwok, ...) built from the Go module registry, cached.
 cluster-build:

@@ -15,6 +15,11 @@ use tokio::sync::OnceCell;
 
 use crate::cluster::{artifacts_dir, repo_root};
 
+/// Prices the shared operator is given (`--price-cpu-hour`, `--price-gib-hour`, `--currency`).
+pub const PRICE_CPU_HOUR: f64 = 0.036;
+pub const PRICE_GIB_HOUR: f64 = 0.0036;
+pub const CURRENCY: &str = "EUR";
+
 /// The running operator of this test process.
 pub struct Operator {
     /// Address of its /healthz, /readyz and /metrics, when this process started it.
@@ -116,7 +121,11 @@ pub fn start_operator(kubeconfig: &Path, name: &str) -> Operator {
     std::thread::spawn(move || {
         // The shared operator sends its OpenLineage events to this process's receiver.
         let lineage_url = crate::lineage::url();
-        let (child, addr) = spawn_child(&kubeconfig, &name, &["--lineage-url", &lineage_url]);
+        let (cpu, gib) = (PRICE_CPU_HOUR.to_string(), PRICE_GIB_HOUR.to_string());
+        let prices = ["--price-cpu-hour", &cpu, "--price-gib-hour", &gib, "--currency", CURRENCY];
+        let mut args = vec!["--lineage-url", &lineage_url];
+        args.extend(prices);
+        let (child, addr) = spawn_child(&kubeconfig, &name, &args);
         tx.send(addr).expect("report address");
         let mut child = child;
         let _ = child.wait();

@@ -15,6 +15,7 @@
 pub mod act;
 pub mod api;
 pub mod controller;
+pub mod cost;
 pub mod duration;
 pub mod error;
 pub mod jobs;

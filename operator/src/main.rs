@@ -63,6 +63,38 @@ struct RunArgs {
     leader_election: LeaderElectionArgs,
     #[command(flatten)]
     lineage: LineageArgs,
+    #[command(flatten)]
+    prices: PriceArgs,
+}
+
+/// Prices of reserved resources: with any of them set, run costs carry a currency figure.
+#[derive(clap::Args)]
+struct PriceArgs {
+    /// Price of one CPU core reserved for one hour.
+    #[arg(long, env = "SLUICE_PRICE_CPU_HOUR")]
+    price_cpu_hour: Option<f64>,
+    /// Price of one GiB of memory reserved for one hour.
+    #[arg(long, env = "SLUICE_PRICE_GIB_HOUR")]
+    price_gib_hour: Option<f64>,
+    /// Price of one GPU (`nvidia.com/gpu`, any `*/gpu`) reserved for one hour.
+    #[arg(long, env = "SLUICE_PRICE_GPU_HOUR")]
+    price_gpu_hour: Option<f64>,
+    /// Currency of the prices, for example USD.
+    #[arg(long, env = "SLUICE_CURRENCY", default_value = "USD")]
+    currency: String,
+}
+
+impl PriceArgs {
+    /// The prices, `None` when no price is set.
+    fn prices(&self) -> Option<sluice::cost::Prices> {
+        let set = [self.price_cpu_hour, self.price_gib_hour, self.price_gpu_hour];
+        set.iter().any(Option::is_some).then(|| sluice::cost::Prices {
+            cpu_hour: self.price_cpu_hour.unwrap_or(0.0),
+            gib_hour: self.price_gib_hour.unwrap_or(0.0),
+            gpu_hour: self.price_gpu_hour.unwrap_or(0.0),
+            currency: self.currency.clone(),
+        })
+    }
 }
 
 /// OpenLineage: run events for every step Job, POSTed to an HTTP endpoint.
@@ -153,6 +185,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             total: args.max_running_jobs,
         },
         lineage: args.lineage.config(),
+        prices: args.prices.prices(),
     };
     match election {
         None => controller::run(client, settings, metrics, readiness, shutdown).await,

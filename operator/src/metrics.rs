@@ -2,6 +2,7 @@
 //! unbounded value (run id, Job name, error text) as a label.
 
 pub mod controller_runtime;
+pub mod cost;
 mod families;
 pub mod prune;
 pub mod registry;
@@ -87,6 +88,8 @@ pub struct Metrics {
     pub runtime: controller_runtime::ControllerRuntimeMetrics,
     /// OpenLineage delivery: events sent, dropped, retried, queued.
     pub lineage: crate::lineage::LineageMetrics,
+    /// What finished step Jobs reserved (CPU-, memory-, GPU-seconds, price).
+    pub cost: cost::CostMetrics,
 }
 
 impl Default for Metrics {
@@ -129,6 +132,7 @@ impl Metrics {
             runtime: controller_runtime::ControllerRuntimeMetrics::register(r),
             lineage: crate::lineage::LineageMetrics::register(r),
             backfill: BackfillMetrics::register(r),
+            cost: cost::CostMetrics::register(r),
             dataset_source: Arc::default(),
             object_source: Arc::default(),
             invalid_source: Arc::default(),
@@ -159,6 +163,7 @@ impl Metrics {
         prune::retain(&self.run_duration, pipelines);
         prune::retain(&self.step_duration, pipelines);
         prune::retain(&self.schedule_lag, pipelines);
+        self.cost.prune(&live.pipelines);
         let b = &self.backfill;
         let backfills = ("backfill", &live.backfills);
         prune::retain(&b.partitions, backfills);

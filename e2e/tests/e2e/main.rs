@@ -3,11 +3,14 @@
 
 mod backfills;
 mod bad_input;
+mod cost;
 mod datasets;
+mod dry_run;
 mod exactly_once;
 mod lineage;
 mod malformed;
 mod operator_process;
 mod pipelines;
+mod plugin;
 mod pod_security;
 mod ready;

@@ -97,6 +97,11 @@ pub trait BackfillApi: JobApi {
     fn observe(&self, backfill: &Backfill, uid: &str, now: Timestamp) -> Observed;
     /// Free Job slots under the operator's Job caps (`usize::MAX` when uncapped).
     fn free_job_slots(&self, namespace: &str) -> usize;
+    /// The operator's prices (for dry-run plans); none by default.
+    fn prices(&self) -> Option<crate::cost::Prices> {
+        None
+    }
+
     /// Remembers a Job just created in the in-flight ledger (which the Job caps count too).
     fn launched(&self, namespace: &str, job: &str, launch: Launch);
 }
@@ -156,7 +161,7 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
     };
     let free_job_slots = api.free_job_slots(&namespace);
     let pipeline = observed.pipeline.clone();
-    let facts = Facts { uid: &uid, quota: quota.as_ref(), free_job_slots, name_conflicts, now };
+    let facts = Facts { uid: &uid, quota: quota.as_ref(), free_job_slots, name_conflicts, now, prices: api.prices() };
     let plan = decide_on(&backfill, observed, facts);
 
     // First the status, on the condition that the Backfill is still at the version the
@@ -207,11 +212,12 @@ struct Facts<'a> {
     free_job_slots: usize,
     name_conflicts: Vec<String>,
     now: Timestamp,
+    prices: Option<crate::cost::Prices>,
 }
 
 /// Decides for `backfill` on what was observed (pure).
 fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan {
-    let Facts { uid, quota, free_job_slots, name_conflicts, now } = facts;
+    let Facts { uid, quota, free_job_slots, name_conflicts, now, prices } = facts;
     let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
     let budget = budget(backfill, quota, &jobs, &mut problems);
     let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
@@ -236,6 +242,7 @@ fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan 
         problems,
         blocked_inputs,
         name_conflicts,
+        prices,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct Observed {
     pub outputs_checked: BTreeMap<String, Option<CheckedKey>>,
     /// Steps whose ServiceAccount the namespace does not allow (also in `problems`).
     pub refused_steps: std::collections::BTreeSet<String>,
+    /// What the Pipeline's finished Jobs reserved, and the operator's prices.
+    pub cost: crate::cost::CostInputs,
 }
 
 /// Reading and writing Pipelines, and observing what a Pipeline's decision needs.
@@ -146,6 +148,7 @@ pub fn input<'a>(pipeline: &'a Pipeline, observed: &'a Observed, now: Timestamp)
         blocked_inputs: observed.blocked_inputs.clone(),
         name: pipeline.metadata.name.as_deref().unwrap_or_default(),
         outputs_checked: observed.outputs_checked.clone(),
+        cost: observed.cost.clone(),
     }
 }
 

@@ -69,6 +69,13 @@ pub struct BackfillSpec {
     #[serde(default)]
     pub suspend: bool,
 
+    /// When true, nothing is created: the operator computes the plan (windows and Jobs after
+    /// `reprocess`, resources per partition, estimated CPU- and memory-hours, price and wall
+    /// time) into `status.plan` and a `DryRunPlanned` Event. Setting it to false starts the
+    /// backfill over the same windows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+
     /// Retries per partition and when failures stop the backfill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_policy: Option<FailurePolicy>,
@@ -232,6 +239,11 @@ pub struct BackfillStatus {
     #[schemars(length(max = 10))]
     pub name_conflicts: Vec<String>,
 
+    /// The dry-run plan, computed while `spec.dryRun` is true and kept afterwards (what the
+    /// backfill was expected to run and cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<super::BackfillPlan>,
+
     /// When the first partition started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -324,7 +336,8 @@ pub struct Throttle {
     /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere),
     /// `NameConflict` (a Job this backfill needs exists under another owner; see
     /// `nameConflicts`), `InputContractViolated` (a Dataset the backfilled steps read violates its
-    /// contract with `policy: Block`) or `Suspended`.
+    /// contract with `policy: Block`), `Suspended` or `DryRun` (`spec.dryRun`: the plan is in
+    /// `plan`, nothing is created).
     pub reason: String,
     /// Details, for example "requests.cpu needed 1, free 0.5".
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Watermark", type_ = "string", json_path = ".status.watermark"),
     printcolumn(name = "Data Age", type_ = "date", json_path = ".status.watermark"),
     printcolumn(name = "Max Age", type_ = "string", json_path = ".spec.freshness.maxAge"),
+    printcolumn(name = "CPU-s", type_ = "number", json_path = ".status.cost.total.cpuSeconds", priority = 1),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -187,6 +188,11 @@ pub struct DatasetStatus {
     /// Pipelines that read this dataset (a step lists it in `inputs`, or `trigger.datasets`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<String>,
+
+    /// What producing this dataset reserved: the cost of the producing steps in the finished
+    /// runs each producing Pipeline keeps in `status.recentRuns`, summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::CostSummary>,
 }
 
 /// The run that produced a watermark.

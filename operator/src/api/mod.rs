@@ -5,12 +5,16 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod backfill;
+mod backfill_plan;
 pub mod conditions;
+mod cost;
 mod dataset;
 mod pipeline;
 mod schema;
 
 pub use backfill::*;
+pub use backfill_plan::*;
+pub use cost::*;
 pub use dataset::*;
 pub use pipeline::*;
 

@@ -28,6 +28,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Last Run", type_ = "string", json_path = ".status.lastRunPhase"),
     printcolumn(name = "Last Schedule", type_ = "date", json_path = ".status.lastScheduleTime"),
     printcolumn(name = "Next", type_ = "string", json_path = ".status.nextScheduleTime", priority = 1),
+    printcolumn(name = "CPU-s", type_ = "number", json_path = ".status.cost.total.cpuSeconds", priority = 1),
+    printcolumn(name = "Cost", type_ = "number", json_path = ".status.cost.total.price", priority = 1),
     printcolumn(
         name = "Reason",
         type_ = "string",
@@ -366,6 +368,11 @@ pub struct PipelineStatus {
     /// two runs, also across operator restarts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub consumed_watermarks: BTreeMap<String, Time>,
+
+    /// What the finished runs in `recentRuns` reserved, summed (the kept history, so the figure
+    /// covers the same runs as `successRatio`). `sluice_step_*_total` metrics count every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::CostSummary>,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -407,6 +414,10 @@ pub struct RunRecord {
     /// Whether the run was started by the `sluice.dev/run-now` annotation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// What the run's step Jobs reserved (finished runs): effective pod requests times each
+    /// Job's run time, per step and in total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<super::RunCost>,
 }
 
 /// Phase of a run.

@@ -157,6 +157,10 @@ impl JobApi for KubeBackfills<'_> {
 }
 
 impl BackfillApi for KubeBackfills<'_> {
+    fn prices(&self) -> Option<crate::cost::Prices> {
+        self.ctx.prices.get().cloned().flatten()
+    }
+
     async fn get_backfill(&self, namespace: &str, name: &str) -> Result<Option<Backfill>> {
         let api = Api::<Backfill>::namespaced(self.ctx.client.clone(), namespace);
         api.get_opt(name).await.map_err(|source| Error::GetObject { kind: "Backfill", name: name.to_string(), source })
@@ -243,7 +247,7 @@ fn ready_problems(plan: &Plan) -> Vec<String> {
 }
 
 /// The LimitRange defaults of `namespace`.
-fn container_defaults(ctx: &Context, namespace: &str) -> ContainerDefaults {
+pub(super) fn container_defaults(ctx: &Context, namespace: &str) -> ContainerDefaults {
     let ranges = ctx.limit_ranges.state();
     ContainerDefaults::from_limit_ranges(
         ranges.iter().filter(|l| l.namespace().as_deref() == Some(namespace)).filter_map(|l| l.spec.as_ref()),

@@ -60,6 +60,8 @@ pub struct Context {
     /// Set once every cache has its initial list: before that, a missing object may only be
     /// not listed yet, so reconciles wait.
     pub caches_synced: crate::server::Readiness,
+    /// Prices of reserved resources (`--price-*`), set once at start.
+    pub prices: std::sync::OnceLock<Option<crate::cost::Prices>>,
     failures: Mutex<Failures<FailureKey>>,
 }
 
@@ -88,6 +90,7 @@ impl Context {
             job_caps,
             launch: tokio::sync::Mutex::default(),
             caches_synced,
+            prices: std::sync::OnceLock::new(),
             failures: Mutex::default(),
         })
     }

@@ -59,7 +59,7 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
     let problems = validation::dataset(&dataset.spec);
 
     // Decide.
-    let plan = decide(&Input {
+    let mut plan = decide(&Input {
         spec: &dataset.spec,
         status: current,
         generation: dataset.meta().generation,
@@ -69,6 +69,8 @@ async fn reconcile_dataset(dataset: &Dataset, ctx: &Context) -> Result<Action> {
         consumers: consumers.into_iter().collect(),
         problems: problems.clone(),
     });
+    let kept = pipelines.iter().filter_map(|p| p.status.as_ref().map(|s| (&p.spec, s)));
+    plan.status.cost = crate::cost::dataset_summary(&name, kept);
 
     if !plan.waiting_for_reports.is_empty() {
         tracing::debug!(dataset = %name, runs = ?plan.waiting_for_reports, "waiting for the reports of finished runs");

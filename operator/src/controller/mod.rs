@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod backfill;
 pub mod context;
+pub mod cost;
 pub mod dataset;
 pub mod every_reconcile;
 pub mod guard;
@@ -52,6 +53,8 @@ pub struct Settings {
     pub job_caps: job_cache::JobCaps,
     /// Where OpenLineage events go; none sent when `None`.
     pub lineage: Option<crate::lineage::Config>,
+    /// Prices that turn reserved resources into a currency figure; none when `None`.
+    pub prices: Option<crate::cost::Prices>,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -494,5 +497,7 @@ fn context(
         metrics.runtime.init_controller(controller, settings.concurrency);
     }
     tokio::spawn(ready_when_synced(caches.clone(), dataset_store.clone(), readiness.clone()));
-    Context::new(client, recorder, metrics, caches, settings.job_caps, readiness.clone())
+    let ctx = Context::new(client, recorder, metrics, caches, settings.job_caps, readiness.clone());
+    let _ = ctx.prices.set(settings.prices.clone());
+    ctx
 }

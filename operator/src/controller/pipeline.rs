@@ -196,6 +196,7 @@ impl PipelineApi for KubePipelines<'_> {
             problems,
             refused_steps,
             outputs_checked: outputs_checked(ctx, &self.namespace, pipeline),
+            cost: super::cost::inputs(ctx, &self.namespace, &uid),
         }
     }
 }
@@ -225,6 +226,11 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, obser
         m.runs_finished.with_label_values(&[namespace, name, result]).inc();
         if let Some(d) = finished.duration {
             m.run_duration.with_label_values(&labels).observe(d.as_secs_f64());
+        }
+        // Recorded with the status write that just succeeded: counted once.
+        let record = plan.status.recent_runs.iter().find(|r| r.id == finished.run_id);
+        if let Some(cost) = record.and_then(|r| r.cost.as_ref()) {
+            m.cost.add_run(namespace, name, cost);
         }
         for job in observed.jobs.iter().filter(|j| j.run_id == finished.run_id) {
             let (result, end) = match &job.state {

@@ -56,6 +56,8 @@ pub struct Input<'a> {
     /// (`status.lastCheckedRun`), if any. A succeeded Job of such a step is not deleted before
     /// every one of its output Datasets has checked it, so no run's report is lost to history.
     pub outputs_checked: BTreeMap<String, Option<CheckedKey>>,
+    /// What the finished Jobs reserved, and prices: a run's cost is recorded when it finishes.
+    pub cost: crate::cost::CostInputs,
 }
 
 /// A Dataset's checked-run marker, ordered as the Dataset checks runs: finish time, pipeline,
@@ -322,7 +324,8 @@ fn observe_active_runs(input: &Input<'_>, recorded: &BTreeSet<&str>, plan: &mut 
         if let Some(foreign) = conflict(&run, &input.foreign) {
             resolve_conflict(&run, foreign, own.is_empty(), record.manual, input.now, &mut runs, plan);
         } else if run.finished() {
-            record_finished(&run, record.manual, &mut runs, plan);
+            let cost = crate::cost::run_cost(&run.steps, &own, &input.cost);
+            record_finished(&run, record.manual, cost, &mut runs, plan);
         } else {
             runs.active.push(ActiveRun { id: record.id.clone(), run, manual: record.manual });
         }
@@ -375,12 +378,13 @@ fn resolve_conflict(
         failed_step: Some(foreign.step.clone()),
         reason: Some(reason),
         manual,
+        cost: None,
     };
     plan.finished.push(FinishedRun { run_id: run.run_id.clone(), phase: RunPhase::Failed, duration: None });
     runs.finished.push(record);
 }
 
-fn record_finished(run: &RunState, manual: bool, runs: &mut Runs, plan: &mut Plan) {
+fn record_finished(run: &RunState, manual: bool, cost: Option<crate::api::RunCost>, runs: &mut Runs, plan: &mut Plan) {
     let failed = run.failed_step();
     let phase = if failed.is_some() { RunPhase::Failed } else { RunPhase::Succeeded };
     let run_id = &run.run_id;
@@ -399,6 +403,7 @@ fn record_finished(run: &RunState, manual: bool, runs: &mut Runs, plan: &mut Pla
         failed_step: failed.map(|(s, _)| s.to_string()),
         reason: failed.map(|(_, r)| r.to_string()),
         manual,
+        cost,
     });
 }
 
@@ -801,6 +806,7 @@ fn finish_status(
             failed_step: None,
             reason: None,
             manual: a.manual,
+            cost: None,
         })
         .collect();
     status.active_run_count = active.len() as i32;
@@ -813,6 +819,7 @@ fn finish_status(
     status.success_ratio = (ok + failed > 0).then(|| format!("{:.2}", ok as f64 / (ok + failed) as f64));
     let newest_finished = recent.first().cloned();
     status.recent_runs = recent;
+    status.cost = crate::cost::pipeline_summary(status);
     status.next_schedule_time = match (schedule, spec.suspend) {
         (Some(s), false) => s.next_after(now).map(time),
         _ => None,
@@ -892,6 +899,7 @@ fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {
         failed_step: None,
         reason: Some(reason.to_string()),
         manual: false,
+        cost: None,
     }
 }
 

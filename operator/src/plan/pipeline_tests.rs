@@ -76,6 +76,7 @@ fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> I
         blocked_inputs: vec![],
         name: "p",
         outputs_checked: BTreeMap::new(),
+        cost: Default::default(),
     }
 }
 
@@ -95,6 +96,7 @@ fn active_record(window: Window) -> RunRecord {
         failed_step: None,
         reason: None,
         manual: false,
+        cost: None,
     }
 }
 
@@ -227,6 +229,7 @@ fn the_first_tick_starts_the_window_before_it_with_its_root_steps_only() {
             failed_step: None,
             reason: None,
             manual: false,
+            cost: None,
         }]
     );
     assert_eq!(status.active_run_count, 1);
@@ -309,6 +312,7 @@ fn a_run_whose_steps_all_succeeded_is_recorded_as_succeeded() {
             failed_step: None,
             reason: None,
             manual: false,
+            cost: None,
         }]
     );
     assert_eq!(event_reasons(&plan), ["RunSucceeded"]);
@@ -635,6 +639,7 @@ fn forbid_skips_a_due_window_while_max_concurrent_runs_are_active() {
             failed_step: None,
             reason: Some("ConcurrencyLimit".into()),
             manual: false,
+            cost: None,
         }]
     );
     assert_eq!(event_reasons(&plan), ["RunSkipped"]);

@@ -234,6 +234,7 @@ impl PipelineApi for SimApi<'_> {
             free_job_slots: usize::MAX,
             problems: sluice::validation::pipeline(&pipeline.spec, &NothingExists),
             outputs_checked: Default::default(),
+            cost: Default::default(),
         };
         let server = self.server.lock().unwrap();
         let (lp, lj, _) = replica.lag(&server);

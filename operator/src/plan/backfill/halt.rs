@@ -28,6 +28,8 @@ pub struct Halt<'a> {
     /// Problems found, or no valid schedule.
     pub invalid: bool,
     pub suspended: bool,
+    /// `spec.dryRun`: the plan is computed, nothing is created.
+    pub dry_run: bool,
     /// `failurePolicy.maxFailedPartitions`, when set.
     pub max_failed: Option<i32>,
     /// At least `max_failed` partitions failed.
@@ -55,6 +57,7 @@ pub fn reasons<'a>(
         settled,
         invalid: !valid,
         suspended: input.spec.suspend,
+        dry_run: input.spec.dry_run,
         max_failed,
         failed_stop: max_failed.is_some_and(|m| failed.count() >= i64::from(m)),
         never_fits: demands.iter().find_map(|(step, d)| admission.never_fits(d).map(|n| (*step, n))),
@@ -65,7 +68,7 @@ pub fn reasons<'a>(
 impl Halt<'_> {
     /// Nothing is launched.
     pub fn halted(&self) -> bool {
-        self.settled || self.invalid || self.suspended || self.failed_stop || self.never_fits.is_some()
+        self.settled || self.invalid || self.suspended || self.dry_run || self.failed_stop || self.never_fits.is_some()
     }
 
     /// No new partition starts.

@@ -41,6 +41,7 @@
 //! new partition starts and no step that reads it is launched (`InputContractViolated`).
 
 mod create_round;
+pub mod dry_run;
 pub mod events;
 mod halt;
 mod launch;
@@ -140,6 +141,8 @@ pub struct Input<'a> {
     /// Sluice Jobs of the Pipeline (checked just before this decision): the partitions that
     /// need them wait.
     pub name_conflicts: Vec<String>,
+    /// The operator's prices, for the dry-run plan's price.
+    pub prices: Option<crate::cost::Prices>,
 }
 
 /// A Dataset whose contract has `policy: Block` and whose `SchemaConformant` condition is False.
@@ -254,6 +257,10 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.events = std::mem::take(&mut seen.events);
     let facts = status::Facts { counts, problems: &problems, idle: running == 0, settled: halt.settled };
     plan.events.extend(status::record(input, &mut status, seen, &outcome, facts));
+    if let Some(partitions) = partitions.as_ref().filter(|_| input.spec.dry_run && valid) {
+        let windows = windows_to_run(input, partitions);
+        dry_run_plan(input, &steps, &demands, windows, &mut status, &mut plan.events);
+    }
     plan.events.extend(events::transitions(input.status, &status, &outcome, input.spec.suspend));
     plan.requeue_after = requeue::after(input.now, &launched, status.throttled.as_ref());
     plan.create = launched.create;
@@ -261,6 +268,46 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.headroom = launched.headroom;
     plan.status = status;
     plan
+}
+
+/// The windows of the range that `reprocess` selects (or that wait for runs elsewhere), walked
+/// in order: computed only for a dry run, at most `MAX_PARTITIONS` windows.
+fn windows_to_run(input: &Input<'_>, partitions: &partitions::Partitions<'_>) -> i64 {
+    let mut count = 0;
+    let mut next = partitions.first();
+    let mut walked = 0;
+    while let Some(w) = next.filter(|_| walked < MAX_PARTITIONS) {
+        walked += 1;
+        if records::verdict(input.spec.reprocess, input.records.of(&w)) != partitions::Verdict::Skip {
+            count += 1;
+        }
+        next = partitions.after(&w);
+    }
+    count
+}
+
+/// The dry-run plan into `status.plan`, with a `DryRunPlanned` Event when it changed.
+fn dry_run_plan(
+    input: &Input<'_>,
+    steps: &[&StepSpec],
+    demands: &halt::Demands<'_>,
+    windows: i64,
+    status: &mut BackfillStatus,
+    events: &mut Vec<PlannedEvent>,
+) {
+    let basis = dry_run::Basis {
+        steps,
+        demands,
+        pipeline_status: input.pipeline.and_then(|p| p.status),
+        budget: &input.budget,
+        parallelism: i64::from(input.spec.parallelism.unwrap_or(1).max(1)),
+        prices: input.prices.as_ref(),
+    };
+    let planned = dry_run::plan(&basis, windows);
+    if input.status.plan.as_ref() != Some(&planned) {
+        events.push(PlannedEvent { warning: false, reason: "DryRunPlanned", note: dry_run::describe(&planned) });
+    }
+    status.plan = Some(planned);
 }
 
 #[cfg(test)]

@@ -35,6 +35,9 @@ fn throttle(halt: &Halt<'_>, launches: &mut Launches, c: &PartitionCounts, paral
     if halt.suspended {
         return Some(summary::throttle(reasons::SUSPENDED, "spec.suspend is true: no new Job starts".into()));
     }
+    if halt.dry_run && !halt.settled && !halt.invalid {
+        return Some(summary::throttle(reasons::DRY_RUN, "spec.dryRun is true: the plan is in status.plan".into()));
+    }
     if !halt.blocked.is_empty() && !halt.settled && (c.pending > 0 || c.running > 0) {
         return Some(summary::contract_violated(&halt.blocked));
     }

@@ -185,6 +185,7 @@ mod tests {
             failed_step: None,
             reason: None,
             manual: false,
+            cost: None,
         }
     }
 

@@ -23,9 +23,10 @@ pub mod reasons {
     pub const MAX_FAILED_PARTITIONS: &str = "MaxFailedPartitionsReached";
     pub const INPUT_CONTRACT_VIOLATED: &str = "InputContractViolated";
     pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const DRY_RUN: &str = "DryRun";
 
     /// Every reason, in the order above.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         QUOTA_EXHAUSTED,
         BUDGET_LIMIT_REACHED,
         PARALLELISM_REACHED,
@@ -37,6 +38,7 @@ pub mod reasons {
         MAX_FAILED_PARTITIONS,
         INPUT_CONTRACT_VIOLATED,
         NAME_CONFLICT,
+        DRY_RUN,
     ];
 }
 

@@ -88,6 +88,7 @@ struct World {
     problems: Vec<String>,
     blocked: Vec<BlockedInput>,
     conflicts: Vec<String>,
+    prices: Option<crate::cost::Prices>,
 }
 
 impl World {
@@ -107,6 +108,7 @@ impl World {
             problems: vec![],
             blocked: vec![],
             conflicts: vec![],
+            prices: None,
         }
     }
 
@@ -132,6 +134,7 @@ impl World {
             problems: self.problems.clone(),
             blocked_inputs: self.blocked.clone(),
             name_conflicts: self.conflicts.clone(),
+            prices: self.prices.clone(),
         })
     }
 
@@ -205,6 +208,7 @@ fn record(h: i64, phase: RunPhase) -> RunRecord {
         failed_step: None,
         reason: None,
         manual: false,
+        cost: None,
     }
 }
 
@@ -693,6 +697,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 failed_step: None,
                 reason: None,
                 manual: false,
+                cost: None,
             }
         })
         .collect();
@@ -713,6 +718,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 failed_step: None,
                 reason: None,
                 manual: false,
+                cost: None,
             }
         })
         .collect();
@@ -977,3 +983,6 @@ fn a_window_whose_run_was_recorded_elsewhere_gets_a_run_id_of_its_own_after_its_
     // A window nobody recorded keeps the Pipeline's run id.
     assert_eq!(crate::plan::backfill::run_id_for(&hour(3), false, "uid-1"), hour(3).run_id());
 }
+
+#[path = "dry_run_tests.rs"]
+mod dry_run_tests;
