@@ -3,7 +3,8 @@
 //! Pipeline, Dataset and Backfill flows, with its API requests logged. Then:
 //! - every flow made progress (status, Jobs, Events), and no request was refused;
 //! - every request is covered by the chart's rules, and every verb the rules grant was used by
-//!   some request, except the documented admission-only rule (`update` on `*/finalizers`).
+//!   some request, except the documented admission-only rule (`update` on `*/finalizers`) and
+//!   the rule used only after a stale cache (`get` on Pipelines, see [`WHEN_STALE_ONLY`]).
 //!
 //! Both RBAC layouts are tested: all namespaces (one ClusterRole) and one watched namespace
 //! (Roles). The operator is started with `--namespace <work namespace>` in both, so that it does
@@ -33,6 +34,14 @@ use super::tools::{OperatorProcess, chart_dir, helm_ok, impersonating_kubeconfig
 /// blockOwnerDeletion owner reference to a Pipeline or Backfill is created.
 const ADMISSION_ONLY: [(&str, &str, &str); 2] =
     [("sluice.dev", "pipelines/finalizers", "update"), ("sluice.dev", "backfills/finalizers", "update")];
+
+/// Rules used only on a path the flows cannot force: `get` on a Pipeline is the fresh read after
+/// its status write met a stale cache (a 409), which happens under load or after an API server
+/// restart. The order of that path is pinned by the mocked-API test
+/// `controller::api_order::pipeline::a_stale_cached_pipeline_is_decided_again_on_a_fresh_read`,
+/// and the restart chaos test runs it on the real API server; here a request that uses it must
+/// still be granted, but a run without one passes.
+const WHEN_STALE_ONLY: [(&str, &str, &str); 1] = [("sluice.dev", "pipelines", "get")];
 
 const RUST_LOG: &str = "info,sluice=debug,kube_client::client::builder=debug";
 
@@ -415,8 +424,14 @@ async fn operator_with_the_charts_rights(watch_one_namespace: bool) {
                     grant.permission.resource.as_str(),
                     grant.permission.verb.as_str(),
                 ));
-                println!("  {:<55} {count}{}", grant.permission.to_string(), if admission_only { " (admission only)" } else { "" });
-                if count == 0 && !admission_only {
+                let when_stale = WHEN_STALE_ONLY.contains(&(
+                    grant.permission.group.as_str(),
+                    grant.permission.resource.as_str(),
+                    grant.permission.verb.as_str(),
+                ));
+                let note = if admission_only { " (admission only)" } else if when_stale { " (after a stale cache only)" } else { "" };
+                println!("  {:<55} {count}{note}", grant.permission.to_string());
+                if count == 0 && !admission_only && !when_stale {
                     unused.push(grant.permission.to_string());
                 }
             }
