@@ -130,6 +130,7 @@ fn finished_jobs(p: &Pipeline) -> Vec<Job> {
                 window: crate::schedule::Window { start: run.window.start.0, end: run.window.end.0 },
                 step: step.into(),
                 attempt: 0,
+                demand: (),
             };
             let mut job = build_job(p, &create).unwrap();
             job.status = Some(

@@ -95,14 +95,7 @@ pub struct Upstream {
 /// input or a trigger dataset) violates its contract under policy `Block`.
 pub const HELD: &str = "InputsHeld";
 
-/// A Job to create.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobToCreate {
-    pub run_id: String,
-    pub window: Window,
-    pub step: String,
-    pub attempt: u32,
-}
+pub use super::runs::JobToCreate;
 
 /// A run that started in this decision, for metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -710,6 +703,7 @@ fn launch(input: &Input<'_>, runs: &Runs, plan: &mut Plan) -> Wake {
                     window: active.run.window,
                     step: step.clone(),
                     attempt: *attempt,
+                    demand: (),
                 });
             }
         }

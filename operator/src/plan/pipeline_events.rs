@@ -92,7 +92,7 @@ mod tests {
     fn a_retry_names_the_step_attempt_and_the_previous_failure() {
         let window =
             Window { start: "2026-11-24T10:00:00Z".parse().unwrap(), end: "2026-11-24T11:00:00Z".parse().unwrap() };
-        let create = |attempt| JobToCreate { run_id: "r1".into(), window, step: "extract".into(), attempt };
+        let create = |attempt| JobToCreate { run_id: "r1".into(), window, step: "extract".into(), attempt, demand: () };
         let failed = ObservedJob {
             name: "p-extract-r1".into(),
             run_id: "r1".into(),

@@ -138,7 +138,7 @@ fn all_succeeded(window: Window, finished: &str) -> Vec<ObservedJob> {
 
 /// The Job the plan should create for `step`'s `attempt` in the scheduled run of `window`.
 fn to_create(window: Window, step: &str, attempt: u32) -> JobToCreate {
-    JobToCreate { run_id: window.run_id(), window, step: step.to_string(), attempt }
+    JobToCreate { run_id: window.run_id(), window, step: step.to_string(), attempt, demand: () }
 }
 
 fn condition<'a>(status: &'a PipelineStatus, type_: &str) -> &'a Condition {
@@ -780,7 +780,8 @@ fn run_now_starts_one_manual_run_of_the_latest_complete_window() {
     assert!(id.starts_with("20261124-1000-1h-manual-"), "{id}");
     assert_eq!(plan.started[0].tick, None);
     let w = hour("2026-11-24T10:00:00Z");
-    let expected = |step: &str| JobToCreate { run_id: id.clone(), window: w, step: step.into(), attempt: 0 };
+    let expected =
+        |step: &str| JobToCreate { run_id: id.clone(), window: w, step: step.into(), attempt: 0, demand: () };
     assert_eq!(plan.create, [expected("extract"), expected("audit")]);
     assert_eq!(plan.status.last_manual_trigger.as_deref(), Some("1"));
     assert_eq!(active_ids(&plan.status), [id.as_str()]);

@@ -12,6 +12,18 @@ use jiff::{SignedDuration, Timestamp};
 use crate::api::{PipelineSpec, RetrySpec, StepSpec};
 use crate::schedule::Window;
 
+/// A Job a decision creates: attempt `attempt` of step `step` in run `run_id` over `window`,
+/// named from them ([`crate::jobs::job_name`]). `demand` is what the quota charges its pod: a
+/// Backfill's decision computes it (`quota::PodDemand`), a Pipeline's has none (`()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobToCreate<D = ()> {
+    pub run_id: String,
+    pub window: Window,
+    pub step: String,
+    pub attempt: u32,
+    pub demand: D,
+}
+
 /// What the operator observed of one Job.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedJob {

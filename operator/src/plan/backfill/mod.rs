@@ -153,16 +153,8 @@ pub struct BlockedInput {
     pub message: String,
 }
 
-/// A Job to create.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobToCreate {
-    pub run_id: String,
-    pub window: Window,
-    pub step: String,
-    pub attempt: u32,
-    /// What its pod will be charged by the quota.
-    pub demand: PodDemand,
-}
+/// A Job to create, with what the quota will charge its pod.
+pub type JobToCreate = super::runs::JobToCreate<PodDemand>;
 
 /// The decision.
 #[derive(Clone, Debug, Default)]
