@@ -95,21 +95,24 @@ async fn prometheus_fires_the_stale_dataset_alert_for_a_dataset_made_stale() {
     sluice_e2e::operator::install_crds(&client).await;
     with_namespace(&client, "alerts", |ns| async move {
         let (client, n) = (ns.client.clone(), ns.name.as_str());
-        // Whole seconds: status times are serialised to the second.
-        let watermark = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
-        apply(&client, n, &[dataset("late", "team-orders", "15s"), dataset("fresh", "team-crm", "1h")]).await;
-        apply(&client, n, &[producer("ingest", &["late", "fresh"], watermark)]).await;
         let op = operator_for(n, "alerts-op").await;
         let dir = scratch("prometheus");
         // The alert's `for:` shortened through its chart value; scrapes and evaluations every second.
         write_rules(&dir, &["metrics.prometheusRule.staleFor=3s"]);
         let server = Server::start(&dir, &op.addr, "1s");
         server.wait_ready().await;
+        // The watermark is taken once the operator and Prometheus are up, so the dataset's 20 s of
+        // freshness are spent only on the run and a scrape (under CI load the start-up alone
+        // once took longer, and the fresh series was never seen).
+        // Whole seconds: status times are serialised to the second.
+        let watermark = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
+        apply(&client, n, &[dataset("late", "team-orders", "20s"), dataset("fresh", "team-crm", "1h")]).await;
+        apply(&client, n, &[producer("ingest", &["late", "fresh"], watermark)]).await;
         run_now(&client, n, "ingest").await;
         wait_scraped_fresh(&server, n, "late").await;
         assert!(firing_stale(&server, n).await.is_empty(), "nothing fires while the dataset is fresh");
 
-        let stale_at = watermark + jiff::SignedDuration::from_secs(15);
+        let stale_at = watermark + jiff::SignedDuration::from_secs(20);
         let firing = sluice_e2e::wait::settle(
             Duration::from_secs(60),
             Duration::from_millis(250),
