@@ -36,11 +36,12 @@ async fn the_operator_killed_at_random_moments_runs_every_window_once() {
         let mut ledger = w.start(&client).await;
         let started = Instant::now();
 
-        // Random moments: 0.5 to 6 s apart, so that some kills hit a starting operator (caches
-        // not yet synced) and some hit one in full flight.
+        // Random moments: 0.3 to 2.5 s apart, so that some kills hit a starting operator (caches
+        // not yet synced) and some hit one in full flight, and most fall while the Backfill runs
+        // (on a quiet machine, with up to 4 s between kills, it finished before the 8th).
         let mut at_job_counts = Vec::new();
         for _ in 0..kills {
-            tokio::time::sleep(Duration::from_millis(rng.u64(300..4000))).await;
+            tokio::time::sleep(Duration::from_millis(rng.u64(300..2500))).await;
             op.kill_and_restart().await;
             at_job_counts.push(w.backfill_jobs(&ledger));
         }
@@ -68,11 +69,11 @@ async fn the_operator_killed_at_random_moments_runs_every_window_once() {
             "the Backfill completed: {:#?}",
             backfill.status
         );
-        // Most kills (at least 4 in 5) fell while the Backfill still had partitions to launch;
+        // Most kills (at least 2 in 3) fell while the Backfill still had partitions to launch;
         // how fast it runs depends on the machine.
         let during = at_job_counts.iter().filter(|c| **c < partitions as usize).count();
         assert!(
-            at_job_counts.first() < at_job_counts.last() && during * 5 >= at_job_counts.len() * 4,
+            at_job_counts.first() < at_job_counts.last() && during * 3 >= at_job_counts.len() * 2,
             "the kills fell while the Backfill ran: {at_job_counts:?}"
         );
         figures.assert_all();
