@@ -71,17 +71,26 @@ struct RunArgs {
 #[derive(clap::Args)]
 struct PriceArgs {
     /// Price of one CPU core reserved for one hour.
-    #[arg(long, env = "SLUICE_PRICE_CPU_HOUR")]
+    #[arg(long, env = "SLUICE_PRICE_CPU_HOUR", value_parser = price)]
     price_cpu_hour: Option<f64>,
     /// Price of one GiB of memory reserved for one hour.
-    #[arg(long, env = "SLUICE_PRICE_GIB_HOUR")]
+    #[arg(long, env = "SLUICE_PRICE_GIB_HOUR", value_parser = price)]
     price_gib_hour: Option<f64>,
     /// Price of one GPU (`nvidia.com/gpu`, any `*/gpu`) reserved for one hour.
-    #[arg(long, env = "SLUICE_PRICE_GPU_HOUR")]
+    #[arg(long, env = "SLUICE_PRICE_GPU_HOUR", value_parser = price)]
     price_gpu_hour: Option<f64>,
     /// Currency of the prices, for example USD.
     #[arg(long, env = "SLUICE_CURRENCY", default_value = "USD")]
     currency: String,
+}
+
+/// A price flag: a finite number, zero or more.
+fn price(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        Ok(p) => Err(format!("a price must be a finite number of zero or more, not {p}")),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
 }
 
 impl PriceArgs {
@@ -234,4 +243,19 @@ async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutdown requested; finishing reconciles in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::price;
+
+    #[test]
+    fn a_price_is_a_finite_number_of_zero_or_more() {
+        assert_eq!(price("0.04"), Ok(0.04));
+        assert_eq!(price("0"), Ok(0.0));
+        assert!(price("-1").unwrap_err().contains("zero or more"));
+        assert!(price("inf").is_err());
+        assert!(price("NaN").is_err());
+        assert!(price("cheap").unwrap_err().contains("not a number"));
+    }
 }
