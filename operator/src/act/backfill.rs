@@ -162,11 +162,20 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
     let free_job_slots = api.free_job_slots(&namespace);
     let pipeline = observed.pipeline.clone();
     let facts = Facts { uid: &uid, quota: quota.as_ref(), free_job_slots, name_conflicts, now, prices: api.prices() };
-    let plan = decide_on(&backfill, observed, facts);
+    let held: Vec<(String, String, u32)> =
+        observed.jobs.foreign.iter().map(|f| (f.job.run_id.clone(), f.job.step.clone(), f.job.attempt)).collect();
+    let mut plan = decide_on(&backfill, observed, facts);
+    let creates_free_name = plan.create.iter().any(|c| !held.contains(&(c.run_id.clone(), c.step.clone(), c.attempt)));
+    if backfill.status.as_ref() == Some(&plan.status) && creates_free_name {
+        // An unchanged write keeps the resourceVersion, so a second replica deciding on the
+        // same version would pass the precondition too: make the write change the object.
+        // (A name another owner visibly holds cannot be created, so it needs no fence.)
+        plan.status.fencing_token += 1;
+    }
 
     // First the status, on the condition that the Backfill is still at the version the
-    // decision read; skipped when unchanged, unless the plan creates Jobs (an unchanged apply
-    // writes nothing but checks the precondition).
+    // decision read; skipped when unchanged, unless the plan creates Jobs (then the fencing
+    // token above has changed it).
     let written = if backfill.status.as_ref() != Some(&plan.status) || !plan.create.is_empty() {
         match api.write_status(&backfill, &plan.status).await? {
             StatusWrite::Applied(b) => Some(*b),
@@ -411,11 +420,17 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
     let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
     let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
     let pipeline_uid = pipeline.and_then(|p| p.uid());
-    let in_namespace: Vec<&Arc<Job>> = snapshot
-        .iter()
-        .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
-        .collect();
+    let in_namespace: Vec<&Arc<Job>> =
+        snapshot.iter().filter(|j| j.metadata.namespace.as_deref() == Some(namespace)).collect();
     for job in &in_namespace {
+        if job.metadata.deletion_timestamp.is_some() {
+            // Being deleted (a replaced run, a pruned one): its pod may still write the
+            // window, so another owner's Job keeps the window busy until it is gone.
+            if let Some(foreign) = foreign_job(job, uid, pipeline_label.as_deref(), pipeline_uid.as_deref()) {
+                out.foreign.push(foreign);
+            }
+            continue;
+        }
         let demand = || {
             quota::pod_demand(&job.spec.as_ref().and_then(|s| s.template.spec.clone()).unwrap_or_default(), defaults)
         };
@@ -432,14 +447,8 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
                 out.own_pods.push(demand());
             }
             out.own.push(observed);
-        } else if pipeline_label.is_some() && job.labels().get(jobs::labels::PIPELINE) == pipeline_label.as_ref() {
-            let controller = job.owner_references().iter().find(|o| o.controller == Some(true));
-            let owner = match controller {
-                Some(o) if Some(&o.uid) == pipeline_uid.as_ref() => Owner::Pipeline,
-                Some(o) if o.kind == Backfill::kind(&()) => Owner::Backfill(o.uid.clone()),
-                _ => Owner::Unknown,
-            };
-            out.foreign.push(ForeignJob { job: observed, owner });
+        } else if let Some(foreign) = foreign_job(job, uid, pipeline_label.as_deref(), pipeline_uid.as_deref()) {
+            out.foreign.push(foreign);
         }
     }
     // Jobs created by this process that the snapshot does not show.
@@ -463,6 +472,23 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
         }
     }
     out
+}
+
+/// `job` as a Job of the pipeline (labelled `pipeline_label`) that the Backfill `uid` does not
+/// control, or `None`.
+fn foreign_job(job: &Job, uid: &str, pipeline_label: Option<&str>, pipeline_uid: Option<&str>) -> Option<ForeignJob> {
+    let label = job.labels().get(jobs::labels::PIPELINE).map(String::as_str);
+    if controlled_by(job, uid) || pipeline_label.is_none() || label != pipeline_label {
+        return None;
+    }
+    let observed = job_cache::observe(job)?;
+    let controller = job.owner_references().iter().find(|o| o.controller == Some(true));
+    let owner = match controller {
+        Some(o) if Some(o.uid.as_str()) == pipeline_uid => Owner::Pipeline,
+        Some(o) if o.kind == Backfill::kind(&()) => Owner::Backfill(o.uid.clone()),
+        _ => Owner::Unknown,
+    };
+    Some(ForeignJob { job: observed, owner })
 }
 
 /// Other Backfills of the same pipeline among `backfills` (a cache's), as records.

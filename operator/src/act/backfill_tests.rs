@@ -103,3 +103,26 @@ fn a_taken_name_is_ours_a_sluice_runs_or_squatted() {
     bare.metadata.annotations = None;
     assert_eq!(holder(&bare, "other", "orders"), Created::Squatted);
 }
+
+/// A Job of another owner that is being deleted (a replaced Pipeline run) may still have a pod
+/// writing the window: it stays among the foreign Jobs, so the window stays busy until the Job
+/// is gone. Its own Jobs being deleted are left out, as before.
+#[test]
+fn another_owners_job_being_deleted_still_holds_its_window() {
+    let p = pipeline();
+    let now = ts("2026-11-24T12:00:01Z");
+    let defaults = ContainerDefaults::default();
+    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+    let deleting = |mut job: Job| {
+        job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        job
+    };
+    let (theirs, _) = backfill_job(&p, 0, "other");
+    let (mine, _) = backfill_job(&p, 1, "me");
+    let snapshot = vec![Arc::new(deleting(theirs.clone())), Arc::new(deleting(mine))];
+    let observed = merge_jobs(&snapshot, &mut InFlight::default(), &of, now);
+    let foreign: Vec<String> = observed.foreign.iter().map(|f| f.job.name.clone()).collect();
+    assert_eq!(foreign, [theirs.name_any()]);
+    assert!(observed.own.is_empty(), "{:?}", observed.own);
+    assert!(observed.committed.is_empty(), "pods being deleted are not charged again");
+}

@@ -3,7 +3,10 @@
 //!
 //! 1. Decide on what was observed (the Pipeline as cached, its Jobs, the datasets it names).
 //! 2. Write the decided status with the Pipeline's `resourceVersion` as precondition, whenever
-//!    the decision changes the status or creates or deletes anything. A decision made on a
+//!    the decision changes the status or creates or deletes anything. A decision that creates
+//!    Jobs but leaves the status as it was raises `status.fencingToken`: a write of an unchanged
+//!    object succeeds without a new `resourceVersion`, so without it two replicas deciding on
+//!    one version could both pass the precondition and both create. A decision made on a
 //!    stale Pipeline (the cache has not shown the operator's own last write yet, or a second
 //!    replica wrote meanwhile) fails here and acts on nothing; it is decided again once the
 //!    cache shows the newer Pipeline (the watch event of that write wakes it; the controller
@@ -102,9 +105,15 @@ pub async fn reconcile<A: PipelineApi>(api: &A, pipeline: &Pipeline, now: Timest
         return Ok(Outcome::Gone);
     }
     let observed = api.observe(pipeline);
-    let plan = decide(&input(pipeline, &observed, now));
+    let mut plan = decide(&input(pipeline, &observed, now));
     let unchanged = pipeline.status.as_ref() == Some(&plan.status)
         || (pipeline.status.is_none() && plan.status == PipelineStatus::default());
+    let held = |c: &JobToCreate| {
+        observed.foreign.iter().any(|f| f.run_id == c.run_id && f.step == c.step && f.attempt == c.attempt)
+    };
+    if unchanged && plan.create.iter().any(|c| !held(c)) {
+        plan.status.fencing_token += 1;
+    }
     if !unchanged || !plan.create.is_empty() || !plan.delete.is_empty() {
         match api.write_status(pipeline, &plan.status).await? {
             Written::Applied => {}

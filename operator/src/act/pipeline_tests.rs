@@ -219,3 +219,23 @@ fn our_own_job_under_the_name_is_already_launched() {
     assert!(acted.conflicts.is_empty());
     assert_eq!(acted.created.len(), 1, "only the missing Job is new");
 }
+
+/// Two replicas decide on one Pipeline version whose status already records the run: each
+/// decision creates the run's Jobs and leaves the rest of the status as it was. The first
+/// write raises `fencingToken`, so it changes the object and the second replica's write, on
+/// the same `resourceVersion`, conflicts: it creates nothing. (An unchanged write would
+/// succeed without a new version, and both replicas would act.)
+#[test]
+fn two_replicas_deciding_on_one_version_cannot_both_create() {
+    let cached = pipeline("2", Some(started_status()), 3);
+    let api = FakeApi::new(cached.clone(), vec![], vec![]);
+    let Outcome::Acted(first) = run_reconcile(&api, &cached, now()) else { panic!("not acted") };
+    assert_eq!(first.created.len(), 2, "{:?}", first.plan);
+    assert!(!first.status_changed, "the decision itself leaves the status as it was");
+    assert_eq!(api.server.lock().unwrap().status.as_ref().unwrap().fencing_token, 1);
+
+    let calls_before = api.calls().len();
+    let outcome = run_reconcile(&api, &cached, now());
+    assert!(matches!(outcome, Outcome::Conflict), "{outcome:?}");
+    assert_eq!(api.calls()[calls_before..], [Call::WriteStatus { precondition: "2".into() }]);
+}

@@ -186,6 +186,13 @@ pub struct BackfillStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
+    /// Raised by one at each status write that lets Jobs be created while leaving the rest of
+    /// the status as it was, so that such a write always changes the object: two operator
+    /// replicas that decided on one `resourceVersion` cannot both create (the second write
+    /// meets a conflict). Bookkeeping of the operator, not for users.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fencing_token: i64,
+
     /// Partition counts by phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<PartitionCounts>,
@@ -352,4 +359,8 @@ pub struct Throttle {
     /// reserve, after Jobs not yet counted by the quota); may be negative.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free: Option<Quantity>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }

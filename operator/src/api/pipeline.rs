@@ -354,6 +354,13 @@ pub struct PipelineStatus {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub missed_windows: i64,
 
+    /// Raised by one at each status write that lets Jobs be created while leaving the rest of
+    /// the status as it was, so that such a write always changes the object: two operator
+    /// replicas that decided on one `resourceVersion` cannot both create (the second write
+    /// meets a conflict). Bookkeeping of the operator, not for users.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fencing_token: i64,
+
     /// Value of the `sluice.dev/run-now` annotation last acted on, so that one request starts
     /// one run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
