@@ -10,6 +10,7 @@ mod exactly_once;
 mod lineage;
 mod malformed;
 mod operator_process;
+mod pause;
 mod pipelines;
 mod plugin;
 mod pod_security;

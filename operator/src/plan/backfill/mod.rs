@@ -39,6 +39,12 @@
 //! # Inputs
 //! While a Dataset that a backfilled step reads violates its contract with `policy: Block`, no
 //! new partition starts and no step that reads it is launched (`InputContractViolated`).
+//!
+//! # Protected Datasets
+//! While a Dataset named in `spec.pauseWhen.datasetsStale` is Stale or Warning, or does not
+//! exist, no new partition starts (`ProtectedDatasetStale`, `ProtectedDatasetMissing`;
+//! [`protect`]); partitions in progress continue (their next steps and retries launch). A change
+//! of such a Dataset wakes the backfill, so it resumes when they are fresh again.
 
 mod create_round;
 pub mod dry_run;
@@ -48,6 +54,7 @@ mod launch;
 mod observe;
 mod outcome;
 pub mod partitions;
+pub mod protect;
 pub mod ranges;
 pub mod records;
 mod requeue;
@@ -94,6 +101,9 @@ pub const QUOTA_RETRY: SignedDuration = SignedDuration::from_secs(2);
 /// How soon to look again at inputs whose contract is violated (a Dataset's change does not
 /// wake a Backfill).
 pub const CONTRACT_RETRY: SignedDuration = SignedDuration::from_secs(30);
+/// How soon to look again while protected Datasets hold the backfill. Their changes wake it;
+/// this bounds the wait when that watch lags.
+pub const PROTECT_RETRY: SignedDuration = SignedDuration::from_secs(30);
 /// How soon to look again after a Job name turned out to be held by a Sluice run of the
 /// Pipeline that the caches do not show yet.
 pub const TAKEN_RETRY: SignedDuration = SignedDuration::from_secs(1);
@@ -137,6 +147,8 @@ pub struct Input<'a> {
     pub problems: Vec<String>,
     /// Datasets whose contract (`policy: Block`) is violated: no partition reading one starts.
     pub blocked_inputs: Vec<BlockedInput>,
+    /// Protected Datasets (`spec.pauseWhen.datasetsStale`) that hold new partitions now.
+    pub protected: Vec<protect::ProtectedHold>,
     /// Names of Jobs this backfill would create that exist under another owner and are not
     /// Sluice Jobs of the Pipeline (checked just before this decision): the partitions that
     /// need them wait.
