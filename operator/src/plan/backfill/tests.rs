@@ -212,6 +212,7 @@ fn record(h: i64, phase: RunPhase) -> RunRecord {
         reason: None,
         manual: false,
         cost: None,
+        late_pass: None,
     }
 }
 
@@ -701,6 +702,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 reason: None,
                 manual: false,
                 cost: None,
+                late_pass: None,
             }
         })
         .collect();
@@ -722,6 +724,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 reason: None,
                 manual: false,
                 cost: None,
+                late_pass: None,
             }
         })
         .collect();
