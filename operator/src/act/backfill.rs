@@ -446,6 +446,20 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
             out.foreign.push(ForeignJob { job: observed, owner });
         }
     }
+    // Jobs of the Pipeline being deleted whose pods may still run (a replaced run's): their
+    // window stays busy until they are gone, so no partition writes it beside them.
+    let terminating = snapshot.iter().filter(|j| {
+        j.metadata.namespace.as_deref() == Some(namespace)
+            && j.metadata.deletion_timestamp.is_some()
+            && !controlled_by(j, uid)
+            && pipeline_label.is_some()
+            && j.labels().get(jobs::labels::PIPELINE) == pipeline_label.as_ref()
+    });
+    for job in terminating {
+        if let Some(observed) = job_cache::observe(job).filter(|o| o.state == JobState::Active) {
+            out.foreign.push(ForeignJob { job: observed, owner: Owner::Unknown });
+        }
+    }
     // Jobs created by this process that the snapshot does not show.
     let shown: BTreeSet<(&str, &str)> =
         snapshot.iter().filter_map(|j| Some((j.metadata.namespace.as_deref()?, j.metadata.name.as_deref()?))).collect();

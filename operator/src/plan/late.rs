@@ -83,6 +83,25 @@ pub fn windows(
     out
 }
 
+/// The horizon a Backfill may work up to when the Pipeline's schedule has handled its ticks up
+/// to `horizon`: the tick before the oldest window that the next tick's late passes would
+/// re-run, so a Backfill never starts a window a late pass may still start (and the late pass
+/// of a window a Backfill runs is never due). `None` without lateness (or with no late window
+/// ahead): the horizon itself.
+pub fn backfill_horizon(spec: &PipelineSpec, horizon: Timestamp, created: Timestamp) -> Option<Timestamp> {
+    spec.lateness.as_ref()?;
+    let schedule = Schedule::parse(spec.schedule.as_deref()?, spec.time_zone.as_deref()).ok()?;
+    let rule = crate::schedule::window_rule(spec);
+    let next = schedule.next_after(horizon)?;
+    let window = schedule.window_at(next, rule)?;
+    let (distance, _) = *windows(spec, &schedule, rule, next, &window, created).last()?;
+    let mut tick = next;
+    for _ in 0..distance {
+        tick = schedule.previous_before(tick)?;
+    }
+    Some(schedule.previous_before(tick).unwrap_or(created).min(horizon))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +173,21 @@ mod tests {
         assert!(hourly(&s, "2026-11-24T10:00:00Z", "2026-11-01T00:00:00Z").is_empty());
         s.lateness = None;
         assert!(hourly(&s, "2026-11-24T10:00:00Z", "2026-11-01T00:00:00Z").is_empty());
+    }
+
+    #[test]
+    fn backfills_stay_behind_the_windows_the_next_late_passes_reach() {
+        let s = spec(serde_json::json!({"lookback": 2}));
+        let created = ts("2026-11-01T00:00:00Z");
+        // Handled up to 10:00: the 11:00 tick re-runs the windows of the 10:00 and 09:00 ticks,
+        // so a Backfill works up to the 08:00 tick (window [07:00, 08:00)).
+        assert_eq!(backfill_horizon(&s, ts("2026-11-24T10:00:00Z"), created), Some(ts("2026-11-24T08:00:00Z")));
+        let mut none = s.clone();
+        none.lateness = None;
+        assert_eq!(backfill_horizon(&none, ts("2026-11-24T10:00:00Z"), created), None);
+        // Nothing to reach before the Pipeline existed: the horizon itself.
+        let h = ts("2026-11-24T10:00:00Z");
+        assert_eq!(backfill_horizon(&s, h, ts("2026-11-24T10:30:00Z")), None);
     }
 
     #[test]

@@ -668,8 +668,10 @@ fn admit(
             format!("window {id} skipped: {max_active} run(s) active and policy Forbid"),
             "ConcurrencyLimit",
         ),
-        ConcurrencyPolicy::Replace if !runs.active.is_empty() => {
-            let old = runs.active.remove(0);
+        // The oldest active run of a window's own (a late pass is not counted, so not replaced).
+        ConcurrencyPolicy::Replace if runs.active.iter().any(|a| a.late.is_none()) => {
+            let oldest = runs.active.iter().position(|a| a.late.is_none()).unwrap_or_default();
+            let old = runs.active.remove(oldest);
             plan.delete.extend(input.jobs.iter().filter(|j| j.run_id == old.id).map(|j| j.name.clone()));
             plan.events.push(event(
                 false,
@@ -790,14 +792,18 @@ fn history(
     let mut recent: Vec<RunRecord> = runs.finished.clone();
     recent.extend(old_finished);
     sort_newest_first(&mut recent);
-    recent.truncate(MAX_RECENT_RUNS.max(keep_ok + keep_failed));
+    keep_newest(&mut recent, MAX_RECENT_RUNS.max(keep_ok + keep_failed), |r| {
+        runs.finished.iter().any(|f| f.id == r.id)
+    });
     // A skipped late pass is no window that went unrun: its window has its own record.
     let skipped_windows = runs.skipped.iter().filter(|r| r.phase == RunPhase::Skipped && r.late_pass.is_none());
     status.skipped_windows += skipped_windows.count() as i64;
     let mut skipped: Vec<RunRecord> = runs.skipped.clone();
     skipped.extend(old_skipped);
     sort_newest_first(&mut skipped);
-    skipped.truncate(MAX_SKIPPED_RUNS);
+    // A skipped late pass is written at least once (it is not counted in skippedWindows).
+    let new_late = |r: &RunRecord| r.late_pass.is_some() && runs.skipped.iter().any(|s| s.id == r.id);
+    keep_newest(&mut skipped, MAX_SKIPPED_RUNS, new_late);
 
     // Keep the Jobs of the newest `successful` and `failed` finished runs and of active runs.
     let mut keep: BTreeSet<&str> = runs.active.iter().map(|a| a.id.as_str()).collect();
@@ -822,6 +828,18 @@ fn history(
     }
     status.skipped_runs = skipped;
     recent
+}
+
+/// The first `limit` records, and beyond them those `written_once` says must be written in this
+/// status at least once: a run recorded in this decision (a late pass of an old window sorts
+/// behind newer windows) is never dropped before any status held it, so its Jobs are never
+/// deleted unrecorded.
+fn keep_newest(records: &mut Vec<RunRecord>, limit: usize, written_once: impl Fn(&RunRecord) -> bool) {
+    let mut i = 0;
+    records.retain(|r| {
+        i += 1;
+        i <= limit || written_once(r)
+    });
 }
 
 /// Whether `job` succeeded for a step whose output Datasets have not all checked it yet.
@@ -958,17 +976,20 @@ fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {
     }
 }
 
-/// The late passes of the scheduled windows due now (`spec.lateness`), nearest first for each.
+/// The late passes (`spec.lateness`) of the newest scheduled window due now, nearest first.
+/// Only the newest: when a decision catches up several ticks, the older ticks' windows run now
+/// themselves, and the late passes of one decision stay at most `late::MAX_LOOKBACK`.
 fn late_candidates(input: &Input<'_>, schedule: &Schedule, rule: WindowRule, due: &[Candidate]) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    for c in due {
-        let Some(tick) = c.tick else { continue };
-        for (distance, window) in super::late::windows(input.spec, schedule, rule, tick, &c.window, input.created) {
+    let Some((tick, newest)) = due.iter().filter_map(|c| c.tick.map(|t| (t, c))).max_by_key(|(t, _)| *t) else {
+        return Vec::new();
+    };
+    super::late::windows(input.spec, schedule, rule, tick, &newest.window, input.created)
+        .into_iter()
+        .map(|(distance, window)| {
             let id = super::late::run_id(&window, distance);
-            out.push(Candidate { late: Some(distance), ..Candidate::new(window, id) });
-        }
-    }
-    out
+            Candidate { late: Some(distance), ..Candidate::new(window, id) }
+        })
+        .collect()
 }
 
 /// A late pass: started unless already known, its name held elsewhere, or its window busy (a
@@ -988,7 +1009,9 @@ fn admit_late(
     let window = candidate.window;
     let own_id = window.run_id();
     let backfilled = input.foreign.iter().any(|f| f.backfill && f.run_id.starts_with(&own_id));
-    if runs.window_busy(&window) || queue.iter().any(|q| window_of(q) == window) || backfilled {
+    let running = input.jobs.iter().any(|j| j.window == window && j.state == JobState::Active);
+    let replaced = runs.skipped.iter().any(|r| r.phase == RunPhase::Replaced && window_of(&r.window) == window);
+    if runs.window_busy(&window) || queue.iter().any(|q| window_of(q) == window) || backfilled || running || replaced {
         plan.events.push(event(
             true,
             "RunSkipped",

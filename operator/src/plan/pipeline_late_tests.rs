@@ -210,3 +210,22 @@ fn manual_runs_have_no_late_passes() {
     assert_eq!(plan.started.len(), 1);
     assert!(plan.started[0].run_id.contains("-manual-"));
 }
+
+#[test]
+fn replace_stops_the_oldest_own_run_never_a_late_pass() {
+    let spec = spec(json!({"concurrency": {"maxConcurrentRuns": 1, "policy": "Replace"}}));
+    let first = decide(&input(&spec, &handled_until("2026-11-24T10:00:00Z"), "2026-11-24T11:00:00.5Z"));
+    // At 12:00 every run of 11:00 is still running: the scheduled one is replaced, the late
+    // passes (older windows, first in order) run on.
+    let mut i = input(&spec, &first.status, "2026-11-24T12:00:00.5Z");
+    i.jobs = finished(&first, "2026-11-24T11:00:01Z");
+    for j in &mut i.jobs {
+        j.state = JobState::Active;
+    }
+    let plan = decide(&i);
+    let replaced: Vec<&str> =
+        plan.status.skipped_runs.iter().filter(|r| r.phase == RunPhase::Replaced).map(|r| r.id.as_str()).collect();
+    assert_eq!(replaced, ["20261124-1000-1h"]);
+    assert_eq!(plan.delete, ["p-extract-20261124-1000-1h"]);
+    assert!(plan.status.active_runs.iter().any(|r| r.id == "20261124-0900-1h-late1"));
+}

@@ -29,7 +29,7 @@ use world::{Config, run};
 /// build).
 const CI_SEEDS: u64 = 150;
 /// Seeds that find a defect not fixed yet, each with a test marked `#[ignore]` below.
-const KNOWN_DEFECTS: &[u64] = &[199, 24, 130];
+const KNOWN_DEFECTS: &[u64] = &[199, 10];
 
 /// Two replicas act on one status: the second one's write of the status it read changes
 /// nothing, so its precondition holds, and it acts on a decision made from other records.
@@ -146,11 +146,13 @@ fn pipelines_and_backfills_keep_every_window_exactly_once() {
 }
 
 /// Not diagnosed yet: with two replicas and lagging caches, a Backfill starts a window (under
-/// its own run id) while the Pipeline's run of the window still has a Job running.
-const BUSY_WINDOW_STARTED: &[u64] = &[24, 130];
+/// its own run id) while the Pipeline's run of the window still has a Job running. Seeds 24 and
+/// 130 found it before a Backfill counted the Pipeline's Jobs being deleted (a replaced run's)
+/// as busy; seed 10 (with `spec.lateness`) still does, and shrinks with both replicas acting.
+const BUSY_WINDOW_STARTED: &[u64] = &[10];
 
 #[test]
-#[ignore = "not diagnosed: a Backfill starts a window whose Pipeline run is in progress (seed 24)"]
+#[ignore = "not diagnosed: a Backfill starts a window whose Pipeline run is in progress (seed 10)"]
 fn a_backfill_never_starts_a_window_in_progress_elsewhere() {
     simulate(BUSY_WINDOW_STARTED, false);
 }

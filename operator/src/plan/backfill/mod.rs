@@ -35,6 +35,8 @@
 //! Windows whose tick the Pipeline's schedule has not handled yet (later than both the
 //! Pipeline's creation and its `lastScheduleTime`) are the schedule's: they stay pending until
 //! the schedule has run or passed them, so a backfill never races a scheduled run for a window.
+//! With `spec.lateness` the windows the next tick's late passes would re-run are the schedule's
+//! too, so a backfill never races a late pass either.
 //!
 //! # Inputs
 //! While a Dataset that a backfilled step reads violates its contract with `policy: Block`, no
@@ -211,10 +213,12 @@ pub fn run_id_for(window: &Window, taken: bool, uid: &str) -> String {
 }
 
 /// The instant up to which the Pipeline's schedule has handled its ticks: windows whose tick is
-/// later may still be started by it.
+/// later may still be started by it. With `spec.lateness`, moved back to before the windows the
+/// next tick's late passes re-run (`late::backfill_horizon`): those are the schedule's too.
 pub fn schedule_horizon(pipeline: &PipelineView<'_>) -> Timestamp {
     let last = pipeline.status.and_then(|s| s.last_schedule_time.as_ref()).map(|t| t.0);
-    last.map_or(pipeline.created, |l| l.max(pipeline.created))
+    let handled = last.map_or(pipeline.created, |l| l.max(pipeline.created));
+    crate::plan::late::backfill_horizon(pipeline.spec, handled, pipeline.created).unwrap_or(handled)
 }
 
 /// Decides what to do for one Backfill: the windows of its range, its partitions as observed,
