@@ -20,6 +20,8 @@ pub mod labels {
     pub const STEP: &str = "sluice.dev/step";
     pub const ATTEMPT: &str = "sluice.dev/attempt";
     pub const BACKFILL: &str = "sluice.dev/backfill";
+    /// On the Jobs of a late pass (`spec.lateness`): its distance from the scheduled window.
+    pub const LATE_PASS: &str = "sluice.dev/late-pass";
 }
 
 /// Annotations on every Job Sluice creates.
@@ -102,6 +104,9 @@ pub fn build(req: &StepJob<'_>) -> Job {
     ]);
     if let Some(backfill) = req.backfill {
         labels.insert(labels::BACKFILL.to_string(), label_value(backfill));
+    }
+    if let Some(distance) = crate::plan::late::pass_of(req.run_id) {
+        labels.insert(labels::LATE_PASS.to_string(), distance.to_string());
     }
     let annotations = BTreeMap::from([
         (annotations::WINDOW_START.to_string(), req.window.start.to_string()),

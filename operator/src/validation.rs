@@ -41,6 +41,7 @@ pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
             }
         }
     }
+    problems.extend(lateness(spec));
     problems.extend(step_graph(spec));
     problems.extend(step_templates(spec));
     let mut missing = BTreeMap::<&str, &str>::new();
@@ -65,6 +66,32 @@ pub fn pipeline(spec: &PipelineSpec, lookup: &dyn Lookup) -> Vec<String> {
     }
     for (name, field) in missing {
         problems.push(format!("{field}: Dataset {name:?} does not exist in this namespace"));
+    }
+    problems
+}
+
+/// Problems with `spec.lateness` (the schema and CEL rules say the same at apply time).
+fn lateness(spec: &PipelineSpec) -> Vec<String> {
+    let Some(lateness) = &spec.lateness else { return Vec::new() };
+    let mut problems = Vec::new();
+    let max = crate::plan::late::MAX_LOOKBACK as i32;
+    match (lateness.lookback, lateness.duration.as_deref()) {
+        (Some(n), None) if !(1..=max).contains(&n) => {
+            problems.push(format!("spec.lateness.lookback: {n} is outside 1..={max}"));
+        }
+        (None, Some(d)) => match duration::parse(d) {
+            Ok(d) if d.is_positive() => {}
+            Ok(_) => problems.push("spec.lateness.duration must be a positive duration".to_string()),
+            Err(e) => problems.push(format!("spec.lateness.duration: {e}")),
+        },
+        (Some(_), None) => {}
+        _ => problems.push("spec.lateness: set exactly one of lookback or duration".to_string()),
+    }
+    if !spec.steps.iter().any(|s| s.late_rerun) {
+        problems.push("spec.lateness: no step has lateRerun: true, so late passes would run nothing".to_string());
+    }
+    if spec.schedule.is_none() {
+        problems.push("spec.lateness needs spec.schedule: late passes follow scheduled runs".to_string());
     }
     problems
 }
@@ -339,6 +366,7 @@ mod tests {
             template: Default::default(),
             retries: None,
             active_deadline_seconds: None,
+            late_rerun: false,
         }
     }
 
@@ -354,6 +382,7 @@ mod tests {
             steps,
             concurrency: None,
             history: None,
+            lateness: None,
         }
     }
 

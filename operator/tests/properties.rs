@@ -194,6 +194,30 @@ proptest! {
     }
 
     #[test]
+    fn late_pass_names_are_valid_distinct_and_read_back(
+        pipeline in object_name(),
+        step in dns_label(40),
+        secs in 0i64..4_000_000_000,
+        hours in 1i64..10_000,
+        d in 1u32..=sluice::plan::late::MAX_LOOKBACK,
+        e in 1u32..=sluice::plan::late::MAX_LOOKBACK,
+    ) {
+        let start = Timestamp::from_second(secs).expect("in range");
+        let window = sluice::schedule::Window { start, end: start + SignedDuration::from_hours(hours) };
+        let run_id = sluice::plan::late::run_id(&window, d);
+        prop_assert!(is_label_value(&run_id), "{run_id}");
+        prop_assert_eq!(sluice::plan::late::pass_of(&run_id), Some(d));
+        prop_assert_eq!(sluice::plan::late::pass_of(&window.run_id()), None);
+        let name = jobs::job_name(&pipeline, &step, &run_id, 0);
+        prop_assert!(is_dns_subdomain(&name) && name.len() <= jobs::MAX_JOB_NAME, "{name}");
+        // Distinct from the window's own Job and from every other pass of it.
+        prop_assert_ne!(&name, &jobs::job_name(&pipeline, &step, &window.run_id(), 0));
+        if d != e {
+            prop_assert_ne!(&name, &jobs::job_name(&pipeline, &step, &sluice::plan::late::run_id(&window, e), 0));
+        }
+    }
+
+    #[test]
     fn label_values_are_valid_and_deterministic(value in object_name()) {
         let label = jobs::label_value(&value);
         prop_assert!(is_label_value(&label), "{label}");

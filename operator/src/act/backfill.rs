@@ -39,6 +39,7 @@ use crate::api::{Backfill, BackfillStatus, Pipeline};
 use crate::controller::job_cache;
 use crate::error::{Error, Result};
 use crate::jobs::{self, StepJob};
+use crate::plan::backfill::protect::ProtectedHold;
 use crate::plan::backfill::ranges::RangeSet;
 use crate::plan::backfill::records::{ForeignJob, Owner, Records, Sibling};
 use crate::plan::backfill::{
@@ -70,6 +71,8 @@ pub struct Observed {
     pub siblings: Vec<Sibling>,
     /// Datasets read by the Pipeline's steps whose contract (`policy: Block`) is violated.
     pub blocked_inputs: Vec<BlockedInput>,
+    /// Protected Datasets (`spec.pauseWhen.datasetsStale`) that are stale or missing.
+    pub protected: Vec<ProtectedHold>,
 }
 
 /// Reading and writing Backfills, and what a Backfill's decision needs.
@@ -227,7 +230,7 @@ struct Facts<'a> {
 /// Decides for `backfill` on what was observed (pure).
 fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan {
     let Facts { uid, quota, free_job_slots, name_conflicts, now, prices } = facts;
-    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs } = observed;
+    let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs, protected } = observed;
     let budget = budget(backfill, quota, &jobs, &mut problems);
     let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
     let default_status = BackfillStatus::default();
@@ -250,6 +253,7 @@ fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan 
         free_job_slots,
         problems,
         blocked_inputs,
+        protected,
         name_conflicts,
         prices,
     })

@@ -76,6 +76,11 @@ pub struct BackfillSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 
+    /// Conditions that pause admission of new partitions: while one holds, partitions already
+    /// started continue and no new one starts; admission resumes by itself when none holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_when: Option<PauseWhen>,
+
     /// Retries per partition and when failures stop the backfill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_policy: Option<FailurePolicy>,
@@ -84,6 +89,21 @@ pub struct BackfillSpec {
     /// scheduled runs, and/or explicit limits of the backfill's own share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+}
+
+/// When a backfill pauses admission by itself.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseWhen {
+    /// Protected Datasets (names in this namespace): while one of them is `Stale` or `Warning`
+    /// (its `Fresh` condition, as the Dataset controller writes it), typically because the
+    /// backfill starves the scheduled runs that produce it, no new partition starts (throttle
+    /// reason `ProtectedDatasetStale`, naming them). A name with no Dataset also pauses
+    /// (`ProtectedDatasetMissing`): a misspelt name must not silently disable the protection.
+    /// A Dataset never produced (`Unknown`) does not pause.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 253), regex(pattern = super::OBJECT_NAME_PATTERN)))]
+    pub datasets_stale: Vec<String>,
 }
 
 /// A time range [start, end).
@@ -343,8 +363,9 @@ pub struct Throttle {
     /// schedule), `WindowsBusy` (the next windows have runs in progress elsewhere),
     /// `NameConflict` (a Job this backfill needs exists under another owner; see
     /// `nameConflicts`), `InputContractViolated` (a Dataset the backfilled steps read violates its
-    /// contract with `policy: Block`), `Suspended` or `DryRun` (`spec.dryRun`: the plan is in
-    /// `plan`, nothing is created).
+    /// contract with `policy: Block`), `ProtectedDatasetStale` / `ProtectedDatasetMissing` (see
+    /// `spec.pauseWhen`), `Suspended` or `DryRun` (`spec.dryRun`: the plan is in `plan`, nothing
+    /// is created).
     pub reason: String,
     /// Details, for example "requests.cpu needed 1, free 0.5".
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -44,6 +44,8 @@ use serde::{Deserialize, Serialize};
 #[x_kube(validation = Rule::new("self.steps.all(s, !has(s.dependsOn) || !(s.name in s.dependsOn))").message("spec.steps[].dependsOn: a step cannot depend on itself").field_path(".steps").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("self.steps.all(a, !has(a.dependsOn) || a.dependsOn.all(d, self.steps.all(b, b.name != d || !has(b.dependsOn) || !(a.name in b.dependsOn))))").message("spec.steps[].dependsOn: two steps depend on each other (dependency cycle)").field_path(".steps").reason(Reason::FieldValueInvalid))]
 #[x_kube(validation = Rule::new("self.steps.all(s, !has(s.outputs) || s.outputs.all(o, self.steps.exists_one(t, has(t.outputs) && o in t.outputs)))").message("spec.steps[].outputs: each dataset can be produced by one step only").field_path(".steps").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.lateness) || self.steps.exists(s, has(s.lateRerun) && s.lateRerun)").message("spec.lateness: no step has lateRerun: true, so late passes would run nothing").field_path(".lateness").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("!has(self.lateness) || has(self.schedule)").message("spec.lateness needs spec.schedule: late passes follow scheduled runs").field_path(".lateness").reason(Reason::FieldValueRequired))]
 #[serde(rename_all = "camelCase")]
 pub struct PipelineSpec {
     /// Cron schedule in five-field syntax (minute hour day-of-month month day-of-week), evaluated
@@ -95,6 +97,48 @@ pub struct PipelineSpec {
     /// How many finished runs, and their Jobs, to keep.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistorySpec>,
+
+    /// Late-arriving data: each scheduled run also re-runs the steps with `lateRerun: true` for
+    /// the previous windows (a *late pass* per earlier window), so rows that landed after a
+    /// window's run are picked up without a Backfill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lateness: Option<LatenessSpec>,
+}
+
+/// How far back each scheduled run re-runs earlier windows for late-arriving data.
+///
+/// The run due at tick T (window W) starts, beside W's run, one late pass for each of the
+/// previous windows W-1 .. W-N whose tick came after the Pipeline was created: run id
+/// `<run id of W-d>-late<d>` (d = how many windows before W), the window W-d, only the steps
+/// with `lateRerun: true` (a dependency on another step counts as met), Jobs labelled
+/// `sluice.dev/late-pass: "<d>"`. The same (window, d) always gives the same name, and the late
+/// passes become active in status in the same write that records T as handled, so a restart or
+/// a stale cache never starts one twice nor loses one. A late pass does not count against
+/// `concurrency.maxConcurrentRuns`; the operator's Job caps apply. A late pass whose window has
+/// a run in progress (its own run, another late pass, a Backfill's Jobs) is recorded Skipped
+/// (`WindowBusy`, with an Event) rather than run beside it. While an input's contract holds
+/// runs, no late pass starts.
+///
+/// Datasets: a late pass never moves a watermark past its window's end (a reported watermark
+/// is capped at it), so re-running an old window never makes a Dataset look fresher.
+/// Backfills: a late pass in progress makes its window busy for Backfills (they wait); a late
+/// pass's record does not count as the window's run for `reprocess` (only the window's own
+/// runs do), so `reprocess: Missing` and `Failed` judge windows as without lateness.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.lookback) != has(self.duration)").message("spec.lateness: set exactly one of lookback or duration").reason(Reason::FieldValueInvalid))]
+pub struct LatenessSpec {
+    /// How many previous windows each scheduled run re-runs (1 to 24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 24))]
+    pub lookback: Option<i32>,
+
+    /// Re-run the previous windows that start within this duration before the scheduled
+    /// window's start ("6h"), at most 24 of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms))+$"))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("spec.lateness.duration must be a positive duration such as 6h"))]
+    pub duration: Option<String>,
 }
 
 /// The partition window of a run, relative to the tick that starts it.
@@ -210,6 +254,10 @@ pub struct StepSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+
+    /// Whether the late passes of `spec.lateness` re-run this step for earlier windows.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late_rerun: bool,
 }
 
 /// The kind of a step.
@@ -425,6 +473,10 @@ pub struct RunRecord {
     /// Job's run time, per step and in total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<super::RunCost>,
+    /// For a late pass (`spec.lateness`): how many windows before the scheduled window that
+    /// started it this run's window is. Unset for a window's own runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_pass: Option<i32>,
 }
 
 /// Phase of a run.

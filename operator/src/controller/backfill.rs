@@ -23,7 +23,9 @@
 //! acting replicas are not coordinated beyond that: run one leader.
 //!
 //! The Backfill wakes up when one of its Jobs changes (mapped from the shared Job stream after
-//! the cache has it), when its ResourceQuota, Pipeline or a LimitRange of its namespace changes,
+//! the cache has it), when its ResourceQuota, Pipeline, a protected Dataset
+//! (`spec.pauseWhen.datasetsStale`, after the Dataset cache has the change) or a LimitRange of
+//! its namespace changes,
 //! and at precise times (a retry's backoff ending); never on a periodic resync. Deleting a
 //! Backfill deletes its Jobs through their owner references (background propagation), which
 //! stops their pods.
@@ -48,6 +50,7 @@ use crate::act::{self, JobApi};
 use crate::api::conditions::{self, types};
 use crate::api::{Backfill, BackfillStatus, BackfillSteps, DriftPolicy, Pipeline, StepKind};
 use crate::error::{Error, Result};
+use crate::plan::backfill::protect::{self, ProtectedHold};
 use crate::plan::backfill::summary::reasons;
 use crate::plan::backfill::{BlockedInput, Plan};
 use crate::quota::{ContainerDefaults, Launch};
@@ -223,7 +226,8 @@ impl BackfillApi for KubeBackfills<'_> {
         };
         let siblings = siblings(&ctx.backfills.state(), namespace, &backfill.spec.pipeline_ref.name, uid);
         let blocked_inputs = blocked_inputs(ctx, namespace, pipeline.as_deref());
-        Observed { pipeline, problems, container_defaults: defaults, jobs, siblings, blocked_inputs }
+        let protected = protected(ctx, namespace, backfill);
+        Observed { pipeline, problems, container_defaults: defaults, jobs, siblings, blocked_inputs, protected }
     }
 
     fn free_job_slots(&self, namespace: &str) -> usize {
@@ -270,6 +274,21 @@ fn blocked_inputs(ctx: &Context, namespace: &str, pipeline: Option<&Pipeline>) -
                 .and_then(|s| conditions::find(&s.conditions, types::SCHEMA_CONFORMANT))
                 .filter(|c| c.status == "False")?;
             blocks.then(|| BlockedInput { dataset: name.to_string(), message: violated.message.clone() })
+        })
+        .collect()
+}
+
+/// The protected Datasets (`spec.pauseWhen.datasetsStale`) that hold new partitions, from the
+/// Dataset cache (whose changes wake the Backfill after the cache has them).
+fn protected(ctx: &Context, namespace: &str, backfill: &Backfill) -> Vec<ProtectedHold> {
+    let names = backfill.spec.pause_when.as_ref().map(|p| p.datasets_stale.as_slice()).unwrap_or_default();
+    names
+        .iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|name| {
+            let dataset = ctx.datasets.get(name, namespace);
+            protect::hold(name, dataset.is_some(), dataset.as_ref().and_then(|d| d.status.as_ref()))
         })
         .collect()
 }

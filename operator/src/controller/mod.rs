@@ -208,6 +208,13 @@ pub async fn run(
     // The Pipeline controller reads Datasets from this cache, filled by the same stream that
     // wakes it, so an upstream watermark seen in the event is seen by the reconcile too.
     let (dataset_view, dataset_stream) = cached(watches.api::<Guarded<Dataset>>(), watches.config());
+    // The same stream wakes the Backfills that protect a Dataset, after the cache has it.
+    let (dataset_changes, changed_datasets) = futures::channel::mpsc::unbounded();
+    let dataset_stream = dataset_stream.inspect(move |dataset| {
+        if let Ok(dataset) = dataset {
+            let _ = dataset_changes.unbounded_send((dataset.namespace(), dataset.name_any()));
+        }
+    });
     let caches = Caches {
         pipelines: kinds.pipeline_store.clone(),
         datasets: ValidStore::new(dataset_view),
@@ -225,6 +232,7 @@ pub async fn run(
         accounts: accounts.namespaces,
         limit_ranges: limit_range_stream,
         quotas: quota_stream,
+        datasets: changed_datasets,
     };
     let backfills = wire_backfills(kinds.backfills, backfill_wakes, &watches, &caches.backfills);
     let ctx = context(&settings, client, metrics, caches, &kinds.dataset_store, lineage_queue, &readiness);
@@ -440,10 +448,13 @@ struct BackfillWakes<L, Q> {
     accounts: UnboundedReceiver<Option<String>>,
     limit_ranges: L,
     quotas: Q,
+    /// A Dataset that changed (namespace, name), after the Dataset cache has it: the Backfills
+    /// that protect it.
+    datasets: UnboundedReceiver<(Option<String>, String)>,
 }
 
-/// The Backfill controller woken by its Jobs, the accounts and LimitRanges of its namespace, and
-/// the Pipeline and ResourceQuota it names.
+/// The Backfill controller woken by its Jobs, the accounts and LimitRanges of its namespace, the
+/// Pipeline and ResourceQuota it names and the Datasets it protects.
 fn wire_backfills(
     controller: Controller<Guarded<Backfill>>,
     wakes: BackfillWakes<
@@ -453,13 +464,18 @@ fn wire_backfills(
     watches: &Watches,
     store: &ValidStore<Backfill>,
 ) -> Controller<Guarded<Backfill>> {
-    let (by_pipeline, by_quota, by_limit_range, by_account) =
-        (store.clone(), store.clone(), store.clone(), store.clone());
+    let (by_pipeline, by_quota, by_limit_range, by_account, by_dataset) =
+        (store.clone(), store.clone(), store.clone(), store.clone(), store.clone());
     let account_wakes =
         wakes.accounts.flat_map(move |namespace| futures::stream::iter(backfill::in_namespace(&by_account, namespace)));
+    let dataset_wakes = wakes.datasets.flat_map(move |(namespace, dataset)| {
+        let backfills = by_dataset.state();
+        futures::stream::iter(wakes::backfills_protecting(backfills.iter().map(|b| &**b), &namespace, &dataset))
+    });
     controller
         .reconcile_on(wakes.jobs)
         .reconcile_on(account_wakes)
+        .reconcile_on(dataset_wakes)
         .watches_stream(wakes.limit_ranges, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
         .watches(watches.api::<Guarded<Pipeline>>(), watches.config(), move |pipeline| {
             let backfills = by_pipeline.state();

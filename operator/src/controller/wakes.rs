@@ -63,6 +63,17 @@ pub fn backfills_of_quota<'a>(
     backfills.into_iter().filter(|b| &b.namespace() == namespace && names(b)).map(guard::key_of).collect()
 }
 
+/// The Backfills of `namespace` that protect Dataset `dataset` (`spec.pauseWhen.datasetsStale`).
+pub fn backfills_protecting<'a>(
+    backfills: impl IntoIterator<Item = &'a Backfill>,
+    namespace: &Option<String>,
+    dataset: &str,
+) -> Vec<Key<Backfill>> {
+    let protects =
+        |b: &Backfill| b.spec.pause_when.as_ref().is_some_and(|p| p.datasets_stale.iter().any(|d| d == dataset));
+    backfills.into_iter().filter(|b| &b.namespace() == namespace && protects(b)).map(guard::key_of).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -159,5 +170,21 @@ mod tests {
         assert_eq!(names(backfills_of_pipeline(&backfills, &ns("a"), "orders")), ["a/one", "a/two"]);
         assert_eq!(names(backfills_of_quota(&backfills, &ns("a"), "batch")), ["a/one", "a/three"]);
         assert!(backfills_of_quota(&backfills, &ns("a"), "other").is_empty());
+    }
+
+    #[test]
+    fn a_dataset_wakes_the_backfills_that_protect_it() {
+        let mut backfills = [
+            backfill("a", "one", "orders", None),
+            backfill("a", "two", "orders", None),
+            backfill("b", "three", "orders", None),
+        ];
+        for b in [0, 2] {
+            backfills[b].spec.pause_when =
+                Some(crate::api::PauseWhen { datasets_stale: vec!["curated".into(), "raw".into()] });
+        }
+        assert_eq!(names(backfills_protecting(&backfills, &ns("a"), "raw")), ["a/one"]);
+        assert_eq!(names(backfills_protecting(&backfills, &ns("b"), "curated")), ["b/three"]);
+        assert!(backfills_protecting(&backfills, &ns("a"), "other").is_empty());
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! The watermark is the end of the newest window whose producing step succeeded, or the watermark
 //! the step reported. It only moves forward: a backfill of an old window never moves it, so an
-//! old partition recomputed cannot make a stale dataset look fresh. A step that rewrites a whole
+//! old partition recomputed cannot make a stale dataset look fresh; a late pass's watermark is
+//! capped at its window's end for the same reason. A step that rewrites a whole
 //! table (no partitions) should report `watermark` = the time its data is complete up to;
 //! otherwise the end of its run's window is used.
 //!
@@ -79,11 +80,14 @@ impl ProducedRun {
     }
 
     /// The watermark this run establishes: the reported one within bounds, else the window's end.
+    /// A late pass (`spec.lateness`) re-ran an old window: it establishes at most that window's
+    /// end, so it never makes the Dataset look fresher than the window it re-ran.
     pub fn watermark(&self, now: Timestamp) -> Timestamp {
-        match self.report().and_then(|r| r.watermark) {
+        let w = match self.report().and_then(|r| r.watermark) {
             Some(w) if w <= self.watermark_bound(now) => w,
             _ => self.window.end,
-        }
+        };
+        if super::late::pass_of(&self.run_id).is_some() { w.min(self.window.end) } else { w }
     }
 
     /// The order in which runs are checked: by finish, then pipeline, run id and step.

@@ -363,3 +363,32 @@ fn a_run_whose_report_is_pending_is_checked_when_it_arrives_even_after_a_later_r
     let violation = second.events.iter().find(|e| e.reason == "ContractViolated").expect("the old run is checked");
     assert!(violation.note.contains("old"), "{}", violation.note);
 }
+
+#[test]
+fn a_late_pass_never_moves_the_watermark_past_its_window_nor_back() {
+    let spec = spec(serde_json::json!({}));
+    // The 10:00 window's own run: watermark 11:00.
+    let own =
+        run("20261124-1000-1h", "2026-11-24T10:00:00Z", "2026-11-24T11:00:00Z", "2026-11-24T11:00:05Z", Some(Ok(None)));
+    let st = decide_at(&spec, &DatasetStatus::default(), vec![own.clone()], "2026-11-24T11:00:06Z").status;
+    assert_eq!(st.watermark.as_ref().unwrap().0, ts("2026-11-24T11:00:00Z"));
+    // A late pass of the 08:00 window finishes at 13:00 and reports "data complete up to now":
+    // capped at its window end (09:00), below the watermark, so nothing moves and the Dataset
+    // turns Warning at 12:00 and Stale at 13:00 as without it.
+    let report = Report { rows_written: Some(7), watermark: Some(ts("2026-11-24T13:00:00Z")), schema: None };
+    let late = run(
+        "20261124-0800-1h-late3",
+        "2026-11-24T08:00:00Z",
+        "2026-11-24T09:00:00Z",
+        "2026-11-24T13:00:00Z",
+        Some(Ok(Some(report.clone()))),
+    );
+    let plan = decide_at(&spec, &st, vec![own.clone(), late.clone()], "2026-11-24T13:00:01Z");
+    assert_eq!(plan.status.watermark.as_ref().unwrap().0, ts("2026-11-24T11:00:00Z"), "not moved by the late pass");
+    assert_eq!(plan.status.produced_by.as_ref().unwrap().run, "20261124-1000-1h");
+    assert_eq!(plan.status.freshness.as_ref().unwrap().state, FreshnessState::Stale);
+    // The same report from the window's own run would have moved it.
+    let own_late = ProducedRun { run_id: "20261124-0800-1h".into(), ..late };
+    let plan = decide_at(&spec, &st, vec![own, own_late], "2026-11-24T13:00:01Z");
+    assert_eq!(plan.status.watermark.as_ref().unwrap().0, ts("2026-11-24T13:00:00Z"));
+}

@@ -4,6 +4,7 @@ pub mod backfill;
 pub mod dataset;
 pub mod dataset_events;
 pub mod failures;
+pub mod late;
 pub mod pipeline;
 pub mod pipeline_events;
 pub mod ready;

@@ -152,6 +152,26 @@ struct ActiveRun {
     id: String,
     run: RunState,
     manual: bool,
+    /// Set for a late pass: its distance (`plan::late`).
+    late: Option<u32>,
+}
+
+/// What started a run, as its record keeps it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Origin {
+    manual: bool,
+    late: Option<u32>,
+}
+
+impl Origin {
+    fn of(record: &RunRecord) -> Self {
+        Origin { manual: record.manual, late: record.late_pass.and_then(|d| u32::try_from(d).ok()) }
+    }
+}
+
+/// The steps a run runs: every step, or for a late pass those with `lateRerun: true`.
+fn run_steps(spec: &PipelineSpec, late: Option<u32>) -> Vec<&StepSpec> {
+    if late.is_some() { super::late::steps(spec) } else { spec.steps.iter().collect() }
 }
 
 /// A window that may start in this decision.
@@ -164,11 +184,13 @@ struct Candidate {
     tick: Option<Timestamp>,
     /// Set for the window of a data-aware trigger: what starting it consumes.
     trigger: Option<TriggerWindow>,
+    /// Set for a late pass: its distance from the scheduled window that started it.
+    late: Option<u32>,
 }
 
 impl Candidate {
     fn new(window: Window, id: String) -> Self {
-        Self { window, id, manual: false, tick: None, trigger: None }
+        Self { window, id, manual: false, tick: None, trigger: None, late: None }
     }
 }
 
@@ -199,8 +221,15 @@ impl Runs {
             || self.finished.iter().chain(&self.skipped).any(|r| r.id == id)
     }
 
+    /// Runs counted against `maxConcurrentRuns`: late passes are not.
     fn slots_taken(&self) -> usize {
-        self.active.len() + self.to_start.len()
+        self.active.iter().filter(|a| a.late.is_none()).count()
+            + self.to_start.iter().filter(|c| c.late.is_none()).count()
+    }
+
+    /// Whether `window` has a run in progress or starting here.
+    fn window_busy(&self, window: &Window) -> bool {
+        self.active.iter().any(|a| a.run.window == *window) || self.to_start.iter().any(|c| c.window == *window)
     }
 }
 
@@ -244,8 +273,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
     if input.problems.is_empty() && !spec.suspend {
         let mut candidates = manual_candidate(input, schedule.as_ref(), rule, &mut status);
         let mut queue: Vec<PartitionWindow> = std::mem::take(&mut status.queued_windows);
+        let mut late = Vec::new();
         if let Some(schedule) = schedule.as_ref() {
-            candidates.extend(due_ticks(input, schedule, rule, &mut status, &mut plan));
+            let due = due_ticks(input, schedule, rule, &mut status, &mut plan);
+            late = late_candidates(input, schedule, rule, &due);
+            candidates.extend(due);
         }
         candidates.extend(trigger_candidate(input));
         let concurrency = spec.concurrency.clone().unwrap_or_default();
@@ -261,6 +293,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
             for candidate in candidates {
                 admit(candidate, &admission, input, &recorded, &mut queue, &mut runs, &mut status, &mut plan);
             }
+            for candidate in late {
+                admit_late(candidate, input, &recorded, &queue, &mut runs, &mut plan);
+            }
         }
         status.queued_windows = queue;
     }
@@ -270,23 +305,33 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let recent = history(input, &runs, old_finished, old_skipped, &mut status, &mut plan);
     finish_status(input, schedule.as_ref(), &runs, recent, ready, &mut status, &mut plan);
 
-    // When to look again: the next tick, the next retry, or a free slot.
-    let mut next = status.next_schedule_time.as_ref().map(|t| t.0);
-    if let Some(w) = wake.at {
-        next = Some(next.map_or(w, |n| n.min(w)));
-    }
-    plan.requeue_after = next.map(|t| t.duration_since(now).max(SignedDuration::from_millis(10)));
-    if wake.capped {
-        plan.requeue_after = Some(plan.requeue_after.map_or(CAP_RETRY, |r| r.min(CAP_RETRY)));
-    }
-    if plan.waiting_for_datasets {
-        let retry = DATASET_CHECK_RETRY;
-        plan.requeue_after = Some(plan.requeue_after.map_or(retry, |r| r.min(retry)));
-    }
+    plan.requeue_after = look_again(now, &status, &wake, plan.waiting_for_datasets);
     plan.events.extend(super::pipeline_events::suspension(&input.status.conditions, spec.suspend));
     plan.events.extend(super::pipeline_events::retries(&plan.create, &input.jobs));
     plan.status = status;
     plan
+}
+
+/// When to look again: the next tick, the next retry, a free slot, or output Datasets'
+/// checks.
+fn look_again(
+    now: Timestamp,
+    status: &PipelineStatus,
+    wake: &Wake,
+    waiting_for_datasets: bool,
+) -> Option<SignedDuration> {
+    let mut next = status.next_schedule_time.as_ref().map(|t| t.0);
+    if let Some(w) = wake.at {
+        next = Some(next.map_or(w, |n| n.min(w)));
+    }
+    let mut after = next.map(|t| t.duration_since(now).max(SignedDuration::from_millis(10)));
+    if wake.capped {
+        after = Some(after.map_or(CAP_RETRY, |r| r.min(CAP_RETRY)));
+    }
+    if waiting_for_datasets {
+        after = Some(after.map_or(DATASET_CHECK_RETRY, |r| r.min(DATASET_CHECK_RETRY)));
+    }
+    after
 }
 
 /// Finished and skipped records, each newest window first. Skipped and Replaced records that an
@@ -306,21 +351,22 @@ fn sort_newest_first(records: &mut [RunRecord]) {
 /// The runs recorded active, derived from their Jobs; those that finished are recorded, those
 /// whose Job names another object holds are handed over or failed.
 fn observe_active_runs(input: &Input<'_>, recorded: &BTreeSet<&str>, plan: &mut Plan) -> Runs {
-    let all_steps: Vec<&StepSpec> = input.spec.steps.iter().collect();
     let mut runs = Runs::default();
     for record in &input.status.active_runs {
         if recorded.contains(record.id.as_str()) || runs.knows(&record.id, recorded) {
             continue;
         }
+        let origin = Origin::of(record);
+        let steps = run_steps(input.spec, origin.late);
         let own: Vec<&ObservedJob> = input.jobs.iter().filter(|j| j.run_id == record.id).collect();
-        let run = derive_run(input.spec, &all_steps, &record.id, window_of(&record.window), &own, input.now);
+        let run = derive_run(input.spec, &steps, &record.id, window_of(&record.window), &own, input.now);
         if let Some(foreign) = conflict(&run, &input.foreign) {
-            resolve_conflict(&run, foreign, own.is_empty(), record.manual, input.now, &mut runs, plan);
+            resolve_conflict(&run, foreign, own.is_empty(), origin, input.now, &mut runs, plan);
         } else if run.finished() {
             let cost = crate::cost::run_cost(&run.steps, &own, &input.cost);
-            record_finished(&run, record.manual, cost, &mut runs, plan);
+            record_finished(&run, origin, cost, &mut runs, plan);
         } else {
-            runs.active.push(ActiveRun { id: record.id.clone(), run, manual: record.manual });
+            runs.active.push(ActiveRun { id: record.id.clone(), run, manual: origin.manual, late: origin.late });
         }
     }
     runs
@@ -342,7 +388,7 @@ fn resolve_conflict(
     run: &RunState,
     foreign: &ForeignJob,
     nothing_launched: bool,
-    manual: bool,
+    origin: Origin,
     now: Timestamp,
     runs: &mut Runs,
     plan: &mut Plan,
@@ -353,7 +399,9 @@ fn resolve_conflict(
             "RunByBackfill",
             format!("window {} is run by {}: not started here", run.run_id, foreign.holder),
         ));
-        runs.skipped.push(skipped_record(&run.window, &run.run_id, "RunByBackfill"));
+        let mut record = skipped_record(&run.window, &run.run_id, "RunByBackfill");
+        record.late_pass = origin.late.map(|d| d as i32);
+        runs.skipped.push(record);
         return;
     }
     let reason = format!("NameConflict: Job {} is held by {}", foreign.name, foreign.holder);
@@ -370,14 +418,21 @@ fn resolve_conflict(
         finished: Some(time(now)),
         failed_step: Some(foreign.step.clone()),
         reason: Some(reason),
-        manual,
+        manual: origin.manual,
         cost: None,
+        late_pass: origin.late.map(|d| d as i32),
     };
     plan.finished.push(FinishedRun { run_id: run.run_id.clone(), phase: RunPhase::Failed, duration: None });
     runs.finished.push(record);
 }
 
-fn record_finished(run: &RunState, manual: bool, cost: Option<crate::api::RunCost>, runs: &mut Runs, plan: &mut Plan) {
+fn record_finished(
+    run: &RunState,
+    origin: Origin,
+    cost: Option<crate::api::RunCost>,
+    runs: &mut Runs,
+    plan: &mut Plan,
+) {
     let failed = run.failed_step();
     let phase = if failed.is_some() { RunPhase::Failed } else { RunPhase::Succeeded };
     let run_id = &run.run_id;
@@ -395,8 +450,9 @@ fn record_finished(run: &RunState, manual: bool, cost: Option<crate::api::RunCos
         finished: run.finished_at().map(time),
         failed_step: failed.map(|(s, _)| s.to_string()),
         reason: failed.map(|(_, r)| r.to_string()),
-        manual,
+        manual: origin.manual,
         cost,
+        late_pass: origin.late.map(|d| d as i32),
     });
 }
 
@@ -559,9 +615,10 @@ fn dequeue(
 /// (a Backfill) or failed (anyone else) instead of started.
 fn taken_elsewhere(candidate: &Candidate, input: &Input<'_>, runs: &mut Runs, plan: &mut Plan) -> bool {
     let Some(foreign) = input.foreign.iter().find(|f| f.run_id == candidate.id) else { return false };
-    let all_steps: Vec<&StepSpec> = input.spec.steps.iter().collect();
-    let run = derive_run(input.spec, &all_steps, &candidate.id, candidate.window, &[], input.now);
-    resolve_conflict(&run, foreign, true, candidate.manual, input.now, runs, plan);
+    let steps = run_steps(input.spec, candidate.late);
+    let run = derive_run(input.spec, &steps, &candidate.id, candidate.window, &[], input.now);
+    let origin = Origin { manual: candidate.manual, late: candidate.late };
+    resolve_conflict(&run, foreign, true, origin, input.now, runs, plan);
     true
 }
 
@@ -611,8 +668,10 @@ fn admit(
             format!("window {id} skipped: {max_active} run(s) active and policy Forbid"),
             "ConcurrencyLimit",
         ),
-        ConcurrencyPolicy::Replace if !runs.active.is_empty() => {
-            let old = runs.active.remove(0);
+        // The oldest active run of a window's own (a late pass is not counted, so not replaced).
+        ConcurrencyPolicy::Replace if runs.active.iter().any(|a| a.late.is_none()) => {
+            let oldest = runs.active.iter().position(|a| a.late.is_none()).unwrap_or_default();
+            let old = runs.active.remove(oldest);
             plan.delete.extend(input.jobs.iter().filter(|j| j.run_id == old.id).map(|j| j.name.clone()));
             plan.events.push(event(
                 false,
@@ -624,6 +683,7 @@ fn admit(
             record.started = old.run.started.map(time);
             record.finished = Some(time(input.now));
             record.manual = old.manual;
+            record.late_pass = old.late.map(|d| d as i32);
             runs.skipped.push(record);
             consume_trigger(&candidate, status);
             runs.to_start.push(candidate);
@@ -656,22 +716,21 @@ fn consume_trigger(candidate: &Candidate, status: &mut PipelineStatus) {
 
 /// The new runs join the active runs with their root steps ready to launch.
 fn start_runs(input: &Input<'_>, runs: &mut Runs, plan: &mut Plan) {
-    let all_steps: Vec<&StepSpec> = input.spec.steps.iter().collect();
     for c in std::mem::take(&mut runs.to_start) {
-        let run = derive_run(input.spec, &all_steps, &c.id, c.window, &[], input.now);
-        plan.started.push(StartedRun { run_id: c.id.clone(), tick: c.tick });
+        let steps = run_steps(input.spec, c.late);
+        let run = derive_run(input.spec, &steps, &c.id, c.window, &[], input.now);
+        plan.started.push(StartedRun { run_id: c.id.clone(), tick: c.tick.filter(|_| c.late.is_none()) });
+        let how = match (c.manual, c.late) {
+            (true, _) => " (manual)".to_string(),
+            (false, Some(d)) => format!(" (late pass, {d} window(s) before the scheduled one)"),
+            (false, None) => String::new(),
+        };
         plan.events.push(event(
             false,
             "RunStarted",
-            format!(
-                "run {} started for window [{}, {}){}",
-                c.id,
-                c.window.start,
-                c.window.end,
-                if c.manual { " (manual)" } else { "" }
-            ),
+            format!("run {} started for window [{}, {}){how}", c.id, c.window.start, c.window.end),
         ));
-        runs.active.push(ActiveRun { id: c.id, run, manual: c.manual });
+        runs.active.push(ActiveRun { id: c.id, run, manual: c.manual, late: c.late });
     }
     // One order for the same set of runs, whatever the order they were found in.
     runs.active.sort_by(|a, b| (a.run.window.start, &a.id).cmp(&(b.run.window.start, &b.id)));
@@ -733,12 +792,18 @@ fn history(
     let mut recent: Vec<RunRecord> = runs.finished.clone();
     recent.extend(old_finished);
     sort_newest_first(&mut recent);
-    recent.truncate(MAX_RECENT_RUNS.max(keep_ok + keep_failed));
-    status.skipped_windows += runs.skipped.iter().filter(|r| r.phase == RunPhase::Skipped).count() as i64;
+    keep_newest(&mut recent, MAX_RECENT_RUNS.max(keep_ok + keep_failed), |r| {
+        runs.finished.iter().any(|f| f.id == r.id)
+    });
+    // A skipped late pass is no window that went unrun: its window has its own record.
+    let skipped_windows = runs.skipped.iter().filter(|r| r.phase == RunPhase::Skipped && r.late_pass.is_none());
+    status.skipped_windows += skipped_windows.count() as i64;
     let mut skipped: Vec<RunRecord> = runs.skipped.clone();
     skipped.extend(old_skipped);
     sort_newest_first(&mut skipped);
-    skipped.truncate(MAX_SKIPPED_RUNS);
+    // A skipped late pass is written at least once (it is not counted in skippedWindows).
+    let new_late = |r: &RunRecord| r.late_pass.is_some() && runs.skipped.iter().any(|s| s.id == r.id);
+    keep_newest(&mut skipped, MAX_SKIPPED_RUNS, new_late);
 
     // Keep the Jobs of the newest `successful` and `failed` finished runs and of active runs.
     let mut keep: BTreeSet<&str> = runs.active.iter().map(|a| a.id.as_str()).collect();
@@ -763,6 +828,18 @@ fn history(
     }
     status.skipped_runs = skipped;
     recent
+}
+
+/// The first `limit` records, and beyond them those `written_once` says must be written in this
+/// status at least once: a run recorded in this decision (a late pass of an old window sorts
+/// behind newer windows) is never dropped before any status held it, so its Jobs are never
+/// deleted unrecorded.
+fn keep_newest(records: &mut Vec<RunRecord>, limit: usize, written_once: impl Fn(&RunRecord) -> bool) {
+    let mut i = 0;
+    records.retain(|r| {
+        i += 1;
+        i <= limit || written_once(r)
+    });
 }
 
 /// Whether `job` succeeded for a step whose output Datasets have not all checked it yet.
@@ -801,6 +878,7 @@ fn finish_status(
             reason: None,
             manual: a.manual,
             cost: None,
+            late_pass: a.late.map(|d| d as i32),
         })
         .collect();
     status.active_run_count = active.len() as i32;
@@ -894,9 +972,66 @@ fn skipped_record(window: &Window, id: &str, reason: &str) -> RunRecord {
         reason: Some(reason.to_string()),
         manual: false,
         cost: None,
+        late_pass: None,
     }
+}
+
+/// The late passes (`spec.lateness`) of the newest scheduled window due now, nearest first.
+/// Only the newest: when a decision catches up several ticks, the older ticks' windows run now
+/// themselves, and the late passes of one decision stay at most `late::MAX_LOOKBACK`.
+fn late_candidates(input: &Input<'_>, schedule: &Schedule, rule: WindowRule, due: &[Candidate]) -> Vec<Candidate> {
+    let Some((tick, newest)) = due.iter().filter_map(|c| c.tick.map(|t| (t, c))).max_by_key(|(t, _)| *t) else {
+        return Vec::new();
+    };
+    super::late::windows(input.spec, schedule, rule, tick, &newest.window, input.created)
+        .into_iter()
+        .map(|(distance, window)| {
+            let id = super::late::run_id(&window, distance);
+            Candidate { late: Some(distance), ..Candidate::new(window, id) }
+        })
+        .collect()
+}
+
+/// A late pass: started unless already known, its name held elsewhere, or its window busy (a
+/// run in progress or starting here, queued, or a Backfill's Jobs): then it is recorded Skipped
+/// (`WindowBusy`) so that it never runs beside another run of the window.
+fn admit_late(
+    candidate: Candidate,
+    input: &Input<'_>,
+    recorded: &BTreeSet<&str>,
+    queue: &[PartitionWindow],
+    runs: &mut Runs,
+    plan: &mut Plan,
+) {
+    if runs.knows(&candidate.id, recorded) || taken_elsewhere(&candidate, input, runs, plan) {
+        return;
+    }
+    let window = candidate.window;
+    let own_id = window.run_id();
+    let backfilled = input.foreign.iter().any(|f| f.backfill && f.run_id.starts_with(&own_id));
+    let running = input.jobs.iter().any(|j| j.window == window && j.state == JobState::Active);
+    let replaced = runs.skipped.iter().any(|r| r.phase == RunPhase::Replaced && window_of(&r.window) == window);
+    if runs.window_busy(&window) || queue.iter().any(|q| window_of(q) == window) || backfilled || running || replaced {
+        plan.events.push(event(
+            true,
+            "RunSkipped",
+            format!(
+                "late pass {} skipped: window [{}, {}) has a run in progress",
+                candidate.id, window.start, window.end
+            ),
+        ));
+        let mut record = skipped_record(&window, &candidate.id, "WindowBusy");
+        record.late_pass = candidate.late.map(|d| d as i32);
+        runs.skipped.push(record);
+        return;
+    }
+    runs.to_start.push(candidate);
 }
 
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pipeline_late_tests.rs"]
+mod late_tests;

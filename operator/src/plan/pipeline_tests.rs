@@ -97,6 +97,7 @@ fn active_record(window: Window) -> RunRecord {
         reason: None,
         manual: false,
         cost: None,
+        late_pass: None,
     }
 }
 
@@ -230,6 +231,7 @@ fn the_first_tick_starts_the_window_before_it_with_its_root_steps_only() {
             reason: None,
             manual: false,
             cost: None,
+            late_pass: None,
         }]
     );
     assert_eq!(status.active_run_count, 1);
@@ -313,6 +315,7 @@ fn a_run_whose_steps_all_succeeded_is_recorded_as_succeeded() {
             reason: None,
             manual: false,
             cost: None,
+            late_pass: None,
         }]
     );
     assert_eq!(event_reasons(&plan), ["RunSucceeded"]);
@@ -640,6 +643,7 @@ fn forbid_skips_a_due_window_while_max_concurrent_runs_are_active() {
             reason: Some("ConcurrencyLimit".into()),
             manual: false,
             cost: None,
+            late_pass: None,
         }]
     );
     assert_eq!(event_reasons(&plan), ["RunSkipped"]);

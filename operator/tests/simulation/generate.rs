@@ -79,6 +79,9 @@ pub struct Scenario {
 pub const QUOTA: &str = "compute";
 
 pub fn scenario(rng: &mut Rng) -> Scenario {
+    // Lateness is drawn from an RNG of its own, so that the rest of a seed's scenario and its
+    // faults stay what they were before lateness existed.
+    let mut late_rng = Rng::new(rng.clone().next_u64() ^ 0x1a7e_1a7e);
     let (schedule, period) = *rng.pick(&[
         ("*/2 * * * * *", 2),
         ("*/5 * * * * *", 5),
@@ -119,6 +122,16 @@ pub fn scenario(rng: &mut Rng) -> Scenario {
     if rng.chance(30) {
         spec["startingDeadlineSeconds"] = json!(rng.range(1, 3) as i64 * period);
     }
+    if late_rng.chance(50) {
+        spec["lateness"] = json!({"lookback": late_rng.range(1, 3)});
+        let steps = spec["steps"].as_array_mut().expect("steps");
+        let opted = late_rng.below(steps.len() as u64) as usize;
+        for (i, step) in steps.iter_mut().enumerate() {
+            if i == opted || late_rng.chance(30) {
+                step["lateRerun"] = json!(true);
+            }
+        }
+    }
     let created: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
     let created = created + SignedDuration::from_secs(rng.below(period as u64) as i64);
     let spec: PipelineSpec = serde_json::from_value(spec).expect("generated spec");
@@ -128,7 +141,11 @@ pub fn scenario(rng: &mut Rng) -> Scenario {
     // counts them too) and for one to a few backfill Jobs.
     let per_run: i64 = spec.steps.iter().map(step_milli).sum();
     let runs = spec.concurrency.as_ref().and_then(|c| c.max_concurrent_runs).unwrap_or(1) as i64 + 1;
-    let reserve = per_run * runs;
+    // With lateness the scheduled runs also start late passes (up to `lookback` a tick, each
+    // lasting up to 3 periods): the reserve covers those too, as it must in a real namespace.
+    let lookback = spec.lateness.as_ref().and_then(|l| l.lookback).unwrap_or(0) as i64;
+    let late_milli: i64 = spec.steps.iter().filter(|s| s.late_rerun).map(step_milli).sum();
+    let reserve = per_run * runs + late_milli * lookback * 3;
     let biggest = spec.steps.iter().map(step_milli).max().unwrap_or(0);
     let room = biggest * rng.range(1, 4) as i64 + rng.below(300) as i64;
     let backfills = if rng.chance(30) { 2 } else { 1 };

@@ -10,13 +10,17 @@ use sluice::api::{BackfillStatus, PipelineStatus, Reprocess, RunPhase};
 
 use crate::model::{self, Fact, Server};
 
+/// (step, window (start, end), owner UID, late pass or "").
+pub type SuccessKey = (String, (String, String), String, String);
+
 #[derive(Debug, Default)]
 pub struct Invariants {
     seen: usize,
     /// The owners that created each Job name, in order.
     creates: BTreeMap<String, Vec<String>>,
-    /// Succeeded Jobs per (step, window, owner UID).
-    pub successes: BTreeMap<(String, (String, String), String), Vec<String>>,
+    /// Succeeded Jobs per (step, window, owner UID, late pass): a window's own run and each of
+    /// its late passes succeed once each.
+    pub successes: BTreeMap<SuccessKey, Vec<String>>,
     /// Backfills whose `Complete` condition has been True.
     completed: BTreeSet<String>,
     /// Whether the checks between Backfills (the quota bounds, one owner runs a window at a
@@ -32,6 +36,9 @@ pub struct Invariants {
     pub ever_recorded: BTreeSet<String>,
     /// Run ids ever recorded Skipped in a written status.
     pub ever_skipped: BTreeSet<String>,
+    /// Every `status.lastScheduleTime` ever written: the newest tick of a decision, the one
+    /// whose late passes that decision starts.
+    pub schedule_times: BTreeSet<Timestamp>,
 }
 
 fn finished_ids(status: Option<&PipelineStatus>) -> BTreeSet<&str> {
@@ -49,7 +56,22 @@ impl Invariants {
         for fact in &server.facts[self.seen..] {
             self.seen += 1;
             match fact {
-                Fact::Created { name, owner, window, busy_elsewhere, succeeded_elsewhere, pipeline_records_run } => {
+                Fact::Created {
+                    name,
+                    owner,
+                    window,
+                    busy_elsewhere,
+                    busy_beside,
+                    succeeded_elsewhere,
+                    pipeline_records_run,
+                } => {
+                    if !busy_beside.is_empty() {
+                        return Err(format!(
+                            "late-pass Job {name} was created for window [{}, {}) while another run of the window \
+                             runs: {busy_beside:?}",
+                            window.0, window.1
+                        ));
+                    }
                     let creators = self.creates.entry(name.clone()).or_default();
                     creators.push(owner.clone());
                     let (n, first) = (creators.len(), creators[0].clone());
@@ -89,12 +111,14 @@ impl Invariants {
                         ));
                     }
                 }
-                Fact::Succeeded { name, step, window, owner } => {
-                    let jobs = self.successes.entry((step.clone(), window.clone(), owner.clone())).or_default();
+                Fact::Succeeded { name, step, window, pass, owner } => {
+                    let key = (step.clone(), window.clone(), owner.clone(), pass.clone());
+                    let jobs = self.successes.entry(key).or_default();
                     jobs.push(name.clone());
                     if jobs.len() > 1 {
+                        let what = if pass.is_empty() { String::new() } else { format!(" (late pass {pass})") };
                         return Err(format!(
-                            "step {step} of window [{}, {}) succeeded {} times for owner {owner}: {jobs:?}",
+                            "step {step} of window [{}, {}){what} succeeded {} times for owner {owner}: {jobs:?}",
                             window.0,
                             window.1,
                             jobs.len()
@@ -134,6 +158,7 @@ impl Invariants {
                     let skipped = after.skipped_runs.iter().filter(|r| r.phase == RunPhase::Skipped);
                     self.ever_skipped.extend(skipped.map(|r| r.id.clone()));
                     if let Some(t) = after.last_schedule_time.as_ref().map(|t| t.0) {
+                        self.schedule_times.insert(t);
                         if self.last_schedule.is_some_and(|last| t < last) {
                             return Err(format!(
                                 "status.lastScheduleTime moved back from {} to {t}",

@@ -47,6 +47,9 @@ pub enum Fact {
         owner: String,
         window: (String, String),
         busy_elsewhere: Vec<String>,
+        /// For a late pass's Job: the same owner's unfinished Jobs of the window under another
+        /// run id (not being deleted).
+        busy_beside: Vec<String>,
         succeeded_elsewhere: Vec<String>,
         /// Whether the Pipeline's status records a run of the Job's run id.
         pipeline_records_run: bool,
@@ -55,8 +58,9 @@ pub enum Fact {
     /// recentRuns or skippedRuns; for a Backfill Job: its window in `processedRanges`) in its
     /// owner's status at that moment.
     Deleted { name: String, run_id: String, recorded: bool, owner: String },
-    /// A Job succeeded: its step, window and controller's UID.
-    Succeeded { name: String, step: String, window: (String, String), owner: String },
+    /// A Job succeeded: its step, window, late pass (`sluice.dev/late-pass`, empty for a
+    /// window's own run) and controller's UID.
+    Succeeded { name: String, step: String, window: (String, String), pass: String, owner: String },
     /// A status write changed a Backfill's status.
     BackfillStatus { name: String, before: Option<Box<BackfillStatus>>, after: Box<BackfillStatus> },
     /// A status write changed the status.
@@ -211,7 +215,8 @@ impl Server {
             .collect()
     }
 
-    /// The owners other than `owner` whose current status records `window` succeeded.
+    /// The owners other than `owner` whose current status records `window` succeeded (by the
+    /// window's own run: a late pass re-ran only some of its steps).
     fn succeeded_elsewhere(&self, owner: &str, window: &(String, String)) -> Vec<String> {
         let (Ok(start), Ok(end)) = (window.0.parse::<Timestamp>(), window.1.parse::<Timestamp>()) else {
             return Vec::new();
@@ -221,7 +226,10 @@ impl Server {
         let pipeline_uid = self.pipeline.as_ref().and_then(|p| p.metadata.uid.clone()).unwrap_or_default();
         let by_pipeline = self.status().is_some_and(|s| {
             s.recent_runs.iter().any(|r| {
-                r.phase == sluice::api::RunPhase::Succeeded && r.window.start.0 == start && r.window.end.0 == end
+                r.phase == sluice::api::RunPhase::Succeeded
+                    && r.late_pass.is_none()
+                    && r.window.start.0 == start
+                    && r.window.end.0 == end
             })
         });
         if by_pipeline && pipeline_uid != owner {
@@ -302,6 +310,18 @@ impl Server {
         job.metadata.creation_timestamp = Some(Time(self.now));
         let (owner, window) = (owner_uid(&job), window_of(&job));
         let busy_elsewhere = self.busy_elsewhere(&owner, &window);
+        let run_of = |j: &Job| j.labels().get(labels::RUN).cloned().unwrap_or_default();
+        let busy_beside: Vec<String> = if job.labels().contains_key(labels::LATE_PASS) {
+            let own_run = run_of(&job);
+            self.jobs
+                .values()
+                .filter(|j| !finished(j) && j.metadata.deletion_timestamp.is_none())
+                .filter(|j| owner_uid(j) == owner && window_of(j) == window && run_of(j) != own_run)
+                .map(|j| j.name_any())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let succeeded_elsewhere = self.succeeded_elsewhere(&owner, &window);
         let run_id = job.labels().get(labels::RUN).cloned().unwrap_or_default();
         let pipeline_records_run = self
@@ -315,6 +335,7 @@ impl Server {
             owner,
             window,
             busy_elsewhere,
+            busy_beside,
             succeeded_elsewhere,
             pipeline_records_run,
         });
@@ -425,6 +446,7 @@ impl Server {
                 name: name.to_string(),
                 step: job.labels().get(labels::STEP).cloned().unwrap_or_default(),
                 window: window_of(&job),
+                pass: job.labels().get(labels::LATE_PASS).cloned().unwrap_or_default(),
                 owner: owner_uid(&job),
             });
         }

@@ -334,7 +334,15 @@ impl BackfillApi for SimApi<'_> {
             pipeline.as_ref().and_then(|p| p.resource_version()).unwrap_or_default(),
             jobs.committed.len()
         ));
-        bf::Observed { pipeline, problems, container_defaults: defaults, jobs, siblings, blocked_inputs: Vec::new() }
+        bf::Observed {
+            pipeline,
+            problems,
+            container_defaults: defaults,
+            jobs,
+            siblings,
+            blocked_inputs: Vec::new(),
+            protected: Vec::new(),
+        }
     }
 
     fn free_job_slots(&self, _namespace: &str) -> usize {

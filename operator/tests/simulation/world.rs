@@ -500,6 +500,7 @@ impl<'a> Driver<'a> {
             }
             cursor = tick;
         }
+        self.final_late_passes(t_end)?;
         let (missed, skipped) =
             self.server.lock().unwrap().status().map_or((0, 0), |s| (s.missed_windows, s.skipped_windows));
         // Skipped windows whose record was never written (more skips than `skippedRuns` keeps)
@@ -519,6 +520,30 @@ impl<'a> Driver<'a> {
         for b in &backfills {
             self.final_backfill(b, &backfills)?;
         }
+        Ok(())
+    }
+
+    /// No late pass is lost: every tick that was the newest of a decision (a written
+    /// `lastScheduleTime`) and ran or recorded its own window has each of its late passes
+    /// (`spec.lateness`) run or recorded in a written status.
+    fn final_late_passes(&self, t_end: Timestamp) -> Result<(), String> {
+        let schedule = self.schedule();
+        let rule = window_rule(&self.sc.spec);
+        let mut passes = 0;
+        for &tick in self.checker.schedule_times.iter().filter(|t| **t <= t_end) {
+            let Some(window) = schedule.window_at(tick, rule) else { continue };
+            if !self.checker.ever_recorded.contains(&window.run_id()) {
+                continue;
+            }
+            for (d, w) in sluice::plan::late::windows(&self.sc.spec, &schedule, rule, tick, &window, self.sc.created) {
+                passes += 1;
+                let id = sluice::plan::late::run_id(&w, d);
+                if !self.checker.ever_recorded.contains(&id) {
+                    return Err(format!("late pass {id} of the run due at {tick} was neither run nor recorded"));
+                }
+            }
+        }
+        self.log(format!("final: {passes} late passes run or recorded"));
         Ok(())
     }
 
@@ -549,8 +574,9 @@ impl<'a> Driver<'a> {
             windows += 1;
             let key = (w.start.to_string(), w.end.to_string());
             let succeeded = |step: &String| {
-                self.checker.successes.iter().any(|((s, win, owner), _)| {
-                    s == step && *win == key && (b.spec.reprocess != Reprocess::All || *owner == uid)
+                // A late pass re-ran some steps of the window: it is not the window's run.
+                self.checker.successes.iter().any(|((s, win, owner, pass), _)| {
+                    pass.is_empty() && s == step && *win == key && (b.spec.reprocess != Reprocess::All || *owner == uid)
                 })
             };
             let by_sibling = backfills.iter().any(|o| {

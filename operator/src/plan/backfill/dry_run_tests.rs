@@ -29,6 +29,7 @@ fn measured(hour: i64, extract: i64) -> RunRecord {
         reason: None,
         manual: false,
         cost: Some(RunCost { total: Cost::default(), steps: vec![step("extract", extract), step("load", 60)] }),
+        late_pass: None,
     }
 }
 

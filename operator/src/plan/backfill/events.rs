@@ -40,6 +40,37 @@ pub fn throttle(previous: Option<&Throttle>, current: Option<&Throttle>, pending
     }
 }
 
+/// Reason of the Event when protected Datasets no longer hold admissions.
+pub const PROTECTED_DATASETS_FRESH: &str = "ProtectedDatasetsFresh";
+
+/// A Warning with the throttle's own reason (`ProtectedDatasetStale`, `ProtectedDatasetMissing`)
+/// when protected Datasets start holding admissions, and `ProtectedDatasetsFresh` when they stop.
+/// Their own reasons, because Events aggregate by reason: a pause is told apart from other
+/// throttles, and its note names the Datasets.
+pub fn protection(previous: Option<&Throttle>, current: Option<&Throttle>) -> Option<PlannedEvent> {
+    let protected = |t: Option<&Throttle>| {
+        t.filter(|t| matches!(t.reason.as_str(), reasons::PROTECTED_DATASET_STALE | reasons::PROTECTED_DATASET_MISSING))
+            .cloned()
+    };
+    match (protected(previous), protected(current)) {
+        (before, Some(now)) if before.as_ref().is_none_or(|b| b.reason != now.reason) => Some(PlannedEvent {
+            warning: true,
+            reason: if now.reason == reasons::PROTECTED_DATASET_STALE {
+                reasons::PROTECTED_DATASET_STALE
+            } else {
+                reasons::PROTECTED_DATASET_MISSING
+            },
+            note: now.message.unwrap_or_default(),
+        }),
+        (Some(_), None) => Some(PlannedEvent {
+            warning: false,
+            reason: PROTECTED_DATASETS_FRESH,
+            note: "protected Datasets are fresh: admitting partitions again".into(),
+        }),
+        _ => None,
+    }
+}
+
 /// The Events of the change from `previous` to `current` with `outcome`.
 pub fn transitions(
     previous: &BackfillStatus,
@@ -68,6 +99,7 @@ pub fn transitions(
     }
     let pending = c.pending > 0 && !outcome.complete && outcome.failed.is_none();
     events.extend(throttle(previous.throttled.as_ref(), current.throttled.as_ref(), pending));
+    events.extend(protection(previous.throttled.as_ref(), current.throttled.as_ref()));
     events
 }
 
@@ -101,6 +133,23 @@ mod tests {
         );
         assert!(throttle(Some(&quota), None, false).is_none(), "nothing left to admit: no release to announce");
         assert!(throttle(None, None, true).is_none());
+    }
+
+    #[test]
+    fn a_protection_pause_and_its_end_have_their_own_events() {
+        let stale = t(reasons::PROTECTED_DATASET_STALE, "Dataset daily is Stale (older than maxAge 12s)");
+        let e = protection(None, Some(&stale)).unwrap();
+        assert_eq!(
+            (e.warning, e.reason, e.note.as_str()),
+            (true, "ProtectedDatasetStale", "Dataset daily is Stale (older than maxAge 12s)")
+        );
+        assert!(protection(Some(&stale), Some(&stale)).is_none(), "once per pause");
+        let missing = t(reasons::PROTECTED_DATASET_MISSING, "no Dataset named x exists");
+        assert_eq!(protection(Some(&stale), Some(&missing)).unwrap().reason, "ProtectedDatasetMissing");
+        let quota = t(reasons::QUOTA_EXHAUSTED, "");
+        assert_eq!(protection(Some(&stale), Some(&quota)).unwrap().reason, PROTECTED_DATASETS_FRESH);
+        assert_eq!(protection(Some(&stale), None).unwrap().reason, PROTECTED_DATASETS_FRESH);
+        assert!(protection(None, Some(&quota)).is_none());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Stage 3 of a Backfill's decision: what holds it back before anything is launched: complete
 //! for this generation, an invalid spec, suspended, too many failed partitions, a step that
-//! never fits the quota, or inputs whose contract blocks. Pure.
+//! never fits the quota, inputs whose contract blocks, or protected Datasets that are stale.
+//! Pure.
 
 use std::collections::BTreeMap;
 
+use super::protect::ProtectedHold;
 use super::ranges::RangeSet;
 use super::{BlockedInput, Input};
 use crate::api::StepSpec;
@@ -39,6 +41,8 @@ pub struct Halt<'a> {
     /// Inputs of selected steps whose contract blocks: no new partition starts, no step that
     /// reads one.
     pub blocked: Vec<&'a BlockedInput>,
+    /// Protected Datasets that hold new partitions (`spec.pauseWhen`).
+    pub protected: &'a [ProtectedHold],
 }
 
 /// Finds what holds the backfill back.
@@ -62,6 +66,7 @@ pub fn reasons<'a>(
         failed_stop: max_failed.is_some_and(|m| failed.count() >= i64::from(m)),
         never_fits: demands.iter().find_map(|(step, d)| admission.never_fits(d).map(|n| (*step, n))),
         blocked: input.blocked_inputs.iter().filter(|b| steps.iter().any(|s| s.inputs.contains(&b.dataset))).collect(),
+        protected: &input.protected,
     }
 }
 
@@ -73,7 +78,7 @@ impl Halt<'_> {
 
     /// No new partition starts.
     pub fn holds_new(&self) -> bool {
-        self.halted() || !self.blocked.is_empty()
+        self.halted() || !self.blocked.is_empty() || !self.protected.is_empty()
     }
 
     /// Whether `step` reads an input whose contract blocks.

@@ -35,10 +35,18 @@
 //! Windows whose tick the Pipeline's schedule has not handled yet (later than both the
 //! Pipeline's creation and its `lastScheduleTime`) are the schedule's: they stay pending until
 //! the schedule has run or passed them, so a backfill never races a scheduled run for a window.
+//! With `spec.lateness` the windows the next tick's late passes would re-run are the schedule's
+//! too, so a backfill never races a late pass either.
 //!
 //! # Inputs
 //! While a Dataset that a backfilled step reads violates its contract with `policy: Block`, no
 //! new partition starts and no step that reads it is launched (`InputContractViolated`).
+//!
+//! # Protected Datasets
+//! While a Dataset named in `spec.pauseWhen.datasetsStale` is Stale or Warning, or does not
+//! exist, no new partition starts (`ProtectedDatasetStale`, `ProtectedDatasetMissing`;
+//! [`protect`]); partitions in progress continue (their next steps and retries launch). A change
+//! of such a Dataset wakes the backfill, so it resumes when they are fresh again.
 
 mod create_round;
 pub mod dry_run;
@@ -48,6 +56,7 @@ mod launch;
 mod observe;
 mod outcome;
 pub mod partitions;
+pub mod protect;
 pub mod ranges;
 pub mod records;
 mod requeue;
@@ -94,6 +103,9 @@ pub const QUOTA_RETRY: SignedDuration = SignedDuration::from_secs(2);
 /// How soon to look again at inputs whose contract is violated (a Dataset's change does not
 /// wake a Backfill).
 pub const CONTRACT_RETRY: SignedDuration = SignedDuration::from_secs(30);
+/// How soon to look again while protected Datasets hold the backfill. Their changes wake it;
+/// this bounds the wait when that watch lags.
+pub const PROTECT_RETRY: SignedDuration = SignedDuration::from_secs(30);
 /// How soon to look again after a Job name turned out to be held by a Sluice run of the
 /// Pipeline that the caches do not show yet.
 pub const TAKEN_RETRY: SignedDuration = SignedDuration::from_secs(1);
@@ -137,6 +149,8 @@ pub struct Input<'a> {
     pub problems: Vec<String>,
     /// Datasets whose contract (`policy: Block`) is violated: no partition reading one starts.
     pub blocked_inputs: Vec<BlockedInput>,
+    /// Protected Datasets (`spec.pauseWhen.datasetsStale`) that hold new partitions now.
+    pub protected: Vec<protect::ProtectedHold>,
     /// Names of Jobs this backfill would create that exist under another owner and are not
     /// Sluice Jobs of the Pipeline (checked just before this decision): the partitions that
     /// need them wait.
@@ -199,10 +213,12 @@ pub fn run_id_for(window: &Window, taken: bool, uid: &str) -> String {
 }
 
 /// The instant up to which the Pipeline's schedule has handled its ticks: windows whose tick is
-/// later may still be started by it.
+/// later may still be started by it. With `spec.lateness`, moved back to before the windows the
+/// next tick's late passes re-run (`late::backfill_horizon`): those are the schedule's too.
 pub fn schedule_horizon(pipeline: &PipelineView<'_>) -> Timestamp {
     let last = pipeline.status.and_then(|s| s.last_schedule_time.as_ref()).map(|t| t.0);
-    last.map_or(pipeline.created, |l| l.max(pipeline.created))
+    let handled = last.map_or(pipeline.created, |l| l.max(pipeline.created));
+    crate::plan::late::backfill_horizon(pipeline.spec, handled, pipeline.created).unwrap_or(handled)
 }
 
 /// Decides what to do for one Backfill: the windows of its range, its partitions as observed,

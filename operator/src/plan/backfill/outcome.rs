@@ -1,6 +1,6 @@
 //! Stage 5 of a Backfill's decision: its outcome: complete, failed (a step that never fits
 //! the quota, too many failed partitions), and what throttles it, in order of precedence:
-//! suspended, inputs whose contract blocks, names held by others, then the round's own reason
+//! suspended, inputs whose contract blocks, protected Datasets that are stale, names held by others, then the round's own reason
 //! (quota, budget, Job caps) or parallelism, the schedule's windows, windows busy elsewhere.
 //! Pure.
 
@@ -40,6 +40,9 @@ fn throttle(halt: &Halt<'_>, launches: &mut Launches, c: &PartitionCounts, paral
     }
     if !halt.blocked.is_empty() && !halt.settled && (c.pending > 0 || c.running > 0) {
         return Some(summary::contract_violated(&halt.blocked));
+    }
+    if !halt.protected.is_empty() && !halt.halted() && c.pending > 0 {
+        return Some(super::protect::throttle_for(halt.protected));
     }
     if !launches.conflict_hits.is_empty() {
         launches.conflict_hits.dedup();

@@ -14,6 +14,10 @@
 //! Otherwise `Missing` selects windows with no recorded success, `Failed` windows with a
 //! recorded failure and no recorded success, and `All` every window.
 //!
+//! A late pass of the Pipeline (`spec.lateness`) in progress makes its window busy like any
+//! run; its finished record does not count as the window's success or failure (it re-ran only
+//! the steps that opted in), so `reprocess` judges windows by their own runs.
+//!
 //! Records are what is kept: the Pipeline prunes Jobs and `recentRuns` beyond its history, so
 //! a window whose only run was pruned long ago counts as missing.
 
@@ -85,7 +89,8 @@ impl Records {
             let active = status.active_runs.iter().map(|r| &r.window);
             records.pipeline_busy =
                 active.chain(&status.queued_windows).map(|w| Window { start: w.start.0, end: w.end.0 }).collect();
-            for run in finished_records(status) {
+            // A late pass re-ran only some steps of its window: it is not the window's run.
+            for run in finished_records(status).filter(|r| r.late_pass.is_none()) {
                 let w = Window { start: run.window.start.0, end: run.window.end.0 };
                 records.pipeline_finished.entry(key(&w)).or_default().push(run.phase);
             }
@@ -186,6 +191,7 @@ mod tests {
             reason: None,
             manual: false,
             cost: None,
+            late_pass: None,
         }
     }
 
@@ -219,6 +225,27 @@ mod tests {
         assert_eq!([0, 1, 2, 3, 4].map(|h| judge(Missing, h)), [Skip, Select, Select, Busy, Select]);
         assert_eq!([0, 1, 2, 3, 4].map(|h| judge(Failed, h)), [Skip, Select, Skip, Busy, Skip]);
         assert_eq!([0, 1, 2, 3, 4].map(|h| judge(All, h)), [Select, Select, Select, Busy, Select]);
+    }
+
+    #[test]
+    fn a_late_pass_makes_its_window_busy_but_is_not_its_run() {
+        let late = |h: i64, phase| RunRecord {
+            id: format!("{}-late1", hour(h).run_id()),
+            late_pass: Some(1),
+            ..run(h, phase)
+        };
+        let status = PipelineStatus {
+            // Window 0 failed and a late pass of it succeeded; window 1's late pass is running.
+            recent_runs: vec![run(0, RunPhase::Failed), late(0, RunPhase::Succeeded)],
+            active_runs: vec![late(1, RunPhase::Running)],
+            ..Default::default()
+        };
+        let records = Records::new(Some(&status), vec![], vec![]);
+        let judge = |mode, h| verdict(mode, records.of(&hour(h)));
+        assert_eq!(judge(Reprocess::Missing, 0), Verdict::Select, "the late pass is no success of window 0");
+        assert_eq!(judge(Reprocess::Failed, 0), Verdict::Select);
+        assert_eq!(judge(Reprocess::All, 1), Verdict::Busy, "a late pass in progress writes window 1");
+        assert!(!records.window_id_used(&hour(1)), "the window's own run id is still free");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::launch::Launches;
 use super::summary::reasons;
-use super::{BUSY_RETRY, CAP_RETRY, CONTRACT_RETRY, NAME_CONFLICT_RETRY, QUOTA_RETRY, SCAN_CONTINUE};
+use super::{BUSY_RETRY, CAP_RETRY, CONTRACT_RETRY, NAME_CONFLICT_RETRY, PROTECT_RETRY, QUOTA_RETRY, SCAN_CONTINUE};
 use crate::api::Throttle;
 
 /// The soonest of the reasons to look again, if any.
@@ -33,6 +33,9 @@ pub fn after(now: Timestamp, launches: &Launches, throttled: Option<&Throttle>) 
     }
     if reason == Some(reasons::INPUT_CONTRACT_VIOLATED) {
         sooner(CONTRACT_RETRY);
+    }
+    if matches!(reason, Some(reasons::PROTECTED_DATASET_STALE | reasons::PROTECTED_DATASET_MISSING)) {
+        sooner(PROTECT_RETRY);
     }
     if !launches.conflict_hits.is_empty() {
         sooner(NAME_CONFLICT_RETRY);

@@ -24,9 +24,11 @@ pub mod reasons {
     pub const INPUT_CONTRACT_VIOLATED: &str = "InputContractViolated";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const DRY_RUN: &str = "DryRun";
+    pub const PROTECTED_DATASET_STALE: &str = "ProtectedDatasetStale";
+    pub const PROTECTED_DATASET_MISSING: &str = "ProtectedDatasetMissing";
 
     /// Every reason, in the order above.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 14] = [
         QUOTA_EXHAUSTED,
         BUDGET_LIMIT_REACHED,
         PARALLELISM_REACHED,
@@ -39,6 +41,8 @@ pub mod reasons {
         INPUT_CONTRACT_VIOLATED,
         NAME_CONFLICT,
         DRY_RUN,
+        PROTECTED_DATASET_STALE,
+        PROTECTED_DATASET_MISSING,
     ];
 }
 

@@ -87,6 +87,7 @@ struct World {
     now: Timestamp,
     problems: Vec<String>,
     blocked: Vec<BlockedInput>,
+    protected: Vec<protect::ProtectedHold>,
     conflicts: Vec<String>,
     prices: Option<crate::cost::Prices>,
 }
@@ -107,6 +108,7 @@ impl World {
             now: now(),
             problems: vec![],
             blocked: vec![],
+            protected: vec![],
             conflicts: vec![],
             prices: None,
         }
@@ -133,6 +135,7 @@ impl World {
             free_job_slots: self.slots,
             problems: self.problems.clone(),
             blocked_inputs: self.blocked.clone(),
+            protected: self.protected.clone(),
             name_conflicts: self.conflicts.clone(),
             prices: self.prices.clone(),
         })
@@ -209,6 +212,7 @@ fn record(h: i64, phase: RunPhase) -> RunRecord {
         reason: None,
         manual: false,
         cost: None,
+        late_pass: None,
     }
 }
 
@@ -698,6 +702,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 reason: None,
                 manual: false,
                 cost: None,
+                late_pass: None,
             }
         })
         .collect();
@@ -719,6 +724,7 @@ fn a_walk_cut_short_continues_at_once_only_when_it_recorded_something() {
                 reason: None,
                 manual: false,
                 cost: None,
+                late_pass: None,
             }
         })
         .collect();
@@ -851,6 +857,62 @@ fn a_violated_block_contract_of_an_input_holds_new_partitions() {
     let plan = w.decide();
     assert!(plan.create.iter().any(|c| c.step == "stage" && c.window == hour(0)));
     assert_eq!(windows(&plan).len(), 3);
+}
+
+#[test]
+fn a_stale_protected_dataset_pauses_new_partitions_and_they_resume_when_it_is_fresh() {
+    use super::protect::{Hold, ProtectedHold};
+    let spec = pipeline(&[("extract", "Extract", &[], "1"), ("stage", "Transform", &["extract"], "1")]);
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 2})), spec);
+    // Windows 0 and 1 run their extract steps; then the protected Dataset turns Stale.
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(1)]);
+    w.apply(&plan);
+    w.finish_all(|_| false);
+    w.spec.parallelism = Some(4);
+    let stale = Hold::Stale { state: "Stale".into(), message: "older than maxAge 15s".into() };
+    w.protected = vec![ProtectedHold { dataset: "orders-daily".into(), hold: stale }];
+    let plan = w.decide();
+    // Started partitions are left alone: their next steps start; no new window starts.
+    assert_eq!(windows(&plan), [hour(0), hour(1)], "only the started partitions continue: {:?}", plan.create);
+    assert!(plan.create.iter().all(|c| c.step == "stage"));
+    assert!(plan.admitted.is_empty(), "no new partition admitted");
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "ProtectedDatasetStale");
+    let message = throttled.message.unwrap();
+    assert!(message.contains("Dataset orders-daily is Stale (older than maxAge 15s)"), "{message}");
+    let event = plan.events.iter().find(|e| e.reason == "Throttled").expect("a Throttled Event");
+    assert!(event.note.contains("ProtectedDatasetStale") && event.note.contains("orders-daily"), "{}", event.note);
+    assert!(plan.requeue_after.is_some_and(|d| d <= PROTECT_RETRY), "bounded if the Dataset watch lags");
+    w.apply(&plan);
+    assert_eq!(w.condition("Throttled"), ("True".into(), "ProtectedDatasetStale".into()));
+    assert_eq!(w.condition("Complete").0, "False");
+    // The same decision again: no new Event, nothing new.
+    let again = w.decide();
+    assert!(again.events.iter().all(|e| e.reason != "Throttled"), "{:?}", again.events);
+    assert!(again.admitted.is_empty());
+    // Fresh again: admission resumes by itself, up to the parallelism, which is what holds it
+    // back next (announced as such).
+    w.protected.clear();
+    let plan = w.decide();
+    assert_eq!(plan.admitted.len(), 2, "two more partitions up to parallelism 4: {:?}", plan.admitted);
+    assert_eq!(plan.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("ParallelismReached"));
+    assert!(plan.events.iter().any(|e| e.reason == "Throttled" && e.note.contains("ParallelismReached")));
+}
+
+#[test]
+fn a_missing_protected_dataset_pauses_with_its_own_reason() {
+    use super::protect::{Hold, ProtectedHold};
+    let mut w = World::new(backfill(serde_json::json!({})), one_step());
+    w.protected = vec![ProtectedHold { dataset: "ordres".into(), hold: Hold::Missing }];
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    let throttled = plan.status.throttled.clone().unwrap();
+    assert_eq!(throttled.reason, "ProtectedDatasetMissing");
+    assert!(throttled.message.unwrap().contains("no Dataset named ordres exists"));
+    // Suspension still takes precedence in what is shown.
+    w.spec.suspend = true;
+    assert_eq!(w.decide().status.throttled.unwrap().reason, "Suspended");
 }
 
 fn job_of(c: &JobToCreate) -> String {
