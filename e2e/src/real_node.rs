@@ -1,6 +1,8 @@
 //! The local cluster's real node (kubelet + containerd + runc, `e2e/cluster/node-up.sh`): whether
 //! the cluster has one, and pod templates that run there with the locally built images.
 
+use std::io::Write as _;
+
 use serde_json::{Value, json};
 
 /// What the cluster's env file says about its real node.
@@ -37,12 +39,14 @@ pub fn real_node() -> Result<RealNode, String> {
     }
 }
 
-/// The real node, or `None` after printing why the calling test is skipped.
+/// The real node, or `None` after printing why the calling test is skipped (on stderr, also
+/// when the harness captures test output).
 pub fn or_skip(test: &str) -> Option<RealNode> {
     match real_node() {
         Ok(node) => Some(node),
         Err(why) => {
-            println!("SKIPPED {test}: {why}");
+            // Straight to stderr, past the test harness's capture: `make test` shows it.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
             None
         }
     }
