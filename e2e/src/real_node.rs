@@ -14,6 +14,10 @@ pub struct RealNode {
     pub ip: String,
     /// The label (value "true") pods select it by, which is also the key of its NoSchedule taint.
     pub label: String,
+    /// Where its pods reach the API server (no kube-proxy: in-cluster clients are given these as
+    /// KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT).
+    pub api_host: String,
+    pub api_port: String,
 }
 
 /// The test image (Debian's busybox-static, `images/busybox`), imported by up.sh.
@@ -30,12 +34,18 @@ pub fn real_node() -> Result<RealNode, String> {
     if var("SLUICE_REAL_NODE").as_deref() != Some("1") {
         return Err("the cluster has no real node (started with SLUICE_REAL_NODE=0)".into());
     }
-    match (var("SLUICE_NODE_NAME"), var("SLUICE_NODE_IP"), var("SLUICE_NODE_LABEL")) {
-        (Some(name), Some(ip), Some(label)) => Ok(RealNode { name, ip, label }),
-        _ => {
-            Err("the cluster's env file names no real node (SLUICE_NODE_NAME, SLUICE_NODE_IP, SLUICE_NODE_LABEL)"
-                .into())
+    let names = [
+        "SLUICE_NODE_NAME",
+        "SLUICE_NODE_IP",
+        "SLUICE_NODE_LABEL",
+        "SLUICE_NODE_APISERVER_HOST",
+        "SLUICE_NODE_APISERVER_PORT",
+    ];
+    match names.map(var) {
+        [Some(name), Some(ip), Some(label), Some(api_host), Some(api_port)] => {
+            Ok(RealNode { name, ip, label, api_host, api_port })
         }
+        _ => Err(format!("the cluster's env file does not name all of {names:?}")),
     }
 }
 
@@ -53,6 +63,14 @@ pub fn or_skip(test: &str) -> Option<RealNode> {
 }
 
 impl RealNode {
+    /// The nodeSelector and tolerations that put a pod there, as chart values or pod spec fields.
+    pub fn placement(&self) -> Value {
+        json!({
+            "nodeSelector": {&self.label: "true"},
+            "tolerations": [{"key": &self.label, "operator": "Exists", "effect": "NoSchedule"}],
+        })
+    }
+
     /// A Job pod template that runs `script` with busybox's `sh -c` on this node, with `extra`
     /// merged into the container (resources, ...).
     pub fn template(&self, script: &str, extra: Value) -> Value {
@@ -63,10 +81,8 @@ impl RealNode {
         if let Some(extra) = extra.as_object() {
             container.as_object_mut().expect("object").extend(extra.clone());
         }
-        json!({"spec": {
-            "nodeSelector": {&self.label: "true"},
-            "tolerations": [{"key": &self.label, "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [container],
-        }})
+        let mut spec = self.placement();
+        spec["containers"] = json!([container]);
+        json!({ "spec": spec })
     }
 }

@@ -2,8 +2,9 @@
 # The operator image with the Dockerfile's contents, without Docker: the release binary at
 # /usr/local/bin/sluice-operator, the shared libraries it links (glibc, libgcc: what the
 # Dockerfile's distroless/cc base provides), CA certificates, a passwd naming the nonroot user
-# (65532) and a /tmp. `cargo build --release` first (a no-op when the binary is current), into
-# ${CARGO_TARGET_DIR:-target}.
+# (65532) and a /tmp. The binary is $SLUICE_OPERATOR_RELEASE_BIN, else
+# ${CARGO_TARGET_DIR:-target}/release/sluice-operator: build it first (`make images` and
+# `make e2e-test` do). Not built here: this runs inside `cargo test`, which holds cargo's lock.
 set -euo pipefail
 log_tag=sluice-operator
 # shellcheck source=../../e2e/lib/tooling.sh
@@ -11,8 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/../../e2e/lib/tooling.sh"
 dir="$1"
 target="${CARGO_TARGET_DIR:-$sluice_root/target}"
 case "$target" in /*) ;; *) target="$sluice_root/$target" ;; esac
-(cd "$sluice_root" && "${CARGO:-cargo}" build --release --locked -q -p sluice-operator)
-binary="$target/release/sluice-operator"
+binary="${SLUICE_OPERATOR_RELEASE_BIN:-$target/release/sluice-operator}"
+[ -x "$binary" ] || { log "no $binary: cargo build --release -p sluice-operator first"; exit 1; }
 
 mkdir -p "$dir/usr/local/bin" "$dir/etc/ssl/certs" "$dir/tmp"
 chmod 1777 "$dir/tmp"
