@@ -10,7 +10,7 @@ DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= schedule duration quantity report names
 
-.PHONY: install-plugin fuzz bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
+.PHONY: install-plugin fuzz bench chaos all build images release cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
 
 all: build
 
@@ -38,6 +38,18 @@ tools-build:
 	bash e2e/tools/build-helper.sh dashcheck >/dev/null
 	bash e2e/tools/checkov-venv.sh
 	bash e2e/prometheus/install.sh >/dev/null
+
+# Container images without Docker (images/<name>/: rootfs.sh and config.env; images/build.sh):
+# docker-archives of localhost/<name>:dev in the cache, imported into the real node's containerd
+# when the cluster at SLUICE_CLUSTER_DIR runs one. IMAGES names which (default: all of images/).
+IMAGES ?= $(notdir $(patsubst %/config.env,%,$(wildcard images/*/config.env)))
+images: release
+	bash images/build.sh $(IMAGES)
+
+# The release binary: the operator image's (images/sluice-operator), which the chart-on-the-
+# real-node test installs.
+release:
+	$(CARGO) build --release -p sluice-operator
 
 cluster-up: cluster-build
 	bash $(CLUSTER)/up.sh
@@ -73,7 +85,7 @@ unit-test:
 	$(CARGO) test -p sluice-operator
 
 # End-to-end tests: start (or reuse) the local control plane, run the operator binary against it.
-e2e-test: cluster-build tools-build build
+e2e-test: cluster-build tools-build build release
 	$(CARGO) test -p sluice-e2e -- --test-threads=4
 
 test: unit-test e2e-test

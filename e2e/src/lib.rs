@@ -19,6 +19,7 @@ pub mod lineage;
 pub mod namespace;
 pub mod operator;
 pub mod process;
+pub mod real_node;
 pub mod usage;
 pub mod wait;
 pub mod yaml;

@@ -41,6 +41,8 @@ mod permissions;
 mod prometheus;
 #[path = "install/rbac.rs"]
 mod rbac;
+#[path = "install/real_node.rs"]
+mod real_node;
 #[path = "install/tenancy.rs"]
 mod tenancy;
 #[path = "install/tools.rs"]
