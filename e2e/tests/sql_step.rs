@@ -1,4 +1,4 @@
-//! The SQL step image's entry script (`images/sql-step`), proven against a real PostgreSQL:
+//! The SQL step image's entry script (`images/sluice-sql-step`), proven against a real PostgreSQL:
 //! on the host (`sql_step/host.rs`, no cluster needed: the script runs under the host's `sh`
 //! with a server of the test's own), and as a real container on the real node
 //! (`sql_step/real_node.rs`, skipped with a printed reason when `SLUICE_REAL_NODE=0`). Both run

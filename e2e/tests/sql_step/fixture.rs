@@ -56,7 +56,7 @@ pub struct Run {
     pub report: String,
 }
 
-/// Runs `images/sql-step/sql-step.sh` under the host's `sh` for [START, END), against the
+/// Runs `images/sluice-sql-step/sql-step.sh` under the host's `sh` for [START, END), against the
 /// warehouse, with the step's own variables in `vars`.
 pub fn run_step(pg: &Server, work: &Path, step: &str, vars: &[(&str, String)]) -> Run {
     let report = work.join(format!("{step}.report"));
@@ -64,7 +64,7 @@ pub fn run_step(pg: &Server, work: &Path, step: &str, vars: &[(&str, String)]) -
     let mut env: BTreeMap<String, String> = pg.env.clone();
     env.insert("PGDATABASE".into(), "warehouse".into());
     let out = Command::new("sh")
-        .arg(repo_root().join("images/sql-step/sql-step.sh"))
+        .arg(repo_root().join("images/sluice-sql-step/sql-step.sh"))
         .envs(&env)
         .envs([
             ("SLUICE_PIPELINE", "orders"),

@@ -123,3 +123,44 @@ fn a_failed_run_changes_nothing_and_a_changed_source_type_breaks_the_contract() 
     let fixed = parsed(&fixture::extract(&pg, &work, &sql));
     assert_eq!(report::contract_violations(&fixture::contract("orders"), &fixed.schema.unwrap()), Vec::<String>::new());
 }
+
+/// The image's own root filesystem (`images/sluice-sql-step/rootfs.sh`: busybox's shell, psql
+/// and its libraries) runs the extract as user 10001 under chroot, as the container will. Needs
+/// root.
+#[test]
+fn the_image_root_filesystem_runs_the_extract() {
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: chroot needs root");
+        return;
+    }
+    let pg = Server::start("rootfs", None);
+    fixture::databases(&pg);
+    let root = pg.dir().join("rootfs");
+    let built = std::process::Command::new("bash")
+        .arg(sluice_e2e::cluster::repo_root().join("images/sluice-sql-step/rootfs.sh"))
+        .arg(&root)
+        .output()
+        .expect("bash runs rootfs.sh");
+    assert!(built.status.success(), "rootfs.sh: {}", String::from_utf8_lossy(&built.stderr));
+    fixture::sql_files(&root.join("sql"));
+    let out = std::process::Command::new("chroot")
+        .args(["--userspec=10001:10001"])
+        .arg(&root)
+        .arg("/usr/local/bin/sql-step")
+        .env_clear()
+        // Also where the host keeps chroot (it is looked up with this PATH).
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .envs(&pg.env)
+        .env("PGDATABASE", "warehouse")
+        .envs([("SLUICE_PARTITION_START", START), ("SLUICE_PARTITION_END", END)])
+        .env("SQL_SOURCE_URL", pg.url("127.0.0.1", "shop"))
+        .envs([("SQL_SOURCE_FILE", "/sql/extract-orders.sql"), ("SQL_TABLE", "raw.orders")])
+        .envs([("SQL_TIME_COLUMN", "ordered_at"), ("SQL_REPORT_FILE", "/tmp/report")])
+        .output()
+        .expect("chroot runs");
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the image's entrypoint failed:\n{log}");
+    let run = fixture::Run { ok: true, log, report: std::fs::read_to_string(root.join("tmp/report")).expect("report") };
+    assert_eq!(parsed(&run).rows_written, Some(fixture::source_rows_in_window(&pg)));
+    assert_eq!(count(&pg, "raw.orders"), fixture::source_rows_in_window(&pg));
+}

@@ -2,7 +2,7 @@
 # The root filesystem of the SQL step image, for images/build.sh: Debian's busybox-static (the
 # shell and the few tools the entry script uses), psql from Debian's postgresql-client with the
 # shared libraries it links (found with ldd, copied at the same paths), and the entry script.
-#   images/sql-step/rootfs.sh <dir>
+#   images/sluice-sql-step/rootfs.sh <dir>
 set -euo pipefail
 log_tag=sql-step
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -1,0 +1,30 @@
+# Sourced by e2e/demo.sh: scripted schema drift. The shop changes orders.amount from
+# numeric(12,2) to double precision (or back); the next extract mirrors the new type into
+# raw.orders and reports it; the `orders` Dataset's contract (policy Block) flips
+# SchemaConformant, and orders-transform, which reads `orders`, holds (InputsHeld) or resumes.
+
+condition() {
+  kubectl get "$1" -n "$namespace" "$2" -o jsonpath="{.status.conditions[?(@.type==\"$3\")].status}"
+}
+
+# condition_is <kind> <name> <type> <status>
+condition_is() { [ "$(condition "$1" "$2" "$3")" = "$4" ]; }
+
+# drift <type> <expected SchemaConformant> <expected InputsHeld>
+drift() {
+  local type="$1" conformant="$2" held="$3"
+X
+  (set -a; source "$state/postgres/env"; set +a
+   psql -X -q -v ON_ERROR_STOP=1 -d shop -c "ALTER TABLE orders ALTER COLUMN amount TYPE $type")
+  echo "shop: orders.amount is now $type; the next extract (within a minute) reports it" >&2
+  wait_for 180 "Dataset orders SchemaConformant=$conformant" condition_is dataset orders SchemaConformant "$conformant"
+  wait_for 120 "Pipeline orders-transform InputsHeld=$held" condition_is pipeline orders-transform InputsHeld "$held"
+  show_datasets
+  echo
+  kubectl get dataset orders -n "$namespace" \
+    -o jsonpath='{range .status.conditions[?(@.type=="SchemaConformant")]}SchemaConformant={.status} {.reason}: {.message}{"\n"}{end}'
+  kubectl get pipeline orders-transform -n "$namespace" \
+    -o jsonpath='{range .status.conditions[?(@.type=="InputsHeld")]}InputsHeld={.status} {.reason}: {.message}{"\n"}{end}'
+  kubectl get pipeline orders-transform -n "$namespace" \
+    -o jsonpath='{range .status.skippedRuns[*]}skipped {.id}: {.reason}{"\n"}{end}' | tail -n 3
+}
