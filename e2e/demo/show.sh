@@ -32,7 +32,7 @@ The demo is running: orders are placed in the shop every second; every minute or
 extracts the last minute into raw.orders on the real node, and orders-transform builds
 staging.orders and mart.hourly_revenue from the minute before.
   export KUBECONFIG=$kubeconfig
-  kubectl get datasets -n $namespace -o wide        # watermarks, freshness
+  kubectl get datasets -n $namespace                # rows written, watermarks, freshness, contract
   kubectl get datasets -n $namespace -o custom-columns='NAME:.metadata.name,ROWS:.status.rowsWritten,WATERMARK:.status.watermark,SCHEMA:.status.observedSchema[*].type'
   kubectl get pipelines,jobs,pods -n $namespace -o wide
   (set -a; . $env; psql -c 'SELECT * FROM mart.hourly_revenue ORDER BY hour DESC')   # the mart filling
