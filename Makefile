@@ -10,7 +10,7 @@ DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= schedule duration quantity report names
 
-.PHONY: install-plugin fuzz bench chaos all build cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down demo-drift demo-undrift clean
+.PHONY: install-plugin fuzz bench chaos all build images cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down demo-drift demo-undrift clean
 
 all: build
 
@@ -38,6 +38,14 @@ tools-build:
 	bash e2e/tools/build-helper.sh dashcheck >/dev/null
 	bash e2e/tools/checkov-venv.sh
 	bash e2e/prometheus/install.sh >/dev/null
+
+# Container images without Docker (images/<name>/: rootfs.sh and config.env; images/build.sh):
+# docker-archives of localhost/<name>:dev in the cache, imported into the real node's containerd
+# when the cluster at SLUICE_CLUSTER_DIR runs one. IMAGES names which (default: all of images/).
+IMAGES ?= $(notdir $(patsubst %/config.env,%,$(wildcard images/*/config.env)))
+images:
+	$(CARGO) build --release -p sluice-operator
+	bash images/build.sh $(IMAGES)
 
 cluster-up: cluster-build
 	bash $(CLUSTER)/up.sh

@@ -18,8 +18,14 @@ args_dir="$cluster_dir/args"
 # Binaries built by build.sh.
 bin_dir="$cache_root/$KUBERNETES_VERSION/bin"
 
-# Every process up.sh starts, in start order; down.sh stops them in reverse.
+# The real node's names and paths (node-common.sh).
+# shellcheck source=node-common.sh
+source "$here/node-common.sh"
+
+# Every process up.sh starts, in start order; down.sh stops them in reverse. The real node's
+# (containerd, kubelet) when this cluster has one.
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+node_enabled && components+=(containerd kubelet)
 
 # The pid recorded for a component, or nothing.
 pid_of() {

@@ -90,3 +90,48 @@ python_venv() {
   touch "$venv/.installed"
   log "installed $requirement in $((SECONDS - start))s"
 }
+
+# apt_install <package...>: installs the Debian packages that are not installed yet (as root, or
+# through `sudo -n`), running `apt-get update` first when the index does not offer them.
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+  local start=$SECONDS
+  if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
+    "${sudo[@]}" apt-get update -qq >&2
+  fi
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >&2
+  log "installed ${missing[*]} in $((SECONDS - start))s"
+}
+
+# deb_unpack <package>: Debian's <package> (the version apt offers) unpacked, not installed, into
+# $cache_root/tools/deb/<package>-<version>/ (`apt-get download`, `dpkg-deb -x`); prints that
+# folder. For packages of static binaries or plain files, so nothing system-wide changes.
+deb_unpack() {
+  local pkg="$1" tools="$cache_root/tools/deb" version dest
+  version="$(apt-cache policy "$pkg" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')"
+  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    if [ "$(id -u)" = 0 ]; then apt-get update -qq >&2; else sudo -n apt-get update -qq >&2; fi
+    version="$(apt-cache policy "$pkg" | awk '$1 == "Candidate:" { print $2 }')"
+  fi
+  dest="$tools/$pkg-${version//[:+~]/_}"
+  if [ ! -f "$dest/.unpacked" ]; then
+    local tmp start=$SECONDS
+    mkdir -p "$tools"
+    tmp="$(mktemp -d "$tools/.$pkg.XXXXXX")"
+    (cd "$tmp" && apt-get download -qq "$pkg=$version" >&2)
+    dpkg-deb -x "$tmp/${pkg}_"*.deb "$tmp/root"
+    touch "$tmp/root/.unpacked"
+    rm -rf "$dest"
+    mv "$tmp/root" "$dest"
+    rm -rf "$tmp"
+    log "unpacked $pkg $version in $((SECONDS - start))s"
+  fi
+  echo "$dest"
+}
