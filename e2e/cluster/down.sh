@@ -12,6 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$here/common.sh"
+# shellcheck source=node-down.sh
+source "$here/node-down.sh"
 
 stop_timeout="${SLUICE_STOP_TIMEOUT:-10}"
 lock_cluster
@@ -58,7 +60,9 @@ stop_group() {
   done
 }
 
-# Clients of the apiserver first, then the apiserver, then its storage.
+# The real node first (its containers, mounts, bridge and cgroups), then the other clients of the
+# apiserver, then the apiserver, then its storage.
+node_stop
 stop_group kwok kube-scheduler kube-controller-manager
 stop_group kube-apiserver
 stop_group etcd

@@ -16,6 +16,8 @@
 #   SLUICE_KWOK_POD_DURATION  how long a pod runs before it completes, Go duration (default 1s);
 #                             per pod: annotation kwok.sluice.dev/duration
 #   SLUICE_START_TIMEOUT      seconds to wait for each component (default 60)
+#   SLUICE_REAL_NODE          1 (default): also one real node (containerd + kubelet, root and
+#                             Linux cgroups needed; see node-up.sh); 0: kwok nodes only
 #
 # On failure: exits non-zero after printing the tail of the failing component's log, stops what
 # it started and keeps the state directory (logs) for inspection.
@@ -24,10 +26,13 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
 source "$here/common.sh"
+# shellcheck source=node-up.sh
+source "$here/node-up.sh"
 
 nodes="${SLUICE_KWOK_NODES:-3}"
 pod_duration="${SLUICE_KWOK_POD_DURATION:-1s}"
 start_timeout="${SLUICE_START_TIMEOUT:-60}"
+real_node="${SLUICE_REAL_NODE:-1}"
 
 pki="$cluster_dir/pki"
 curl_api=(curl -sf --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
@@ -115,27 +120,46 @@ touch "$marker"
 mkdir -p "$pki" "$pid_dir" "$log_dir" "$cluster_dir/etcd" "$cluster_dir/kwok"
 
 # ---------------------------------------------------------------------------------------------
-# Ports: distinct free ports on 127.0.0.1, below the ephemeral range (so an outgoing connection
+# Ports: distinct ports free on every address (the API server may listen on all of them, below),
+# below the ephemeral range (so an outgoing connection
 # of one component cannot take a port before the component meant to listen on it binds it).
 
-read -r etcd_port etcd_peer_port api_port kcm_port sched_port < <(python3 - <<'EOF'
+read -r etcd_port etcd_peer_port api_port kcm_port sched_port kubelet_port kubelet_healthz_port < <(python3 - <<'EOF'
 import random, socket
 ports = []
-while len(ports) < 5:
+while len(ports) < 7:
     p = random.randint(20000, 32000)
     if p in ports:
         continue
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", p))
+            s.bind(("0.0.0.0", p))
         except OSError:
             continue
     ports.append(p)
 print(*ports)
 EOF
 )
-[ -n "$sched_port" ] || { log "could not pick free ports"; exit 1; }
+[ -n "$kubelet_healthz_port" ] || { log "could not pick free ports"; exit 1; }
 api_url="https://127.0.0.1:$api_port"
+
+# ---------------------------------------------------------------------------------------------
+# The real node's bridge, address, cgroup root and configs (node-up.sh), first: its address goes
+# into the API server's certificate.
+
+node_t0=$SECONDS
+node_san=""
+api_bind=127.0.0.1
+api_advertise=127.0.0.1
+if [ "$real_node" != 0 ]; then
+  node_prepare
+  # Pods on the node's bridge reach the API server at the node's address (there is no
+  # kube-proxy: in-cluster clients are pointed there with KUBERNETES_SERVICE_HOST/PORT), so it
+  # listens on every address and its certificate names that one.
+  node_san=", IP:$node_ip"
+  api_bind=0.0.0.0
+  api_advertise="$node_ip"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # PKI: a CA; the apiserver's serving cert; an admin client cert (O=system:masters) used by
@@ -160,13 +184,14 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = serverAuth
 authorityKeyIdentifier = keyid
-subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.96.0.1
+subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:10.96.0.1__NODE_SAN__
 [client]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
 EOF
+sed -i "s/__NODE_SAN__/$node_san/" "$pki/openssl.cnf"
 (
   cd "$pki"
   exec 2>openssl.log
@@ -287,8 +312,8 @@ start kube-apiserver \
   --audit-log-format=json \
   --audit-log-maxsize=0 \
   --etcd-servers="http://127.0.0.1:$etcd_port" \
-  --bind-address=127.0.0.1 \
-  --advertise-address=127.0.0.1 \
+  --bind-address="$api_bind" \
+  --advertise-address="$api_advertise" \
   --secure-port="$api_port" \
   --cert-dir="$pki" \
   --tls-cert-file="$pki/apiserver.crt" \
@@ -301,6 +326,9 @@ start kube-apiserver \
   --requestheader-extra-headers-prefix=X-Remote-Extra- \
   --proxy-client-cert-file="$pki/front-proxy-client.crt" \
   --proxy-client-key-file="$pki/front-proxy-client.key" \
+  --kubelet-client-certificate="$pki/admin.crt" \
+  --kubelet-client-key="$pki/admin.key" \
+  --kubelet-preferred-address-types=InternalIP,Hostname \
   --service-account-key-file="$pki/sa.pub" \
   --service-account-signing-key-file="$pki/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -310,6 +338,11 @@ start kube-apiserver \
   --allow-privileged=true \
   --endpoint-reconciler-type=none \
   --profiling=false
+# containerd meanwhile (it needs nothing from the API server), and the images it runs.
+if [ "$real_node" != 0 ]; then
+  node_start_containerd
+  node_import_images
+fi
 api_ready() { [ "$("${curl_api[@]}" "$api_url/readyz")" = ok ]; }
 wait_for kube-apiserver "kube-apiserver /readyz ok" api_ready
 
@@ -418,6 +451,7 @@ EOF
   done
 } >"$cluster_dir/nodes.yaml"
 kubectl create -f "$cluster_dir/nodes.yaml" >/dev/null
+[ "$real_node" = 0 ] || node_start_kubelet
 
 kcm_healthy() { [ "$(curl -skf --max-time 2 "https://127.0.0.1:$kcm_port/healthz")" = ok ]; }
 sched_healthy() { [ "$(curl -skf --max-time 2 "https://127.0.0.1:$sched_port/healthz")" = ok ]; }
@@ -432,6 +466,10 @@ nodes_ready() {
   [ "$n" -ge "$nodes" ]
 }
 wait_for kwok "$nodes kwok nodes Ready and untainted" nodes_ready
+if [ "$real_node" != 0 ]; then
+  node_wait_ready
+  log "real node Ready $((SECONDS - node_t0))s after its set-up began"
+fi
 
 # The serviceaccount controller has created the default ServiceAccount (ServiceAccount admission
 # rejects pods until it exists).
@@ -445,6 +483,22 @@ SLUICE_KCM_PORT=$kcm_port
 SLUICE_SCHEDULER_PORT=$sched_port
 SLUICE_K8S_BIN=$bin_dir
 EOF
+if [ "$real_node" = 0 ]; then
+  echo "SLUICE_REAL_NODE=0" >>"$cluster_dir/env"
+else
+  cat >>"$cluster_dir/env" <<EOF
+SLUICE_REAL_NODE=1
+SLUICE_NODE_NAME=$node_name
+SLUICE_NODE_IP=$node_ip
+SLUICE_NODE_APISERVER_HOST=$node_ip
+SLUICE_NODE_APISERVER_PORT=$api_port
+SLUICE_NODE_LABEL=$node_label
+SLUICE_NODE_TAINT=$node_label=true:NoSchedule
+SLUICE_NODE_BRIDGE=$bridge
+SLUICE_POD_SUBNET=$pod_subnet
+SLUICE_CONTAINERD_SOCK=$containerd_sock
+EOF
+fi
 
 ok=1
 log "cluster up in $((SECONDS - t0))s: $api_url, logs in $log_dir"
