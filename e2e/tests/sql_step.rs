@@ -8,3 +8,5 @@
 mod fixture;
 #[path = "sql_step/host.rs"]
 mod host;
+#[path = "sql_step/real_node.rs"]
+mod real_node;
