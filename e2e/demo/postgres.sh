@@ -48,7 +48,7 @@ up() {
   mkdir -p "$dir"
   bash "$server" start "$dir" "$port" "$address"
   superuser postgres -v elt_password="$(password elt)" -v reader_password="$(password reader)" -f "$here/roles.sql"
-  superuser shop -f "$here/shop.sql"
+  superuser shop -f "$here/shop.sql" -f "$here/seed.sql"
   superuser warehouse -f "$here/warehouse.sql"
   start_generator
   printf 'PGHOST=127.0.0.1\nPGPORT=%s\nPGDATABASE=warehouse\nPGUSER=elt\nPGPASSWORD=%s\n' \

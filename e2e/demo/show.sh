@@ -8,8 +8,11 @@ show_datasets() {
 # The mart as the warehouse holds it, newest hours first.
 show_mart() {
   (set -a; source "$state/postgres/elt.env"; set +a
-   psql -X -c "SELECT hour, currency, orders, revenue, last_order_at FROM mart.hourly_revenue ORDER BY hour DESC, currency LIMIT 9" 2>&1 ||
-     echo "(no mart yet: its first run is a minute or two away)")
+   if [ "$(psql -X -At -c "SELECT to_regclass('mart.hourly_revenue') IS NOT NULL")" = t ]; then
+     psql -X -c "SELECT hour, currency, orders, revenue, last_order_at FROM mart.hourly_revenue ORDER BY hour DESC, currency LIMIT 9"
+   else
+     echo "(no mart.hourly_revenue yet: orders-transform builds it a minute or two after the first extract)"
+   fi)
 }
 
 # wait_for <seconds> <what> <command...>: runs the command every 2 s until it succeeds.
