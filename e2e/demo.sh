@@ -109,7 +109,7 @@ case "${1:-up}" in
   up) up ;;
   down) down ;;
   drift) cluster; drift "double precision" False True ;;
-  undrift) cluster; drift "numeric(12,2)" True False ;;
+  undrift) cluster; drift "numeric(12,2)" True False; backfill_held ;;
   *)
     echo "usage: $0 up|down|drift|undrift" >&2
     exit 2

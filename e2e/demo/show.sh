@@ -40,7 +40,7 @@ staging.orders and mart.hourly_revenue from the minute before.
   kubectl get pipelines,jobs,pods -n $namespace -o wide
   (set -a; . $env; psql -c 'SELECT * FROM mart.hourly_revenue ORDER BY hour DESC')   # the mart filling
   make demo-drift     # the shop changes a column type: the orders contract breaks, orders-transform holds
-  make demo-undrift   # the type goes back: the contract is met again, orders-transform runs again
+  make demo-undrift   # the type goes back: orders-transform runs again, a Backfill runs the skipped windows
   operator log: $state/operator.log; database log: $state/postgres/server.log
 Stop it with: make demo-down
 MSG
