@@ -78,7 +78,9 @@ up() {
   else
     kubectl apply --server-side --field-manager=sluice-demo -n "$namespace" -k "$repo/e2e/demo/minutely" >/dev/null
   fi
-  kubectl wait --for=condition=Ready -n "$namespace" pipelines,datasets,backfills --all --timeout=60s >/dev/null
+  # kubectl wait fails at once on an object without status.conditions (not reconciled yet).
+  wait_for 60 "the pipelines and datasets Ready" \
+    kubectl wait --for=condition=Ready -n "$namespace" pipelines,datasets --all --timeout=10s
   # Start one run of the extract now rather than at its next tick.
   kubectl annotate -n "$namespace" pipeline orders-ingest --overwrite "sluice.dev/run-now=demo-$(date +%s)" >/dev/null
   if [ -n "$address" ]; then
