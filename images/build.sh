@@ -81,7 +81,9 @@ build() {
 # import <archive>: into the real node's containerd, in the CRI's namespace.
 import() {
   local start=$SECONDS
-  node_ctr images import "$1" >/dev/null
+  local out
+  # ctr repeats containerd's deprecation warnings (cgroup v1) on stderr: shown only on failure.
+  out="$(node_ctr images import "$1" 2>&1)" || { log "ctr images import $1 failed: $out"; exit 1; }
   log "imported $(basename "$1") into $containerd_sock in $((SECONDS - start))s"
 }
 

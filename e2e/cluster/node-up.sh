@@ -155,7 +155,8 @@ EOF
 # failCgroupV1: false), serving on the node's address at a free port, client certificates from
 # the cluster CA (the API server calls it with the admin certificate), no eviction, no image
 # garbage collection (the images are imported, they cannot be pulled again), pod logs in the
-# cluster dir.
+# cluster dir. Local storage capacity isolation stays on: without it the node reports no
+# ephemeral-storage and pods that request some (the chart's operator) never schedule.
 node_write_kubelet_config() {
   cat >"$node_dir/kubelet/config.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -178,7 +179,7 @@ failSwapOn: false
 containerRuntimeEndpoint: unix://$containerd_sock
 evictionHard: {}
 enforceNodeAllocatable: []
-localStorageCapacityIsolation: false
+localStorageCapacityIsolation: true
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 podLogsDir: $node_dir/pod-logs

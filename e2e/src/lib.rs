@@ -21,6 +21,7 @@ pub mod namespace;
 pub mod operator;
 pub mod postgres;
 pub mod process;
+pub mod real_node;
 pub mod usage;
 pub mod wait;
 pub mod yaml;

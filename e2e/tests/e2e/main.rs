@@ -14,3 +14,4 @@ mod pipelines;
 mod plugin;
 mod pod_security;
 mod ready;
+mod real_node;

@@ -43,6 +43,7 @@ use super::apply::{self, Patched, Precondition};
 use super::context::Context;
 use super::every_reconcile;
 use super::guard::{self, Guarded, Key, ValidStore};
+use super::job_cache;
 use crate::act::backfill::{Acted, BackfillApi, JobsOf, Observed, Outcome, StatusWrite, merge_jobs, siblings};
 use crate::act::{self, JobApi};
 use crate::api::conditions::{self, types};
@@ -219,7 +220,9 @@ impl BackfillApi for KubeBackfills<'_> {
             let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let snapshot = ctx.jobs.state();
             let of = JobsOf { namespace, uid, pipeline: pipeline.as_deref(), defaults: &defaults };
-            merge_jobs(&snapshot, &mut ledger, &of, now)
+            let mut jobs = merge_jobs(&snapshot, &mut ledger, &of, now);
+            job_cache::explain_failures(&mut jobs.own, &snapshot, &ctx.pods, namespace);
+            jobs
         };
         let siblings = siblings(&ctx.backfills.state(), namespace, &backfill.spec.pipeline_ref.name, uid);
         let blocked_inputs = blocked_inputs(ctx, namespace, pipeline.as_deref());

@@ -25,8 +25,9 @@ use crate::plan::dataset::{Input, ProducedRun, decide};
 use crate::plan::runs::JobState;
 use crate::{report, validation};
 
-/// Label the Job controller puts on a Job's pods.
-const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+#[cfg(test)]
+use super::pod_failure::JOB_NAME_LABEL;
+use super::pod_failure::pod_of_job;
 
 pub async fn reconcile(obj: Arc<Guarded<Dataset>>, ctx: Arc<Context>) -> Result<Action> {
     every_reconcile::measured(obj, ctx, async |dataset: &Dataset, ctx: &Context| reconcile_dataset(dataset, ctx).await)
@@ -117,16 +118,6 @@ pub fn producing_step<'a>(job: &Job, producing: &'a BTreeSet<(String, String)>) 
     producing.iter().find(|(pipeline, s)| {
         s == step && jobs::label_value(pipeline) == *pipeline_label && owner.is_none_or(|o| &o.name == pipeline)
     })
-}
-
-/// Whether `pod` is a pod of `job`: controlled by it (by uid, so a pod of an earlier Job of the
-/// same name is not), or, when either has no uid, labelled with its name.
-fn pod_of_job(pod: &Pod, job: &Job) -> bool {
-    let controller = pod.owner_references().iter().find(|o| o.controller == Some(true));
-    match (controller, job.uid()) {
-        (Some(o), Some(uid)) => o.uid == uid,
-        _ => pod.labels().get(JOB_NAME_LABEL).map(String::as_str) == Some(job.name_any().as_str()),
-    }
 }
 
 /// `job` as a run of one of the `producing` steps, if it succeeded, with the report of its

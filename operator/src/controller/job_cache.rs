@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
@@ -76,6 +77,25 @@ pub fn owned_by(store: &Store<Job>, namespace: &str, owner_uid: &str) -> Vec<Obs
         .filter(|j| j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))
         .filter_map(|j| observe(j))
         .collect()
+}
+
+/// Adds to the reason of every failed Job in `observed` what its pod's container ended with
+/// (`OOMKilled`, the exit code: see [`super::pod_failure::explain`]), reading the Jobs from
+/// `snapshot` and their pods from the pod cache (only when some Job failed).
+pub fn explain_failures(observed: &mut [ObservedJob], snapshot: &[Arc<Job>], pods: &Store<Pod>, namespace: &str) {
+    if !observed.iter().any(|o| matches!(o.state, JobState::Failed { .. })) {
+        return;
+    }
+    let pods: Vec<Arc<Pod>> =
+        pods.state().into_iter().filter(|p| p.metadata.namespace.as_deref() == Some(namespace)).collect();
+    for o in observed.iter_mut() {
+        let JobState::Failed { reason, .. } = &mut o.state else { continue };
+        let job =
+            snapshot.iter().find(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.name_any() == o.name);
+        if let Some(job) = job {
+            *reason = super::pod_failure::explain(reason, job, &pods);
+        }
+    }
 }
 
 /// Jobs in the cache with `pipeline`'s label that another object controls (not the owner with

@@ -11,6 +11,7 @@ pub mod job_cache;
 pub mod live_objects;
 pub mod object;
 pub mod pipeline;
+pub mod pod_failure;
 pub mod samples;
 pub mod wakes;
 pub mod watch_backoff;

@@ -24,7 +24,7 @@ use crate::api::conditions::{self, types};
 use crate::api::{DriftPolicy, Pipeline, PipelineStatus, RunPhase};
 use crate::error::{Error, Result};
 use crate::plan::pipeline::{CheckedKey, Plan, Upstream};
-use crate::plan::runs::JobState;
+use crate::plan::runs::{JobState, ObservedJob};
 use crate::schedule::Window;
 use crate::validation;
 
@@ -188,7 +188,7 @@ impl PipelineApi for KubePipelines<'_> {
         let (refusals, refused_steps) = ctx.refused_steps(&self.namespace, &pipeline.spec.steps);
         problems.extend(refusals);
         Observed {
-            jobs: job_cache::owned_by(&ctx.jobs, &self.namespace, &uid),
+            jobs: owned_jobs(ctx, &self.namespace, &uid),
             foreign: job_cache::foreign_to(&ctx.jobs, &self.namespace, pipeline, &uid),
             upstream: upstream(ctx, &self.namespace, pipeline),
             blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
@@ -199,6 +199,13 @@ impl PipelineApi for KubePipelines<'_> {
             cost: super::cost::inputs(ctx, &self.namespace, &uid),
         }
     }
+}
+
+/// The Pipeline's Jobs, a failed one's reason saying what its container ended with.
+fn owned_jobs(ctx: &Context, namespace: &str, uid: &str) -> Vec<ObservedJob> {
+    let mut jobs = job_cache::owned_by(&ctx.jobs, namespace, uid);
+    job_cache::explain_failures(&mut jobs, &ctx.jobs.state(), &ctx.pods, namespace);
+    jobs
 }
 
 /// For each Dataset in the cache that a step outputs, the last producing run it has checked.
