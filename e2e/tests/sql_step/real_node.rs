@@ -10,32 +10,12 @@ use kube::api::DynamicObject;
 use serde_json::{Value, json};
 use sluice_e2e::cluster::repo_root;
 use sluice_e2e::postgres::Server;
+use sluice_e2e::real_node::{self, RealNode};
 use sluice_e2e::{wait, yaml};
 
 use crate::fixture::{self, END, START};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
-
-/// The cluster's real node, as its env file (e2e/cluster/up.sh) names it.
-struct RealNode {
-    ip: String,
-    label: String,
-}
-
-/// The real node, or why there is none: no env file (a cluster not started by up.sh), or one
-/// saying `SLUICE_REAL_NODE=0`.
-fn real_node() -> Result<RealNode, String> {
-    let file = sluice_e2e::cluster::kubeconfig().parent().map(|d| d.join("env"));
-    let text = file.and_then(|f| std::fs::read_to_string(f).ok()).ok_or("the cluster was not started by up.sh")?;
-    let var = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_string);
-    if var("SLUICE_REAL_NODE").as_deref() != Some("1") {
-        return Err("the cluster has no real node (SLUICE_REAL_NODE=0)".into());
-    }
-    match (var("SLUICE_NODE_IP"), var("SLUICE_NODE_LABEL")) {
-        (Some(ip), Some(label)) => Ok(RealNode { ip, label }),
-        _ => Err("the cluster's env file names no real node (SLUICE_NODE_IP, SLUICE_NODE_LABEL)".into()),
-    }
-}
 
 /// The first document named `name` in an example file.
 fn example(file: &str, name: &str) -> Value {
@@ -94,10 +74,7 @@ fn newest_write(pg: &Server) -> i64 {
 
 #[tokio::test]
 async fn a_re_run_window_leaves_the_row_count_unchanged() {
-    let node = match real_node() {
-        Ok(node) => node,
-        Err(why) => return println!("SKIPPED a_re_run_window_leaves_the_row_count_unchanged: {why}"),
-    };
+    let Some(node) = real_node::or_skip("a_re_run_window_leaves_the_row_count_unchanged") else { return };
     let pg = Server::start("real-node", Some(&node.ip));
     fixture::databases(&pg);
     let image = std::process::Command::new("bash")
