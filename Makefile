@@ -10,7 +10,7 @@ DEMO_DIR ?= $(or $(TMPDIR),/tmp)/sluice-demo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= schedule duration quantity report names
 
-.PHONY: install-plugin fuzz bench chaos all build images release cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down clean
+.PHONY: install-plugin fuzz bench chaos all build images release cluster-build cluster-up cluster-down crds lint tools-build unit-test e2e-test test demo demo-down demo-drift demo-undrift clean
 
 all: build
 
@@ -117,6 +117,14 @@ demo: cluster-build build
 
 demo-down:
 	bash e2e/demo.sh down
+
+# Schema drift in the running demo (real node only): the shop changes orders.amount to double
+# precision, the `orders` contract breaks and orders-transform holds; demo-undrift changes it back.
+demo-drift:
+	bash e2e/demo.sh drift
+
+demo-undrift:
+	bash e2e/demo.sh undrift
 
 clean: cluster-down
 	$(CARGO) clean

@@ -9,6 +9,19 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
 }
 
+/// The example manifests (`manifests/examples/*.yaml`, sorted), without the kustomization that
+/// lists them: every file holds objects to apply.
+pub fn example_files() -> Vec<PathBuf> {
+    let dir = repo_root().join("manifests/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("kustomization.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Where test artifacts (operator log) go.
 pub fn artifacts_dir() -> PathBuf {
     let dir =

@@ -11,6 +11,7 @@
 //! - [`lineage`] receives the OpenLineage events of the operator it starts, on loopback.
 //! - [`process`] runs operator processes a test controls (kill, restart, leader election).
 //! - [`audit`] reads the API server's audit log: what was written, when, by which replica.
+//! - [`postgres`] a PostgreSQL server of a test's own (Debian's package, a free port).
 //! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
 pub mod audit;
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod lineage;
 pub mod namespace;
 pub mod operator;
+pub mod postgres;
 pub mod process;
 pub mod real_node;
 pub mod usage;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
-use sluice_e2e::cluster::repo_root;
+use sluice_e2e::cluster::example_files;
 use sluice_e2e::{wait, yaml};
 
 #[tokio::test]
@@ -20,10 +20,7 @@ async fn the_examples_run_in_a_restricted_namespace() {
             .patch(n, &PatchParams::default(), &Patch::Merge(&labels))
             .await
             .expect("label namespace");
-        let dir = repo_root().join("manifests/examples");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("examples").map(|e| e.expect("entry").path()).collect();
-        files.sort();
-        for file in files {
+        for file in example_files() {
             yaml::apply_all(&client, n, &std::fs::read_to_string(&file).expect("readable")).await;
         }
         let pipelines = yaml::sluice_api(&client, n, "Pipeline");

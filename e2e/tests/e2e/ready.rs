@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
-use sluice_e2e::cluster::{repo_root, run_kubectl};
+use sluice_e2e::cluster::{example_files, run_kubectl};
 use sluice_e2e::namespace::with_namespace;
 use sluice_e2e::operator::Spawned;
 use sluice_e2e::{wait, yaml};
@@ -71,11 +71,8 @@ async fn the_examples_apply_and_become_ready() {
     let client = sluice_e2e::setup().await;
     with_namespace(&client, "examples", |ns| async move {
         let client = ns.client.clone();
-        let dir = repo_root().join("manifests/examples");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("examples").map(|e| e.expect("entry").path()).collect();
-        files.sort();
         let mut objects = Vec::new();
-        for file in files {
+        for file in example_files() {
             let text = std::fs::read_to_string(&file).expect("readable");
             for doc in yaml::documents(&text) {
                 yaml::apply(&client, &ns.name, &doc).await.unwrap_or_else(|e| panic!("{}: {e}", file.display()));

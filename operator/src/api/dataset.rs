@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner", priority = 1),
     printcolumn(name = "Freshness", type_ = "string", json_path = ".status.freshness.state"),
     printcolumn(name = "Watermark", type_ = "string", json_path = ".status.watermark"),
+    printcolumn(name = "Rows Written", type_ = "integer", json_path = ".status.rowsWritten"),
+    printcolumn(
+        name = "Schema OK",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"SchemaConformant\")].status"
+    ),
     printcolumn(name = "Data Age", type_ = "date", json_path = ".status.watermark"),
     printcolumn(name = "Max Age", type_ = "string", json_path = ".spec.freshness.maxAge"),
     printcolumn(name = "CPU-s", type_ = "number", json_path = ".status.cost.total.cpuSeconds", priority = 1),
