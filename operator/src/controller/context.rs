@@ -63,7 +63,12 @@ pub struct Context {
     /// Prices of reserved resources (`--price-*`), set once at start.
     pub prices: std::sync::OnceLock<Option<crate::cost::Prices>>,
     failures: Mutex<Failures<FailureKey>>,
+    /// Bounds the Events being published at once.
+    event_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most Events being published at once (the rest wait their turn, off the reconciles).
+pub const EVENTS_IN_FLIGHT: usize = 16;
 
 impl Context {
     pub fn new(
@@ -92,6 +97,7 @@ impl Context {
             caches_synced,
             prices: std::sync::OnceLock::new(),
             failures: Mutex::default(),
+            event_slots: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         })
     }
 
@@ -117,7 +123,10 @@ impl Context {
         (problems, refused.into_iter().map(|r| r.step).collect())
     }
 
-    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    /// Publishes an Event about `obj` in the background: the reconcile does not wait for it
+    /// (at scale, awaiting each Event held a reconcile slot for as long as its Job create and
+    /// status write together). At most [`EVENTS_IN_FLIGHT`] are sent at once; a failure to
+    /// publish is logged, never fatal. Events record what was done; no decision reads them.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -133,9 +142,14 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(%error, object = %obj.name_any(), reason, "could not publish event");
-        }
+        let (recorder, reference, slots) = (self.recorder.clone(), obj.object_ref(&()), self.event_slots.clone());
+        let (object, reason) = (obj.name_any(), reason.to_string());
+        tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, %object, reason, "could not publish event");
+            }
+        });
     }
 
     /// Counts a failed reconcile of `key`: its consecutive failures, this one included, and

@@ -105,7 +105,7 @@ async fn a_name_held_by_someone_elses_job_is_not_launched_and_is_recorded_as_a_c
     let status = &world.object("backfills/fill")["status"];
     assert_eq!(status["nameConflicts"], json!([name]), "{status}");
     assert_eq!(status["partitions"]["running"], 1, "the taken partition is not claimed: {status}");
-    let events = world.events();
+    let events = world.events_with("NameConflict").await;
     assert!(events.iter().any(|e| e["reason"] == "NameConflict"), "{events:?}");
 }
 

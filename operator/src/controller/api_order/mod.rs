@@ -239,6 +239,18 @@ impl World {
     pub fn events(&self) -> Vec<Value> {
         self.server.lock().unwrap().events.clone()
     }
+
+    /// The Events once one has `reason` (they are published in the background), or after 2 s.
+    pub async fn events_with(&self, reason: &str) -> Vec<Value> {
+        for _ in 0..100 {
+            let events = self.events();
+            if events.iter().any(|e| e["reason"] == reason) {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.events()
+    }
 }
 
 /// `METHOD resource` of each call.
