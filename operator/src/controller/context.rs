@@ -27,6 +27,8 @@ pub struct Caches {
     pub backfills: ValidStore<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
+    /// The Job cache's indexes (by owner, by Pipeline label).
+    pub job_index: super::job_index::JobIndex,
     pub pods: Store<Pod>,
     pub limit_ranges: Store<LimitRange>,
     pub allowed_accounts: Store<PartialObjectMeta<ServiceAccount>>,
@@ -42,6 +44,8 @@ pub struct Context {
     pub backfills: ValidStore<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
+    /// The Job cache's indexes: a reconcile reads its own Jobs without walking the cache.
+    pub job_index: super::job_index::JobIndex,
     /// Pods of Sluice's Jobs, for their termination messages (step reports).
     pub pods: Store<Pod>,
     /// LimitRanges, for the default requests of containers that set none (backfill quota).
@@ -88,6 +92,7 @@ impl Context {
             backfills: caches.backfills,
             quotas: caches.quotas,
             jobs: caches.jobs,
+            job_index: caches.job_index,
             pods: caches.pods,
             limit_ranges: caches.limit_ranges,
             allowed_accounts: caches.allowed_accounts,

@@ -188,8 +188,8 @@ impl PipelineApi for KubePipelines<'_> {
         let (refusals, refused_steps) = ctx.refused_steps(&self.namespace, &pipeline.spec.steps);
         problems.extend(refusals);
         Observed {
-            jobs: job_cache::owned_by(&ctx.jobs, &self.namespace, &uid),
-            foreign: job_cache::foreign_to(&ctx.jobs, &self.namespace, pipeline, &uid),
+            jobs: job_cache::owned_by_indexed(&ctx.jobs, &ctx.job_index, &self.namespace, &uid),
+            foreign: job_cache::foreign_to_indexed(&ctx.jobs, &ctx.job_index, &self.namespace, pipeline, &uid),
             upstream: upstream(ctx, &self.namespace, pipeline),
             blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
             free_job_slots: self.free_job_slots,

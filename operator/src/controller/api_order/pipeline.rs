@@ -64,7 +64,7 @@ async fn a_run_is_recorded_before_its_jobs_exist_and_its_finish_before_they_go()
 
     // The cache shows the Jobs gone: nothing changed, nothing is written.
     for job in &jobs {
-        world.cluster.jobs.apply_watcher_event(&watcher::Event::Delete(completed(job)));
+        world.cluster.job_event(watcher::Event::Delete(completed(job)));
     }
     let cached = world.object("pipelines/p");
     assert_eq!(shorts(&reconcile(&world, &cached).await), Vec::<String>::new());
