@@ -100,10 +100,16 @@ fuzz:
 		$(CARGO) +nightly fuzz run --sanitizer none $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1; \
 	done
 
-# Benchmarks against the local control plane: they print figures (schedule lag, ...).
-bench: cluster-build build
-	$(CARGO) test -p sluice-e2e --test bench_schedule_lag -- --ignored --nocapture
-	$(CARGO) test -p sluice-e2e --test bench_backfill -- --ignored --nocapture
+# Benchmarks against the local control plane (e2e/bench/compare.rs, not part of `make test`):
+# the release build of the operator beside the CronJob controller and the API server's own
+# limit, every figure with its peer from the same run; the table goes to target/bench/
+# (results.json, results.md). BENCH_ENV passes settings, e.g. BENCH_ENV='SLUICE_BENCH_N=100'.
+# The older benchmarks run by hand: --test bench_schedule_lag, --test bench_backfill.
+BENCH_ENV ?=
+bench: cluster-build
+	$(CARGO) build --release -p sluice-operator
+	env $(BENCH_ENV) SLUICE_OPERATOR_BIN="$${CARGO_TARGET_DIR:-target}/release/sluice-operator" \
+		$(CARGO) test --release -p sluice-e2e --test bench_compare -- --ignored --nocapture
 
 # Fault tests in their full form (e2e/tests/chaos): 50 SIGKILLs of the operator during a
 # 500-partition Backfill, API server and etcd restarts, leader failover; prints the figures.

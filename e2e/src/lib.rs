@@ -11,10 +11,12 @@
 //! - [`lineage`] receives the OpenLineage events of the operator it starts, on loopback.
 //! - [`process`] runs operator processes a test controls (kill, restart, leader election).
 //! - [`audit`] reads the API server's audit log: what was written, when, by which replica.
+//! - [`bench`] is the benchmark harness (e2e/bench/compare.rs): Sluice beside its peers.
 //! - [`postgres`] a PostgreSQL server of a test's own (Debian's package, a free port).
 //! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
 pub mod audit;
+pub mod bench;
 pub mod cluster;
 pub mod lineage;
 pub mod namespace;

@@ -63,6 +63,11 @@ impl OperatorProcess {
         tokio::time::timeout(timeout, self.child.wait()).await.ok().map(|r| r.expect("wait"))
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The exit status if the process has exited, without waiting.
     pub fn has_exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("try_wait")

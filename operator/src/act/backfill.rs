@@ -13,11 +13,12 @@
 //! 4. Write the status on the condition that the Backfill is still at the version read (always
 //!    when the plan creates Jobs), before any Job is created: two replicas, or a reconcile that
 //!    read before another wrote, never both act on one status. A conflict acts on nothing.
-//! 5. Create the Jobs. `AlreadyExists` counts as launched only when the Job holding the name is
-//!    this backfill's ([`CreateRound`]); each created Job is remembered in the ledger.
+//! 5. Create the Jobs, partitions side by side and the Jobs of a partition in order.
+//!    `AlreadyExists` counts as launched only when the Job holding the name is this backfill's
+//!    ([`CreateRound`]); each created Job is remembered in the ledger.
 //! 6. Release the lock; record what the creates found (partitions that did not start, names
 //!    held by others) in a second conditional write when it changes the status.
-//! 7. Delete the Jobs of the partitions the written status records.
+//! 7. Delete the Jobs of the partitions the written status records (side by side).
 //!
 //! A crash between any two steps loses nothing: no window is recorded as done before its Jobs
 //! have finished, and a repeated create is absorbed by `AlreadyExists`.
@@ -27,6 +28,7 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
@@ -211,10 +213,29 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
         }
     }
     acted.plan.status = acted.settled.status.clone();
-    for job in &acted.plan.delete {
-        api.delete_job(&namespace, job).await?;
-    }
+    delete_jobs(api, &namespace, &acted.plan.delete).await?;
     Ok(Outcome::Acted(Box::new(acted)))
+}
+
+/// Deletes the Jobs `names`, [`IN_FLIGHT`] at a time; the first failure is returned once the
+/// deletes in flight have ended.
+async fn delete_jobs<A: BackfillApi>(api: &A, namespace: &str, names: &[String]) -> Result<()> {
+    let mut pending = futures::stream::FuturesUnordered::new();
+    let mut failed = None;
+    for name in names {
+        if pending.len() >= IN_FLIGHT
+            && let Some(Err(error)) = pending.next().await
+        {
+            failed.get_or_insert(error);
+        }
+        pending.push(api.delete_job(namespace, name));
+    }
+    while let Some(done) = pending.next().await {
+        if let Err(error) = done {
+            failed.get_or_insert(error);
+        }
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 /// What a Backfill's decision reads besides the Backfill and the caches.
@@ -259,8 +280,21 @@ fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan 
     })
 }
 
-/// Creates the plan's Jobs in order, skipping the rest of a partition once one of its names is
-/// found held by another owner.
+/// Most Job creates (and deletes) of one Backfill reconcile in flight at once. Partitions are
+/// created side by side; the Jobs of one partition one after another, in plan order.
+pub const IN_FLIGHT: usize = 32;
+
+/// What the API server answered to one planned create.
+struct Answer<'p> {
+    create: &'p JobToCreate,
+    job: String,
+    claim: Result<Claim>,
+}
+
+/// Creates the plan's Jobs: the partitions side by side ([`IN_FLIGHT`] at a time), the Jobs of
+/// one partition in order, skipping the rest of a partition once one of its names is found held
+/// by another owner (or its create failed). Every answer is recorded in plan order, every
+/// created Job in the ledger, before the first failed create (if any) is returned.
 async fn create_jobs<A: BackfillApi>(
     api: &A,
     acted: &mut Acted,
@@ -268,30 +302,36 @@ async fn create_jobs<A: BackfillApi>(
     uid: &str,
     now: Timestamp,
 ) -> Result<CreateRound> {
-    let backfill = &acted.backfill;
-    let namespace = backfill.namespace().unwrap_or_default();
-    let name = backfill.name_any();
-    let pipeline_name = backfill.spec.pipeline_ref.name.as_str();
-    let mut round = CreateRound::default();
-    for create in &acted.plan.create {
-        if !round.attempt(create) {
-            continue;
+    let partitions = partition_jobs(&acted.backfill, &acted.plan.create, pipeline, uid);
+    // In plan order, at most IN_FLIGHT partitions at once (no closures: the reconcile future
+    // must stay provably Send).
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let mut answers: Vec<Vec<Answer<'_>>> = Vec::new();
+    for jobs in partitions {
+        if pending.len() >= IN_FLIGHT
+            && let Some(done) = pending.next().await
+        {
+            answers.push(done);
         }
-        let Some(step) = pipeline.and_then(|p| p.spec.steps.iter().find(|s| s.name == create.step)) else {
-            continue;
+        pending.push_back(create_partition(api, uid, jobs));
+    }
+    while let Some(done) = pending.next().await {
+        answers.push(done);
+    }
+    let namespace = acted.backfill.namespace().unwrap_or_default();
+    let name = acted.backfill.name_any();
+    let pipeline_name = acted.backfill.spec.pipeline_ref.name.clone();
+    let mut round = CreateRound::default();
+    let mut failed = None;
+    for Answer { create, job: job_name, claim: answered } in answers.into_iter().flatten() {
+        let answered = match answered {
+            Ok(answered) => answered,
+            Err(error) => {
+                failed.get_or_insert(error);
+                continue;
+            }
         };
-        let job = jobs::build(&StepJob {
-            namespace: &namespace,
-            pipeline: pipeline_name,
-            run_id: &create.run_id,
-            window: create.window,
-            step,
-            attempt: create.attempt,
-            backfill: Some(&name),
-            owner: owner_reference(backfill, uid),
-        });
-        let job_name = job.name_any();
-        let outcome = match claim(api.create_job(&job).await?, uid) {
+        let outcome = match answered {
             Claim::Launched => {
                 api.launched(&namespace, &job_name, launch(uid, create, now));
                 acted.created.push(job_name.clone());
@@ -300,7 +340,7 @@ async fn create_jobs<A: BackfillApi>(
             Claim::Ours(_) => Created::Yes,
             Claim::Taken(existing) => {
                 // Gone again since: a run of the window had it; look again soon.
-                let holder = existing.map_or(Created::TakenByRun, |j| holder(&j, uid, pipeline_name));
+                let holder = existing.map_or(Created::TakenByRun, |j| holder(&j, uid, &pipeline_name));
                 tracing::info!(job = %job_name, backfill = %name, ?holder, "Job name taken by another owner");
                 holder
             }
@@ -311,7 +351,61 @@ async fn create_jobs<A: BackfillApi>(
         };
         round.record(create, &job_name, outcome);
     }
-    Ok(round)
+    failed.map_or(Ok(round), Err)
+}
+
+/// The plan's Jobs grouped by partition (run), in plan order; steps missing from the Pipeline
+/// are left out.
+fn partition_jobs<'p>(
+    backfill: &Backfill,
+    creates: &'p [JobToCreate],
+    pipeline: Option<&Pipeline>,
+    uid: &str,
+) -> Vec<Vec<(&'p JobToCreate, Job)>> {
+    let namespace = backfill.namespace().unwrap_or_default();
+    let name = backfill.name_any();
+    let mut partitions: Vec<Vec<(&JobToCreate, Job)>> = Vec::new();
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for create in creates {
+        let Some(step) = pipeline.and_then(|p| p.spec.steps.iter().find(|s| s.name == create.step)) else {
+            continue;
+        };
+        let job = jobs::build(&StepJob {
+            namespace: &namespace,
+            pipeline: &backfill.spec.pipeline_ref.name,
+            run_id: &create.run_id,
+            window: create.window,
+            step,
+            attempt: create.attempt,
+            backfill: Some(&name),
+            owner: owner_reference(backfill, uid),
+        });
+        let at = *index.entry(create.run_id.as_str()).or_insert_with(|| {
+            partitions.push(Vec::new());
+            partitions.len() - 1
+        });
+        partitions[at].push((create, job));
+    }
+    partitions
+}
+
+/// Creates one partition's Jobs in order; stops after a name held by another owner or a failed
+/// create (the rest of the partition waits for the next decision).
+async fn create_partition<'p, A: BackfillApi>(
+    api: &A,
+    uid: &str,
+    jobs: Vec<(&'p JobToCreate, Job)>,
+) -> Vec<Answer<'p>> {
+    let mut answers = Vec::new();
+    for (create, job) in jobs {
+        let answered = api.create_job(&job).await.map(|created| claim(created, uid));
+        let stop = matches!(answered, Err(_) | Ok(Claim::Taken(_)));
+        answers.push(Answer { create, job: job.name_any(), claim: answered });
+        if stop {
+            break;
+        }
+    }
+    answers
 }
 
 /// How soon to decide again after what a reconcile found, besides the plan's own

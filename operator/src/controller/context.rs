@@ -27,6 +27,8 @@ pub struct Caches {
     pub backfills: ValidStore<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
+    /// The Job cache's indexes (by owner, by Pipeline label).
+    pub job_index: super::job_index::JobIndex,
     pub pods: Store<Pod>,
     pub limit_ranges: Store<LimitRange>,
     pub allowed_accounts: Store<PartialObjectMeta<ServiceAccount>>,
@@ -42,6 +44,8 @@ pub struct Context {
     pub backfills: ValidStore<Backfill>,
     pub quotas: Store<ResourceQuota>,
     pub jobs: Store<Job>,
+    /// The Job cache's indexes: a reconcile reads its own Jobs without walking the cache.
+    pub job_index: super::job_index::JobIndex,
     /// Pods of Sluice's Jobs, for their termination messages (step reports).
     pub pods: Store<Pod>,
     /// LimitRanges, for the default requests of containers that set none (backfill quota).
@@ -63,7 +67,12 @@ pub struct Context {
     /// Prices of reserved resources (`--price-*`), set once at start.
     pub prices: std::sync::OnceLock<Option<crate::cost::Prices>>,
     failures: Mutex<Failures<FailureKey>>,
+    /// Bounds the Events being published at once.
+    event_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Most Events being published at once (the rest wait their turn, off the reconciles).
+pub const EVENTS_IN_FLIGHT: usize = 16;
 
 impl Context {
     pub fn new(
@@ -83,6 +92,7 @@ impl Context {
             backfills: caches.backfills,
             quotas: caches.quotas,
             jobs: caches.jobs,
+            job_index: caches.job_index,
             pods: caches.pods,
             limit_ranges: caches.limit_ranges,
             allowed_accounts: caches.allowed_accounts,
@@ -92,6 +102,7 @@ impl Context {
             caches_synced,
             prices: std::sync::OnceLock::new(),
             failures: Mutex::default(),
+            event_slots: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         })
     }
 
@@ -117,7 +128,10 @@ impl Context {
         (problems, refused.into_iter().map(|r| r.step).collect())
     }
 
-    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    /// Publishes an Event about `obj` in the background: the reconcile does not wait for it
+    /// (at scale, awaiting each Event held a reconcile slot for as long as its Job create and
+    /// status write together). At most [`EVENTS_IN_FLIGHT`] are sent at once; a failure to
+    /// publish is logged, never fatal. Events record what was done; no decision reads them.
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -133,9 +147,14 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(%error, object = %obj.name_any(), reason, "could not publish event");
-        }
+        let (recorder, reference, slots) = (self.recorder.clone(), obj.object_ref(&()), self.event_slots.clone());
+        let (object, reason) = (obj.name_any(), reason.to_string());
+        tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            if let Err(error) = recorder.publish(&event, &reference).await {
+                tracing::warn!(%error, %object, reason, "could not publish event");
+            }
+        });
     }
 
     /// Counts a failed reconcile of `key`: its consecutive failures, this one included, and

@@ -11,8 +11,8 @@ use crate::cost::{CostInputs, job_usage};
 pub fn inputs(ctx: &Context, namespace: &str, owner_uid: &str) -> CostInputs {
     let defaults = super::backfill::container_defaults(ctx, namespace);
     let usage = ctx
-        .jobs
-        .state()
+        .job_index
+        .owned(&ctx.jobs, owner_uid)
         .iter()
         .filter(|j| j.namespace().as_deref() == Some(namespace))
         .filter(|j| j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
+use super::job_index::JobIndex;
 use crate::api::{Backfill, Pipeline};
 use crate::jobs::{annotations, labels};
 use crate::plan::pipeline::ForeignJob;
@@ -70,9 +71,17 @@ pub fn observe(job: &Job) -> Option<ObservedJob> {
 
 /// The Jobs in the cache whose controlling owner has `owner_uid`, not being deleted.
 pub fn owned_by(store: &Store<Job>, namespace: &str, owner_uid: &str) -> Vec<ObservedJob> {
-    store
-        .state()
-        .iter()
+    owned_among(&store.state(), namespace, owner_uid)
+}
+
+/// Like [`owned_by`], reading only the Jobs the index names for the owner.
+pub fn owned_by_indexed(store: &Store<Job>, index: &JobIndex, namespace: &str, owner_uid: &str) -> Vec<ObservedJob> {
+    owned_among(&index.owned(store, owner_uid), namespace, owner_uid)
+}
+
+/// The Jobs of `jobs` whose controlling owner has `owner_uid`, not being deleted.
+fn owned_among(jobs: &[Arc<Job>], namespace: &str, owner_uid: &str) -> Vec<ObservedJob> {
+    jobs.iter()
         .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
         .filter(|j| j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))
         .filter_map(|j| observe(j))
@@ -101,10 +110,24 @@ pub fn explain_failures(observed: &mut [ObservedJob], snapshot: &[Arc<Job>], pod
 /// Jobs in the cache with `pipeline`'s label that another object controls (not the owner with
 /// `owner_uid`), including ones being deleted: their names are still taken.
 pub fn foreign_to(store: &Store<Job>, namespace: &str, pipeline: &Pipeline, owner_uid: &str) -> Vec<ForeignJob> {
+    foreign_among(&store.state(), namespace, pipeline, owner_uid)
+}
+
+/// Like [`foreign_to`], reading only the Jobs the index names for the Pipeline's label.
+pub fn foreign_to_indexed(
+    store: &Store<Job>,
+    index: &JobIndex,
+    namespace: &str,
+    pipeline: &Pipeline,
+    owner_uid: &str,
+) -> Vec<ForeignJob> {
     let label = crate::jobs::label_value(&pipeline.name_any());
-    store
-        .state()
-        .iter()
+    foreign_among(&index.labelled(store, namespace, &label), namespace, pipeline, owner_uid)
+}
+
+fn foreign_among(jobs: &[Arc<Job>], namespace: &str, pipeline: &Pipeline, owner_uid: &str) -> Vec<ForeignJob> {
+    let label = crate::jobs::label_value(&pipeline.name_any());
+    jobs.iter()
         .filter(|j| j.namespace().as_deref() == Some(namespace) && j.labels().get(labels::PIPELINE) == Some(&label))
         .filter(|j| !j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))
         .filter_map(|j| {

@@ -8,6 +8,8 @@ pub mod dataset;
 pub mod every_reconcile;
 pub mod guard;
 pub mod job_cache;
+pub mod job_index;
+pub mod job_wakes;
 pub mod live_objects;
 pub mod object;
 pub mod pipeline;
@@ -23,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{LimitRange, Pod, ResourceQuota, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -222,6 +224,7 @@ pub async fn run(
         backfills: kinds.backfill_store.clone(),
         quotas: quota_store,
         jobs: jobs.store.clone(),
+        job_index: jobs.index.clone(),
         pods: pod_store,
         limit_ranges: limit_range_store,
         allowed_accounts: accounts.store.clone(),
@@ -332,6 +335,8 @@ fn lineage(
 /// Sluice's Jobs, cached once, and what a change of one wakes.
 struct JobWatch<S> {
     store: reflector::Store<Job>,
+    /// Indexes of `store` (by owner, by Pipeline label).
+    index: job_index::JobIndex,
     /// For the Pipeline controller (`owns_stream`): a change to an owned Job wakes its Pipeline.
     stream: S,
     /// The Backfill that owns a changed Job.
@@ -341,7 +346,8 @@ struct JobWatch<S> {
 }
 
 /// Watches Sluice's Jobs (without managedFields) for the Job caps and run state. Every wake
-/// and the lineage tap follow the cache: they see a change after the cache has it.
+/// and the lineage tap follow the cache: they see a change after the cache has it. Only the
+/// changes the reconcilers read wake anyone (`job_wakes`).
 fn job_watch(
     watches: &Watches,
     mut lineage_tap: Option<crate::lineage::Tap>,
@@ -352,11 +358,17 @@ fn job_watch(
     let (backfill_jobs, backfills) = futures::channel::mpsc::unbounded();
     let (dataset_jobs, datasets) = futures::channel::mpsc::unbounded();
     let step_outputs = pipelines.clone();
+    let mut wakes = job_wakes::JobWakes::default();
+    let index = job_index::JobIndex::default();
+    let (before, after) = (index.clone(), index.clone());
     let stream = watcher(watches.api::<Job>(), watches.config().labels(&selector))
         .backoff(watch_backoff())
         .modify(|j| j.managed_fields_mut().clear())
+        .inspect_ok(move |event| before.before(event))
         .reflect(writer)
+        .inspect_ok(move |event| after.after(event))
         .inspect(move |item| lineage_tap.iter_mut().for_each(|tap| tap.observe(item)))
+        .filter(move |item| std::future::ready(item.as_ref().map_or(true, |event| wakes.wakes(event))))
         .touched_objects()
         .inspect(move |job| {
             if let Ok(job) = job {
@@ -368,7 +380,7 @@ fn job_watch(
                 }
             }
         });
-    JobWatch { store, stream, backfills, datasets }
+    JobWatch { store, index, stream, backfills, datasets }
 }
 
 /// ServiceAccounts allowed for steps (labelled), metadata only, and what a change wakes.

@@ -189,7 +189,7 @@ impl PipelineApi for KubePipelines<'_> {
         problems.extend(refusals);
         Observed {
             jobs: owned_jobs(ctx, &self.namespace, &uid),
-            foreign: job_cache::foreign_to(&ctx.jobs, &self.namespace, pipeline, &uid),
+            foreign: job_cache::foreign_to_indexed(&ctx.jobs, &ctx.job_index, &self.namespace, pipeline, &uid),
             upstream: upstream(ctx, &self.namespace, pipeline),
             blocked_inputs: blocked_inputs(ctx, &self.namespace, pipeline),
             free_job_slots: self.free_job_slots,
@@ -203,8 +203,8 @@ impl PipelineApi for KubePipelines<'_> {
 
 /// The Pipeline's Jobs, a failed one's reason saying what its container ended with.
 fn owned_jobs(ctx: &Context, namespace: &str, uid: &str) -> Vec<ObservedJob> {
-    let mut jobs = job_cache::owned_by(&ctx.jobs, namespace, uid);
-    job_cache::explain_failures(&mut jobs, &ctx.jobs.state(), &ctx.pods, namespace);
+    let mut jobs = job_cache::owned_by_indexed(&ctx.jobs, &ctx.job_index, namespace, uid);
+    job_cache::explain_failures(&mut jobs, &ctx.job_index.owned(&ctx.jobs, uid), &ctx.pods, namespace);
     jobs
 }
 

@@ -171,6 +171,7 @@ impl Cluster {
             backfills: ValidStore::new(reflector::store::<DeserializeGuard<Backfill>>().0),
             quotas: reflector::store().0,
             jobs: job_store,
+            job_index: Default::default(),
             pods: reflector::store().0,
             limit_ranges: reflector::store().0,
             allowed_accounts: reflector::store().0,
@@ -185,7 +186,14 @@ impl Cluster {
 
     /// Shows `job` in the Job cache.
     pub fn cache_job(&mut self, job: Job) {
-        self.jobs.apply_watcher_event(&watcher::Event::Apply(job));
+        self.job_event(watcher::Event::Apply(job));
+    }
+
+    /// Applies `event` to the Job cache and its index, in the order of the Job watch.
+    pub fn job_event(&mut self, event: watcher::Event<Job>) {
+        self.caches.job_index.before(&event);
+        self.jobs.apply_watcher_event(&event);
+        self.caches.job_index.after(&event);
     }
 
     /// The controllers' context over `client`.
@@ -238,6 +246,18 @@ impl World {
     /// The Events published so far.
     pub fn events(&self) -> Vec<Value> {
         self.server.lock().unwrap().events.clone()
+    }
+
+    /// The Events once one has `reason` (they are published in the background), or after 2 s.
+    pub async fn events_with(&self, reason: &str) -> Vec<Value> {
+        for _ in 0..100 {
+            let events = self.events();
+            if events.iter().any(|e| e["reason"] == reason) {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.events()
     }
 }
 

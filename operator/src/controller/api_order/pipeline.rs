@@ -64,7 +64,7 @@ async fn a_run_is_recorded_before_its_jobs_exist_and_its_finish_before_they_go()
 
     // The cache shows the Jobs gone: nothing changed, nothing is written.
     for job in &jobs {
-        world.cluster.jobs.apply_watcher_event(&watcher::Event::Delete(completed(job)));
+        world.cluster.job_event(watcher::Event::Delete(completed(job)));
     }
     let cached = world.object("pipelines/p");
     assert_eq!(shorts(&reconcile(&world, &cached).await), Vec::<String>::new());
@@ -107,7 +107,7 @@ async fn a_name_held_by_another_owner_is_read_and_stops_the_runs_creates() {
     let calls = reconcile(&world, &world.object("pipelines/p")).await;
     assert_eq!(shorts(&calls), ["PATCH pipelines/p/status", "POST jobs", &format!("GET jobs/{name}")]);
     assert_eq!(calls[1].code, 409);
-    let events = world.events();
+    let events = world.events_with("NameConflict").await;
     let conflict = events.iter().find(|e| e["reason"] == "NameConflict").expect("a NameConflict Event");
     assert!(conflict["note"].as_str().unwrap().contains("Backfill/oct"), "{conflict}");
 }
@@ -125,6 +125,8 @@ async fn a_name_held_by_our_own_job_of_the_same_run_is_already_launched() {
     let expected = ["PATCH pipelines/p/status", "POST jobs", &format!("GET jobs/{name}"), "POST jobs"];
     assert_eq!(shorts(&calls), expected, "the run's other Job is still created");
     assert_eq!((calls[1].code, calls[3].code), (409, 201));
+    // Events are published in the background: give them time to arrive.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let events = world.events();
     assert!(!events.iter().any(|e| e["reason"] == "NameConflict"), "{events:?}");
 }
