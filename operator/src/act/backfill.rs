@@ -158,9 +158,11 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
     api.lock_launch().await;
     let now = api.now();
     let observed = api.observe(&backfill, &uid, now);
+    let queued = queue_of(&backfill, observed.pipeline.as_deref()).is_some();
+    // With a Kueue queue, Kueue's quota governs: no ResourceQuota admission, no read of it.
     let quota = match backfill.spec.budget.as_ref().and_then(|b| b.resource_quota_ref.as_ref()) {
-        Some(r) => api.get_quota(&namespace, &r.name).await?,
-        None => None,
+        Some(r) if !queued => api.get_quota(&namespace, &r.name).await?,
+        _ => None,
     };
     let free_job_slots = api.free_job_slots(&namespace);
     let pipeline = observed.pipeline.clone();
@@ -231,6 +233,10 @@ struct Facts<'a> {
 fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan {
     let Facts { uid, quota, free_job_slots, name_conflicts, now, prices } = facts;
     let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs, protected } = observed;
+    let queue = queue_of(backfill, pipeline.as_deref());
+    problems.extend(crate::kueue::problems(crate::kueue::Asked::backfill(backfill), queue.as_ref()));
+    // Kueue's quota governs the Jobs of a queue: the ResourceQuota admits nothing for them.
+    let quota = quota.filter(|_| queue.is_none());
     let budget = budget(backfill, quota, &jobs, &mut problems);
     let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
     let default_status = BackfillStatus::default();
@@ -256,7 +262,13 @@ fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan 
         protected,
         name_conflicts,
         prices,
+        queued: queue.is_some(),
     })
+}
+
+/// The Kueue queue of `backfill`'s Jobs (its own, else the Pipeline's).
+pub fn queue_of(backfill: &Backfill, pipeline: Option<&Pipeline>) -> Option<crate::kueue::Queue> {
+    crate::kueue::backfill_queue(crate::kueue::Asked::backfill(backfill), pipeline.map(crate::kueue::Asked::pipeline))
 }
 
 /// Creates the plan's Jobs in order, skipping the rest of a partition once one of its names is
@@ -273,6 +285,7 @@ async fn create_jobs<A: BackfillApi>(
     let name = backfill.name_any();
     let pipeline_name = backfill.spec.pipeline_ref.name.as_str();
     let mut round = CreateRound::default();
+    let queue = queue_of(backfill, pipeline);
     for create in &acted.plan.create {
         if !round.attempt(create) {
             continue;
@@ -289,6 +302,7 @@ async fn create_jobs<A: BackfillApi>(
             attempt: create.attempt,
             backfill: Some(&name),
             owner: owner_reference(backfill, uid),
+            queue: queue.as_ref(),
         });
         let job_name = job.name_any();
         let outcome = match claim(api.create_job(&job).await?, uid) {
@@ -518,7 +532,9 @@ pub fn siblings(
         .collect()
 }
 
-/// The budget of the backfill; invalid quantities in the spec become problems.
+/// The budget of the backfill; invalid quantities in the spec become problems. `quota` is
+/// `None` for a backfill with a Kueue queue (not read): Kueue's quota governs, and only
+/// `spec.budget.limits` are Sluice's to apply.
 pub fn budget(
     backfill: &Backfill,
     quota: Option<&ResourceQuota>,

@@ -309,6 +309,7 @@ fn record_metrics(
         for (phase, value) in [
             ("pending", c.pending),
             ("running", c.running),
+            ("queued", c.queued),
             ("succeeded", c.succeeded),
             ("failed", c.failed),
             ("skipped", c.skipped),

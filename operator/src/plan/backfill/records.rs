@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use super::partitions::Verdict;
 use super::ranges::RangeSet;
 use crate::api::{PipelineStatus, Reprocess, RunPhase, RunRecord};
-use crate::plan::runs::{JobState, ObservedJob};
+use crate::plan::runs::ObservedJob;
 use crate::schedule::Window;
 
 /// The owner of a Job of the pipeline that is not this backfill.
@@ -129,7 +129,7 @@ impl Records {
             failed: finished.contains(&RunPhase::Failed),
         };
         for job in self.jobs.get(&key(window)).into_iter().flatten() {
-            let active = job.job.state == JobState::Active;
+            let active = job.job.state.unfinished();
             out.busy |= match &job.owner {
                 Owner::Pipeline | Owner::Unknown => active,
                 // Until the other backfill is done with the window, it may still retry it.
@@ -168,6 +168,7 @@ pub fn verdict(reprocess: Reprocess, recorded: Recorded) -> Verdict {
 mod tests {
     use super::*;
     use crate::api::{PartitionWindow, RunRecord};
+    use crate::plan::runs::JobState;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(s: &str) -> Timestamp {
