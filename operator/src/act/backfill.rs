@@ -427,6 +427,9 @@ pub struct JobsOf<'a> {
     pub uid: &'a str,
     pub pipeline: Option<&'a Pipeline>,
     pub defaults: &'a ContainerDefaults,
+    /// The backfill's Jobs go to a Kueue queue: those only the ledger shows were created
+    /// suspended, so they are queued.
+    pub queued: bool,
 }
 
 /// The Jobs of a namespace as a backfill counts them: those of the cache `snapshot` and those of
@@ -434,7 +437,7 @@ pub struct JobsOf<'a> {
 /// the same snapshot (not against the cache as it is a moment later), so a Job is counted in
 /// exactly one of them: one the cache received after the snapshot stays in the ledger.
 pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>, now: Timestamp) -> ObservedJobs {
-    let JobsOf { namespace, uid, pipeline, defaults } = *of;
+    let JobsOf { namespace, uid, pipeline, defaults, queued } = *of;
     let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
     let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
     let pipeline_uid = pipeline.and_then(|p| p.uid());
@@ -485,7 +488,7 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
                 attempt: launch.attempt,
                 window: launch.window,
                 created: launch.created,
-                state: JobState::Active,
+                state: if queued { JobState::Queued } else { JobState::Active },
             });
         }
     }

@@ -65,7 +65,7 @@ fn every_job_is_counted_once_whether_in_the_snapshot_or_in_the_ledger() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued: false };
     let (seen, seen_launch) = backfill_job(&p, 0, "me");
     let (late, late_launch) = backfill_job(&p, 1, "me");
     let mut ledger = InFlight::default();
@@ -113,7 +113,7 @@ fn another_owners_job_being_deleted_still_holds_its_window() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued: false };
     let deleting = |mut job: Job| {
         job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         job
@@ -194,4 +194,21 @@ fn a_queued_backfill_skips_the_resourcequota_admission() {
     let mut labelled = p.clone();
     labelled.metadata.labels = Some([(crate::kueue::QUEUE_LABEL.to_string(), "etl".to_string())].into());
     assert_eq!(queue_of(&backfill(None), Some(&labelled)).map(|q| q.name), Some("etl".into()));
+}
+
+/// A Job of a queued backfill that only the ledger shows was created suspended: it counts as
+/// queued, not running, until the cache shows it.
+#[test]
+fn a_queued_backfills_job_only_the_ledger_shows_is_queued() {
+    let p = pipeline();
+    let now = ts("2026-11-24T12:00:01Z");
+    let defaults = ContainerDefaults::default();
+    let (job, launch) = backfill_job(&p, 0, "me");
+    for (queued, state) in [(true, JobState::Queued), (false, JobState::Active)] {
+        let mut ledger = InFlight::default();
+        ledger.add("ns", &job.name_any(), launch.clone());
+        let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued };
+        let observed = merge_jobs(&[], &mut ledger, &of, now);
+        assert_eq!(observed.own.iter().map(|j| j.state.clone()).collect::<Vec<_>>(), [state]);
+    }
 }
