@@ -263,10 +263,12 @@ mod tests {
             ),
             job(3, JobState::Active, Owner::Unknown),
             job(4, JobState::Succeeded { finished: ts("2026-11-01T00:00:00Z") }, Owner::Unknown),
+            // A scheduled run waiting for Kueue: launched, so the window is busy too.
+            job(5, JobState::Queued, Owner::Pipeline),
         ];
         let records = Records::new(None, jobs, vec![sibling]);
-        let busy: Vec<bool> = (0..5).map(|h| records.of(&hour(h)).busy).collect();
-        assert_eq!(busy, [true, false, true, true, false]);
+        let busy: Vec<bool> = (0..6).map(|h| records.of(&hour(h)).busy).collect();
+        assert_eq!(busy, [true, false, true, true, false, true]);
         assert!(records.run_id_taken(&hour(1).run_id()));
         assert!(!records.run_id_taken(&hour(7).run_id()));
     }
