@@ -13,7 +13,8 @@
 //!   management is off (it would wait for webhook configurations and conversion webhooks that
 //!   this set-up does not have), and then Kueue v0.17 insists on reading a metrics certificate
 //!   from the fixed path `/etc/kueue/metrics/certs` even with metrics off: a throwaway
-//!   self-signed pair is written there when none exists.
+//!   self-signed pair is written there when none exists. Where that path cannot be written (not
+//!   root), [`Kueue::or_skip`] says so and the test is skipped.
 //! - [`Kueue::start`] runs it with the cluster's kubeconfig, its log in `target/e2e/kueue.log`;
 //!   dropping the [`Kueue`] stops it. One Kueue at a time per test process ([`Kueue::start`]
 //!   holds a lock until the drop): two managers would both admit.
@@ -133,6 +134,10 @@ fn self_signed(dir: &Path) {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// Where Kueue v0.17 reads its metrics certificate when its internal certificate management is
+/// off (fixed in `cmd/kueue/main.go`).
+pub const METRICS_CERT_DIR: &str = "/etc/kueue/metrics/certs";
+
 /// Kueue's Configuration for this set-up (see the module notes).
 fn configuration(health_addr: &str, webhook_port: u16, cert_dir: &Path) -> String {
     format!(
@@ -165,6 +170,19 @@ featureGates:
 }
 
 impl Kueue {
+    /// [`Kueue::start`], or `None` after printing why `test` is skipped (on stderr, past the
+    /// harness's capture) when [`METRICS_CERT_DIR`] cannot be written.
+    pub async fn or_skip(test: &str, client: &Client, kubeconfig: &Path) -> Option<Self> {
+        let dir = Path::new(METRICS_CERT_DIR);
+        let ready = dir.join("tls.crt").exists() && dir.join("tls.key").exists();
+        if !ready && let Err(e) = std::fs::create_dir_all(dir) {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: Kueue needs {METRICS_CERT_DIR} ({e}); run as root");
+            return None;
+        }
+        Some(Self::start(client, kubeconfig).await)
+    }
+
     /// Installs Kueue's CRDs and starts its manager against the cluster of `kubeconfig`; returns
     /// once it answers `/readyz`.
     pub async fn start(client: &Client, kubeconfig: &Path) -> Self {
@@ -174,7 +192,7 @@ impl Kueue {
         let work = artifacts_dir().join(format!("kueue-{}", std::process::id()));
         let cert_dir = work.join("webhook-certs");
         self_signed(&cert_dir);
-        self_signed(Path::new("/etc/kueue/metrics/certs"));
+        self_signed(Path::new(METRICS_CERT_DIR));
         let health_addr = format!("127.0.0.1:{}", crate::operator::free_port());
         let config = work.join("config.yaml");
         std::fs::write(&config, configuration(&health_addr, crate::operator::free_port(), &cert_dir))
