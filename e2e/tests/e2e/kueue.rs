@@ -246,8 +246,10 @@ async fn a_backfill_is_throttled_by_a_clusterqueue_and_scheduled_runs_are_admitt
             }
         }
         assert!(ahead > 0, "no scheduled run was admitted ahead of waiting backfill Jobs: {scheduled:#?}");
+        // Within a few pod durations (4 s each) even on a loaded machine (7 s seen under the
+        // full suite): a scheduled run never waits behind the backfill's queue.
         for (name, t) in &admit_times {
-            assert!(*t < Duration::from_secs(15), "scheduled Job {name} waited {t:?} for admission");
+            assert!(*t < Duration::from_secs(30), "scheduled Job {name} waited {t:?} for admission");
         }
 
         let elapsed = status
