@@ -29,8 +29,8 @@ install-plugin:
 cluster-build:
 	bash $(CLUSTER)/build.sh
 
-# The checkers the install tests run, cached like the Kubernetes binaries: argocd and kube-score
-# from the Go module registry, dashcheck (e2e/tools/dashcheck: the Grafana dashboards), checkov
+# The checkers the install tests run, cached like the Kubernetes binaries: argocd, kube-score and
+# Kueue's manager (for the Kueue e2e test) from the Go module registry, dashcheck (e2e/tools/dashcheck: the Grafana dashboards), checkov
 # from PyPI, promtool and prometheus from Debian's package. The tests prepare them too when run
 # alone.
 tools-build:

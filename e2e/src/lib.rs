@@ -13,11 +13,13 @@
 //! - [`audit`] reads the API server's audit log: what was written, when, by which replica.
 //! - [`bench`] is the benchmark harness (e2e/bench/compare.rs): Sluice beside its peers.
 //! - [`postgres`] a PostgreSQL server of a test's own (Debian's package, a free port).
+//! - [`kueue`] a real Kueue manager on the host, with its CRDs, for the Kueue tests.
 //! - [`usage`] records the Jobs and pods of a namespace for peaks of concurrent pods.
 
 pub mod audit;
 pub mod bench;
 pub mod cluster;
+pub mod kueue;
 pub mod lineage;
 pub mod namespace;
 pub mod operator;

@@ -6,8 +6,10 @@
 #                  admin settings resource-overrides health` does: health checks with Argo CD's
 #                  own settings parsing and Lua VM)
 #   kube-score     github.com/zegl/kube-score
+#   kueue          sigs.k8s.io/kueue's manager (cmd/kueue), which the Kueue e2e test runs on the
+#                  host against the local API server (e2e/src/kueue.rs)
 #
-#   build.sh [all|argocd-health|kube-score]   prints the bin directory last
+#   build.sh [all|argocd-health|kube-score|kueue]   prints the bin directory last
 #
 # A binary already in the cache at the pinned version is skipped. Prints how long each build
 # takes. Versions are pinned in versions.env beside this script.
@@ -51,7 +53,10 @@ case "${1:-all}" in
     locked "$work/.kube-score.lock" build_go_module kube-score github.com/zegl/kube-score "$KUBE_SCORE_VERSION" \
       github.com/zegl/kube-score/cmd/kube-score
     ;;&
-  all | argocd-health | kube-score) ;;
-  *) echo "usage: $0 [all|argocd-health|kube-score]" >&2; exit 2 ;;
+  all | kueue)
+    locked "$work/.kueue.lock" build_go_module kueue sigs.k8s.io/kueue "$KUEUE_VERSION" sigs.k8s.io/kueue/cmd/kueue
+    ;;&
+  all | argocd-health | kube-score | kueue) ;;
+  *) echo "usage: $0 [all|argocd-health|kube-score|kueue]" >&2; exit 2 ;;
 esac
 echo "$bin"

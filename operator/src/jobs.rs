@@ -81,6 +81,8 @@ pub struct StepJob<'a> {
     pub backfill: Option<&'a str>,
     /// Owner of the Job (`apiVersion`, `kind`, name, uid): the Pipeline, or the Backfill.
     pub owner: OwnerReference,
+    /// The Kueue queue: the Job is created suspended with Kueue's labels ([`crate::kueue`]).
+    pub queue: Option<&'a crate::kueue::Queue>,
 }
 
 /// Builds the Job: the step's pod template with the SLUICE_* environment added to every
@@ -130,7 +132,7 @@ pub fn build(req: &StepJob<'_>) -> Job {
     }
     template.spec = Some(spec);
 
-    Job {
+    let mut job = Job {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: Some(req.namespace.to_string()),
@@ -146,7 +148,11 @@ pub fn build(req: &StepJob<'_>) -> Job {
             ..Default::default()
         }),
         status: None,
+    };
+    if let Some(queue) = req.queue {
+        crate::kueue::enqueue(&mut job, queue);
     }
+    job
 }
 
 /// The environment contract: SLUICE_PIPELINE, SLUICE_RUN_ID, SLUICE_STEP,
@@ -209,7 +215,24 @@ mod tests {
                 controller: Some(true),
                 block_owner_deletion: Some(true),
             },
+            queue: None,
         }
+    }
+
+    #[test]
+    fn a_queued_step_job_is_built_suspended_with_kueues_labels_and_the_same_name() {
+        let step = step();
+        let plain = build(&request(&step, 0));
+        assert_eq!(plain.spec.as_ref().unwrap().suspend, None, "no queue: not suspended");
+        assert!(!plain.metadata.labels.as_ref().unwrap().contains_key(crate::kueue::QUEUE_LABEL));
+        let queue = crate::kueue::Queue { name: "etl-high".into(), priority_class: Some("scheduled".into()) };
+        let queued = build(&StepJob { queue: Some(&queue), ..request(&step, 0) });
+        assert_eq!(queued.metadata.name, plain.metadata.name, "the queue never changes the name");
+        assert_eq!(queued.spec.as_ref().unwrap().suspend, Some(true));
+        let l = queued.metadata.labels.as_ref().unwrap();
+        assert_eq!(l[crate::kueue::QUEUE_LABEL], "etl-high");
+        assert_eq!(l[crate::kueue::PRIORITY_LABEL], "scheduled");
+        assert_eq!(l[labels::RUN], "20261124-1000-1h");
     }
 
     #[test]

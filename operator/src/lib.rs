@@ -19,6 +19,7 @@ pub mod cost;
 pub mod duration;
 pub mod error;
 pub mod jobs;
+pub mod kueue;
 pub mod leader;
 pub mod lineage;
 pub mod metrics;

@@ -383,6 +383,8 @@ mod tests {
             concurrency: None,
             history: None,
             lateness: None,
+            queue_name: None,
+            workload_priority_class: None,
         }
     }
 

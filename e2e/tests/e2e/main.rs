@@ -7,6 +7,7 @@ mod cost;
 mod datasets;
 mod dry_run;
 mod exactly_once;
+mod kueue;
 mod late;
 mod lineage;
 mod malformed;

@@ -160,9 +160,11 @@ pub async fn reconcile<A: BackfillApi>(api: &A, cached: &Backfill) -> Result<Out
     api.lock_launch().await;
     let now = api.now();
     let observed = api.observe(&backfill, &uid, now);
+    let queued = queue_of(&backfill, observed.pipeline.as_deref()).is_some();
+    // With a Kueue queue, Kueue's quota governs: no ResourceQuota admission, no read of it.
     let quota = match backfill.spec.budget.as_ref().and_then(|b| b.resource_quota_ref.as_ref()) {
-        Some(r) => api.get_quota(&namespace, &r.name).await?,
-        None => None,
+        Some(r) if !queued => api.get_quota(&namespace, &r.name).await?,
+        _ => None,
     };
     let free_job_slots = api.free_job_slots(&namespace);
     let pipeline = observed.pipeline.clone();
@@ -252,6 +254,10 @@ struct Facts<'a> {
 fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan {
     let Facts { uid, quota, free_job_slots, name_conflicts, now, prices } = facts;
     let Observed { pipeline, mut problems, container_defaults, jobs, siblings, blocked_inputs, protected } = observed;
+    let queue = queue_of(backfill, pipeline.as_deref());
+    problems.extend(crate::kueue::problems(crate::kueue::Asked::backfill(backfill), queue.as_ref()));
+    // Kueue's quota governs the Jobs of a queue: the ResourceQuota admits nothing for them.
+    let quota = quota.filter(|_| queue.is_none());
     let budget = budget(backfill, quota, &jobs, &mut problems);
     let records = Records::new(pipeline.as_ref().and_then(|p| p.status.as_ref()), jobs.foreign, siblings);
     let default_status = BackfillStatus::default();
@@ -277,7 +283,13 @@ fn decide_on(backfill: &Backfill, observed: Observed, facts: Facts<'_>) -> Plan 
         protected,
         name_conflicts,
         prices,
+        queued: queue.is_some(),
     })
+}
+
+/// The Kueue queue of `backfill`'s Jobs (its own, else the Pipeline's).
+pub fn queue_of(backfill: &Backfill, pipeline: Option<&Pipeline>) -> Option<crate::kueue::Queue> {
+    crate::kueue::backfill_queue(crate::kueue::Asked::backfill(backfill), pipeline.map(crate::kueue::Asked::pipeline))
 }
 
 /// Most Job creates (and deletes) of one Backfill reconcile in flight at once. Partitions are
@@ -366,6 +378,7 @@ fn partition_jobs<'p>(
     let name = backfill.name_any();
     let mut partitions: Vec<Vec<(&JobToCreate, Job)>> = Vec::new();
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    let queue = queue_of(backfill, pipeline);
     for create in creates {
         let Some(step) = pipeline.and_then(|p| p.spec.steps.iter().find(|s| s.name == create.step)) else {
             continue;
@@ -379,6 +392,7 @@ fn partition_jobs<'p>(
             attempt: create.attempt,
             backfill: Some(&name),
             owner: owner_reference(backfill, uid),
+            queue: queue.as_ref(),
         });
         let at = *index.entry(create.run_id.as_str()).or_insert_with(|| {
             partitions.push(Vec::new());
@@ -507,6 +521,9 @@ pub struct JobsOf<'a> {
     pub uid: &'a str,
     pub pipeline: Option<&'a Pipeline>,
     pub defaults: &'a ContainerDefaults,
+    /// The backfill's Jobs go to a Kueue queue: those only the ledger shows were created
+    /// suspended, so they are queued.
+    pub queued: bool,
 }
 
 /// The Jobs of a namespace as a backfill counts them: those of the cache `snapshot` and those of
@@ -514,7 +531,7 @@ pub struct JobsOf<'a> {
 /// the same snapshot (not against the cache as it is a moment later), so a Job is counted in
 /// exactly one of them: one the cache received after the snapshot stays in the ledger.
 pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>, now: Timestamp) -> ObservedJobs {
-    let JobsOf { namespace, uid, pipeline, defaults } = *of;
+    let JobsOf { namespace, uid, pipeline, defaults, queued } = *of;
     let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
     let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
     let pipeline_uid = pipeline.and_then(|p| p.uid());
@@ -565,7 +582,7 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
                 attempt: launch.attempt,
                 window: launch.window,
                 created: launch.created,
-                state: JobState::Active,
+                state: if queued { JobState::Queued } else { JobState::Active },
             });
         }
     }
@@ -612,7 +629,9 @@ pub fn siblings(
         .collect()
 }
 
-/// The budget of the backfill; invalid quantities in the spec become problems.
+/// The budget of the backfill; invalid quantities in the spec become problems. `quota` is
+/// `None` for a backfill with a Kueue queue (not read): Kueue's quota governs, and only
+/// `spec.budget.limits` are Sluice's to apply.
 pub fn budget(
     backfill: &Backfill,
     quota: Option<&ResourceQuota>,

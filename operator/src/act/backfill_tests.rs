@@ -46,6 +46,7 @@ fn backfill_job(p: &Pipeline, h: i64, uid: &str) -> (Job, Launch) {
         attempt: 0,
         backfill: Some("fill"),
         owner: backfill_owner(uid),
+        queue: None,
     });
     let launch = Launch {
         owner_uid: uid.into(),
@@ -64,7 +65,7 @@ fn every_job_is_counted_once_whether_in_the_snapshot_or_in_the_ledger() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued: false };
     let (seen, seen_launch) = backfill_job(&p, 0, "me");
     let (late, late_launch) = backfill_job(&p, 1, "me");
     let mut ledger = InFlight::default();
@@ -112,7 +113,7 @@ fn another_owners_job_being_deleted_still_holds_its_window() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults };
+    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued: false };
     let deleting = |mut job: Job| {
         job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         job
@@ -125,4 +126,89 @@ fn another_owners_job_being_deleted_still_holds_its_window() {
     assert_eq!(foreign, [theirs.name_any()]);
     assert!(observed.own.is_empty(), "{:?}", observed.own);
     assert!(observed.committed.is_empty(), "pods being deleted are not charged again");
+}
+
+/// A backfill with a Kueue queue is not admitted by its ResourceQuota (Kueue's quota governs):
+/// with the quota full, it still starts partitions up to its parallelism, and its Jobs are
+/// built suspended with the queue's label.
+#[test]
+fn a_queued_backfill_skips_the_resourcequota_admission() {
+    let p = pipeline();
+    let full: ResourceQuota = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "compute", "namespace": "ns"},
+        "spec": {"hard": {"requests.cpu": "4"}},
+        "status": {"hard": {"requests.cpu": "4"}, "used": {"requests.cpu": "4"}}
+    }))
+    .unwrap();
+    let backfill = |queue: Option<&str>| {
+        let mut spec = serde_json::json!({
+            "pipelineRef": {"name": "orders"},
+            "range": {"start": "2026-10-01T00:00:00Z", "end": "2026-10-02T00:00:00Z"},
+            "parallelism": 4,
+            "budget": {"resourceQuotaRef": {"name": "compute"}},
+        });
+        if let Some(q) = queue {
+            spec["queueName"] = q.into();
+        }
+        let mut b = Backfill::new("fill", serde_json::from_value(spec).unwrap());
+        b.metadata.namespace = Some("ns".into());
+        b.metadata.uid = Some("me".into());
+        b.metadata.generation = Some(1);
+        b
+    };
+    let decide = |b: &Backfill| {
+        let observed = Observed {
+            pipeline: Some(Arc::new(p.clone())),
+            problems: vec![],
+            container_defaults: ContainerDefaults::default(),
+            jobs: ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] },
+            siblings: vec![],
+            blocked_inputs: vec![],
+            protected: vec![],
+        };
+        let facts = Facts {
+            uid: "me",
+            quota: Some(&full),
+            free_job_slots: usize::MAX,
+            name_conflicts: vec![],
+            now: ts("2026-11-24T12:00:00Z"),
+            prices: None,
+        };
+        decide_on(b, observed, facts)
+    };
+    let plain = decide(&backfill(None));
+    assert!(plain.create.is_empty());
+    assert_eq!(plain.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("QuotaExhausted"));
+    let queued = backfill(Some("backfills"));
+    let plan = decide(&queued);
+    assert_eq!(plan.create.len(), 4, "parallelism, not the quota, bounds it");
+    assert_eq!(plan.status.partitions.as_ref().map(|c| c.queued), Some(4));
+    assert_eq!(plan.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("ParallelismReached"));
+    let queue = queue_of(&queued, Some(&p)).unwrap();
+    assert_eq!(queue, crate::kueue::Queue { name: "backfills".into(), priority_class: None });
+    let (job, _) = backfill_job(&p, 0, "me");
+    let mut queued_job = job.clone();
+    crate::kueue::enqueue(&mut queued_job, &queue);
+    assert_eq!(job_cache::job_state(&queued_job), JobState::Queued);
+    // The label on the Pipeline alone queues its backfills too.
+    let mut labelled = p.clone();
+    labelled.metadata.labels = Some([(crate::kueue::QUEUE_LABEL.to_string(), "etl".to_string())].into());
+    assert_eq!(queue_of(&backfill(None), Some(&labelled)).map(|q| q.name), Some("etl".into()));
+}
+
+/// A Job of a queued backfill that only the ledger shows was created suspended: it counts as
+/// queued, not running, until the cache shows it.
+#[test]
+fn a_queued_backfills_job_only_the_ledger_shows_is_queued() {
+    let p = pipeline();
+    let now = ts("2026-11-24T12:00:01Z");
+    let defaults = ContainerDefaults::default();
+    let (job, launch) = backfill_job(&p, 0, "me");
+    for (queued, state) in [(true, JobState::Queued), (false, JobState::Active)] {
+        let mut ledger = InFlight::default();
+        ledger.add("ns", &job.name_any(), launch.clone());
+        let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued };
+        let observed = merge_jobs(&[], &mut ledger, &of, now);
+        assert_eq!(observed.own.iter().map(|j| j.state.clone()).collect::<Vec<_>>(), [state]);
+    }
 }

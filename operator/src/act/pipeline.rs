@@ -199,6 +199,7 @@ pub fn build_job(pipeline: &Pipeline, create: &JobToCreate) -> Option<Job> {
     let step = pipeline.spec.steps.iter().find(|s| s.name == create.step)?;
     let mut owner = pipeline.controller_owner_ref(&()).unwrap_or_default();
     owner.uid = pipeline.uid().unwrap_or_default();
+    let queue = crate::kueue::pipeline_queue(crate::kueue::Asked::pipeline(pipeline));
     Some(jobs::build(&StepJob {
         namespace: &pipeline.namespace().unwrap_or_default(),
         pipeline: &pipeline.name_any(),
@@ -208,6 +209,7 @@ pub fn build_job(pipeline: &Pipeline, create: &JobToCreate) -> Option<Job> {
         attempt: create.attempt,
         backfill: None,
         owner,
+        queue: queue.as_ref(),
     }))
 }
 

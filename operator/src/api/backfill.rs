@@ -27,6 +27,8 @@ use super::LocalObjectReference;
     printcolumn(name = "Succeeded", type_ = "integer", json_path = ".status.partitions.succeeded"),
     printcolumn(name = "Failed", type_ = "integer", json_path = ".status.partitions.failed"),
     printcolumn(name = "Throttled", type_ = "string", json_path = ".status.throttled.reason"),
+    printcolumn(name = "Running", type_ = "integer", json_path = ".status.partitions.running", priority = 1),
+    printcolumn(name = "Queued", type_ = "integer", json_path = ".status.partitions.queued", priority = 1),
     printcolumn(name = "Complete", type_ = "string", json_path = ".status.conditions[?(@.type==\"Complete\")].status"),
     printcolumn(name = "ETA", type_ = "string", json_path = ".status.estimatedCompletionTime", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
@@ -89,6 +91,25 @@ pub struct BackfillSpec {
     /// scheduled runs, and/or explicit limits of the backfill's own share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<Budget>,
+
+    /// Kueue LocalQueue (in this namespace) that admits this backfill's Jobs; unset means the
+    /// label `kueue.x-k8s.io/queue-name` on the Backfill, else the Pipeline's queue, else no
+    /// Kueue. With a queue each Job is created suspended with the label
+    /// `kueue.x-k8s.io/queue-name`, Kueue's quota governs instead of `budget.resourceQuotaRef`
+    /// (no ResourceQuota admission; `budget.limits` still cap the backfill's own share), a
+    /// partition whose Jobs wait for admission counts as `queued`, not `running`, and queued
+    /// partitions count toward `parallelism`, which bounds how many Jobs wait in Kueue at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_LABEL_PATTERN))]
+    pub queue_name: Option<String>,
+
+    /// Kueue WorkloadPriorityClass of this backfill's Jobs (the Job label
+    /// `kueue.x-k8s.io/priority-class`); unset means the label of that name on the Backfill.
+    /// Never taken from the Pipeline, so a backfill does not run at its scheduled runs'
+    /// priority. Needs a queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_LABEL_PATTERN))]
+    pub workload_priority_class: Option<String>,
 }
 
 /// When a backfill pauses admission by itself.
@@ -314,8 +335,13 @@ pub struct PartitionCounts {
     pub total: i64,
     /// Not started yet (including windows not yet judged against `reprocess`).
     pub pending: i64,
-    /// Started and not finished (running, or waiting for a retry or the next step).
+    /// Started and not finished (running, or waiting for a retry or the next step), not
+    /// counting `queued`.
     pub running: i64,
+    /// Started, and every unfinished Job waits, suspended, for admission by Kueue
+    /// (`spec.queueName`): none of its Jobs is running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued: i64,
     /// Succeeded.
     pub succeeded: i64,
     /// Failed after retries.

@@ -35,6 +35,10 @@ pub const CATEGORY: &str = "sluice";
 /// as `namespace/name`, which would cross namespaces) is refused naming the field.
 pub const OBJECT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
+/// A DNS label (at most 63 characters, checked by `length`): the form of a Kueue LocalQueue or
+/// WorkloadPriorityClass name that Sluice copies into a Job label, refused at apply otherwise.
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
 /// A reference to an object by name in the same namespace. References never cross namespaces.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -103,6 +103,23 @@ pub struct PipelineSpec {
     /// window's run are picked up without a Backfill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lateness: Option<LatenessSpec>,
+
+    /// Kueue LocalQueue (in this namespace) that admits this pipeline's Jobs. Each Job is
+    /// created suspended with the label `kueue.x-k8s.io/queue-name`, counts as queued (run phase
+    /// `Queued`) until Kueue admits and unsuspends it, and counts toward
+    /// `concurrency.maxConcurrentRuns` while queued. The label `kueue.x-k8s.io/queue-name` on the
+    /// Pipeline does the same when this is unset. Unset and unlabelled: no Kueue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_LABEL_PATTERN))]
+    pub queue_name: Option<String>,
+
+    /// Kueue WorkloadPriorityClass of this pipeline's Jobs (the Job label
+    /// `kueue.x-k8s.io/priority-class`): within a ClusterQueue Kueue admits higher priorities
+    /// first. The label `kueue.x-k8s.io/priority-class` on the Pipeline does the same when this
+    /// is unset. Needs a queue (`queueName` or its label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = super::DNS_LABEL_PATTERN))]
+    pub workload_priority_class: Option<String>,
 }
 
 /// How far back each scheduled run re-runs earlier windows for late-arriving data.
@@ -484,6 +501,9 @@ pub struct RunRecord {
 pub enum RunPhase {
     /// Waiting to start.
     Pending,
+    /// Started, and every unfinished step's Job waits, suspended, for admission by Kueue
+    /// (`spec.queueName`): none is running.
+    Queued,
     /// At least one step is running or waiting for its dependencies.
     Running,
     /// Every step succeeded.

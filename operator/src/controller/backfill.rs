@@ -222,7 +222,8 @@ impl BackfillApi for KubeBackfills<'_> {
         let jobs = {
             let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let snapshot = ctx.jobs.state();
-            let of = JobsOf { namespace, uid, pipeline: pipeline.as_deref(), defaults: &defaults };
+            let queued = crate::act::backfill::queue_of(backfill, pipeline.as_deref()).is_some();
+            let of = JobsOf { namespace, uid, pipeline: pipeline.as_deref(), defaults: &defaults, queued };
             let mut jobs = merge_jobs(&snapshot, &mut ledger, &of, now);
             job_cache::explain_failures(&mut jobs.own, &snapshot, &ctx.pods, namespace);
             jobs
@@ -309,6 +310,7 @@ fn record_metrics(
         for (phase, value) in [
             ("pending", c.pending),
             ("running", c.running),
+            ("queued", c.queued),
             ("succeeded", c.succeeded),
             ("failed", c.failed),
             ("skipped", c.skipped),

@@ -206,6 +206,7 @@ mod tests {
             step: &pipeline.spec.steps[0],
             attempt: 0,
             backfill: None,
+            queue: None,
             owner: OwnerReference {
                 api_version: "sluice.dev/v1alpha1".into(),
                 kind: "Pipeline".into(),

@@ -19,7 +19,9 @@ use crate::quota::InFlight;
 use crate::schedule::Window;
 use kube::Resource;
 
-/// The state of a Job from its conditions.
+/// The state of a Job from its conditions: finished (Complete, Failed), else `Queued` while it
+/// is suspended (created so for Kueue, or suspended again by a preemption: no pod runs), else
+/// `Active`.
 pub fn job_state(job: &Job) -> JobState {
     let status = job.status.as_ref();
     let conditions = status.and_then(|s| s.conditions.as_ref()).map(Vec::as_slice).unwrap_or_default();
@@ -45,7 +47,7 @@ pub fn job_state(job: &Job) -> JobState {
             _ => {}
         }
     }
-    JobState::Active
+    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) { JobState::Queued } else { JobState::Active }
 }
 
 fn job_created(job: &Job) -> Timestamp {
@@ -160,7 +162,8 @@ impl JobCaps {
     }
 }
 
-/// Free Job slots for `namespace` under `caps`, counting the running Jobs of `jobs` (the cache)
+/// Free Job slots for `namespace` under `caps`, counting the unfinished Jobs of `jobs` (the
+/// cache; queued ones too: they are launched and wait only for Kueue)
 /// plus those the `ledger` counts as created and not cached yet (pruned against `jobs` first).
 /// `usize::MAX` when uncapped.
 pub fn free_slots(jobs: &[Arc<Job>], ledger: &mut InFlight, namespace: &str, caps: JobCaps, now: Timestamp) -> usize {
@@ -171,7 +174,7 @@ pub fn free_slots(jobs: &[Arc<Job>], ledger: &mut InFlight, namespace: &str, cap
         jobs.iter().map(|j| (j.namespace().unwrap_or_default(), j.name_any())).collect();
     ledger.prune_pending(now, |ns, name| in_cache.contains(&(ns.to_string(), name.to_string())));
     let (pending_in_ns, pending_total) = ledger.pending(namespace);
-    let running = |j: &&Arc<Job>| matches!(job_state(j), JobState::Active) && j.metadata.deletion_timestamp.is_none();
+    let running = |j: &&Arc<Job>| job_state(j).unfinished() && j.metadata.deletion_timestamp.is_none();
     let total = jobs.iter().filter(running).count() + pending_total;
     let in_ns =
         jobs.iter().filter(running).filter(|j| j.namespace().as_deref() == Some(namespace)).count() + pending_in_ns;
@@ -230,5 +233,24 @@ mod tests {
     fn job_state_reads_conditions() {
         assert_eq!(job_state(&job("a", "x", false)), JobState::Active);
         assert!(matches!(job_state(&job("a", "x", true)), JobState::Succeeded { .. }));
+    }
+
+    #[test]
+    fn a_suspended_job_is_queued_until_kueue_unsuspends_it_and_finished_wins() {
+        let suspended = |suspend: bool, complete: bool| {
+            let mut j = job("a", "x", complete);
+            j.spec = Some(k8s_openapi::api::batch::v1::JobSpec { suspend: Some(suspend), ..Default::default() });
+            j
+        };
+        assert_eq!(job_state(&suspended(true, false)), JobState::Queued);
+        assert_eq!(job_state(&suspended(false, false)), JobState::Active, "admitted: unsuspended");
+        assert!(matches!(job_state(&suspended(true, true)), JobState::Succeeded { .. }));
+        assert!(JobState::Queued.unfinished() && JobState::Active.unfinished());
+        // Queued Jobs take Job-cap slots like running ones.
+        let (store, mut writer) = reflector::store::<Job>();
+        writer.apply_watcher_event(&watcher::Event::Apply(suspended(true, false)));
+        let now: Timestamp = "2026-11-24T10:00:00Z".parse().unwrap();
+        let caps = JobCaps { per_namespace: Some(1), total: None };
+        assert_eq!(free_slots(&store.state(), &mut InFlight::default(), "a", caps, now), 0);
     }
 }

@@ -187,6 +187,8 @@ impl PipelineApi for KubePipelines<'_> {
         let mut problems = validation::pipeline(&pipeline.spec, &ctx.namespace(&self.namespace));
         let (refusals, refused_steps) = ctx.refused_steps(&self.namespace, &pipeline.spec.steps);
         problems.extend(refusals);
+        let asked = crate::kueue::Asked::pipeline(pipeline);
+        problems.extend(crate::kueue::problems(asked, crate::kueue::pipeline_queue(asked).as_ref()));
         Observed {
             jobs: owned_jobs(ctx, &self.namespace, &uid),
             foreign: job_cache::foreign_to_indexed(&ctx.jobs, &ctx.job_index, &self.namespace, pipeline, &uid),
@@ -243,7 +245,7 @@ fn record_metrics(ctx: &Context, namespace: &str, name: &str, plan: &Plan, obser
             let (result, end) = match &job.state {
                 JobState::Succeeded { finished } => ("succeeded", *finished),
                 JobState::Failed { finished, .. } => ("failed", *finished),
-                JobState::Active => continue,
+                JobState::Active | JobState::Queued => continue,
             };
             let secs = end.duration_since(job.created).as_secs_f64().max(0.0);
             m.step_duration.with_label_values(&[namespace, name, job.step.as_str(), result]).observe(secs);

@@ -60,7 +60,7 @@ impl JobFacts {
             crate::plan::runs::JobState::Failed { finished, reason } => {
                 Some(Outcome::Failed { at: finished, message: reason })
             }
-            crate::plan::runs::JobState::Active => None,
+            crate::plan::runs::JobState::Active | crate::plan::runs::JobState::Queued => None,
         };
         JobFacts {
             started: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),

@@ -871,7 +871,11 @@ fn finish_status(
         .map(|a| RunRecord {
             id: a.id.clone(),
             window: record_window(&a.run.window),
-            phase: if a.run.started.is_some() { RunPhase::Running } else { RunPhase::Pending },
+            phase: match a.run.started {
+                Some(_) if a.run.queued() => RunPhase::Queued,
+                Some(_) => RunPhase::Running,
+                None => RunPhase::Pending,
+            },
             started: a.run.started.map(time),
             finished: None,
             failed_step: None,
@@ -1009,7 +1013,7 @@ fn admit_late(
     let window = candidate.window;
     let own_id = window.run_id();
     let backfilled = input.foreign.iter().any(|f| f.backfill && f.run_id.starts_with(&own_id));
-    let running = input.jobs.iter().any(|j| j.window == window && j.state == JobState::Active);
+    let running = input.jobs.iter().any(|j| j.window == window && j.state.unfinished());
     let replaced = runs.skipped.iter().any(|r| r.phase == RunPhase::Replaced && window_of(&r.window) == window);
     if runs.window_busy(&window) || queue.iter().any(|q| window_of(q) == window) || backfilled || running || replaced {
         plan.events.push(event(

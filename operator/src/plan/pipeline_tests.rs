@@ -286,6 +286,26 @@ fn a_dependent_step_starts_once_its_dependency_succeeded() {
     assert_eq!(active_ids(&plan.status), [FIRST_RUN]);
 }
 
+/// With Kueue the run's Jobs wait suspended: the run is `Queued` (and still active, holding a
+/// `maxConcurrentRuns` slot) until one of them is admitted and runs.
+#[test]
+fn a_run_whose_jobs_wait_for_kueue_is_queued_then_running_once_one_is_admitted() {
+    let spec = hourly();
+    let status = after_first_tick(&spec);
+    let w = hour("2026-11-24T10:00:00Z");
+    let mut queued = input(&spec, &status, "2026-11-24T11:02:00Z");
+    queued.jobs = vec![job(w, "extract", 0, JobState::Queued), job(w, "audit", 0, JobState::Queued)];
+    let plan = decide(&queued);
+    assert!(plan.create.is_empty(), "{:?}", plan.create);
+    assert_eq!(active_ids(&plan.status), [FIRST_RUN]);
+    assert_eq!(plan.status.active_runs[0].phase, RunPhase::Queued);
+    assert_eq!(plan.status.last_run_phase, Some(RunPhase::Queued));
+    assert_eq!(plan.status.active_run_count, 1);
+    let mut admitted = input(&spec, &status, "2026-11-24T11:02:00Z");
+    admitted.jobs = vec![job(w, "extract", 0, JobState::Active), job(w, "audit", 0, JobState::Queued)];
+    assert_eq!(decide(&admitted).status.active_runs[0].phase, RunPhase::Running);
+}
+
 #[test]
 fn a_run_whose_steps_all_succeeded_is_recorded_as_succeeded() {
     let spec = hourly();

@@ -40,8 +40,22 @@ pub struct ObservedJob {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
     Active,
-    Succeeded { finished: Timestamp },
-    Failed { finished: Timestamp, reason: String },
+    /// Suspended, waiting for admission by Kueue (`spec.queueName`): launched, no pod.
+    Queued,
+    Succeeded {
+        finished: Timestamp,
+    },
+    Failed {
+        finished: Timestamp,
+        reason: String,
+    },
+}
+
+impl JobState {
+    /// Active or queued: the Job holds its window and its place.
+    pub fn unfinished(&self) -> bool {
+        matches!(self, JobState::Active | JobState::Queued)
+    }
 }
 
 /// The state of one step in one run.
@@ -59,6 +73,8 @@ pub enum StepState {
         at: Timestamp,
     },
     Running,
+    /// Its Job waits, suspended, for admission by Kueue.
+    Queued,
     Succeeded {
         finished: Timestamp,
     },
@@ -116,6 +132,12 @@ pub struct RunState {
 impl RunState {
     pub fn finished(&self) -> bool {
         self.steps.iter().all(|(_, s)| s.is_terminal())
+    }
+
+    /// Whether the run waits for Kueue: some step's Job is queued and none runs.
+    pub fn queued(&self) -> bool {
+        self.steps.iter().any(|(_, s)| *s == StepState::Queued)
+            && !self.steps.iter().any(|(_, s)| *s == StepState::Running)
     }
 
     /// The first step that failed after its retries, with the reason.
@@ -214,6 +236,7 @@ fn step_state<'a>(
         }
         Some(job) => match &job.state {
             JobState::Active => StepState::Running,
+            JobState::Queued => StepState::Queued,
             JobState::Succeeded { finished } => StepState::Succeeded { finished: *finished },
             JobState::Failed { finished, reason } => {
                 let retry = Retry::of(step.retries.as_ref());
@@ -332,6 +355,21 @@ mod tests {
         assert!(run.finished());
         assert_eq!(run.failed_step(), Some(("extract", "Error")));
         assert_eq!(run.finished_at(), Some(ts("2026-11-24T11:03:00Z")));
+    }
+
+    #[test]
+    fn a_run_is_queued_while_its_jobs_wait_for_kueue_and_none_runs() {
+        let done = JobState::Succeeded { finished: ts("2026-11-24T11:01:00Z") };
+        let run =
+            derive(&[job("extract", 0, JobState::Queued), job("audit", 0, JobState::Queued)], "2026-11-24T11:01:00Z");
+        assert_eq!(state(&run, "extract"), &StepState::Queued);
+        assert!(run.queued() && !run.finished());
+        let run = derive(&[job("extract", 0, done.clone()), job("audit", 0, JobState::Queued)], "2026-11-24T11:01:00Z");
+        assert!(run.queued(), "a finished step and a queued one: queued");
+        let run =
+            derive(&[job("extract", 0, JobState::Active), job("audit", 0, JobState::Queued)], "2026-11-24T11:01:00Z");
+        assert!(!run.queued(), "one step admitted and running: running");
+        assert!(!derive(&[], "2026-11-24T11:00:00Z").queued());
     }
 
     #[test]

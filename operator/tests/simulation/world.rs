@@ -620,6 +620,7 @@ pub fn summary(status: &PipelineStatus) -> String {
 pub fn state(s: &JobState) -> &'static str {
     match s {
         JobState::Active => "Active",
+        JobState::Queued => "Queued",
         JobState::Succeeded { .. } => "Succeeded",
         JobState::Failed { .. } => "Failed",
     }

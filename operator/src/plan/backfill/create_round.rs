@@ -95,7 +95,10 @@ impl CreateRound {
         let admitted = plan.admitted.iter().filter(started).count();
         let unstarted = plan.admitted.iter().filter(|r| !self.created.contains(*r)).count() as i64;
         if let Some(c) = status.partitions.as_mut().filter(|_| unstarted > 0) {
-            c.running = (c.running - unstarted).max(0);
+            // With a queue, new partitions were counted queued.
+            let from_queued = unstarted.min(c.queued);
+            c.queued -= from_queued;
+            c.running = (c.running - (unstarted - from_queued)).max(0);
             c.pending += unstarted;
         }
         let known = &plan.status.name_conflicts;

@@ -157,6 +157,9 @@ pub struct Input<'a> {
     pub name_conflicts: Vec<String>,
     /// The operator's prices, for the dry-run plan's price.
     pub prices: Option<crate::cost::Prices>,
+    /// Whether the Jobs go to a Kueue queue (`spec.queueName`): created suspended, counted
+    /// `queued` until Kueue admits them. `budget` then has no quota (Kueue's governs).
+    pub queued: bool,
 }
 
 /// A Dataset whose contract has `policy: Block` and whose `SchemaConformant` condition is False.
@@ -252,7 +255,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
 
     let done = seen.processed.count();
     let running = seen.active.len() as i64;
-    let counts = summary::counts(total, done, seen.succeeded.count(), seen.failed.count(), running);
+    let mut counts = summary::counts(total, done, seen.succeeded.count(), seen.failed.count(), running);
+    summary::split_queued(
+        &mut counts,
+        seen.active.iter().filter(|a| queued(a, &launched.create, input.queued)).count(),
+    );
     let tally = outcome::Tally {
         counts: &counts,
         done,
@@ -276,6 +283,15 @@ pub fn decide(input: &Input<'_>) -> Plan {
     plan.headroom = launched.headroom;
     plan.status = status;
     plan
+}
+
+/// Whether partition `a` waits for Kueue after this decision: none of its steps runs, and one
+/// has a queued Job or (with a queue) a Job created now, suspended.
+fn queued(a: &observe::Active, create: &[JobToCreate], with_queue: bool) -> bool {
+    let Some(run) = &a.run else { return false };
+    let creating = with_queue && create.iter().any(|c| c.run_id == a.run_id);
+    let running = run.steps.iter().any(|(_, s)| *s == crate::plan::runs::StepState::Running);
+    !running && (run.queued() || creating)
 }
 
 /// The windows of the range that `reprocess` selects (or that wait for runs elsewhere), walked

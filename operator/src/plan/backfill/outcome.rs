@@ -26,7 +26,7 @@ pub fn outcome(halt: &Halt<'_>, launches: &mut Launches, tally: &Tally<'_>) -> O
     let throttle = throttle(halt, launches, c, tally.parallelism);
     let failed = failure(halt, c, tally.quota);
     let done = tally.done;
-    let complete = halt.settled || (!halt.invalid && failed.is_none() && done >= c.total && c.running == 0);
+    let complete = halt.settled || (!halt.invalid && failed.is_none() && done >= c.total && c.running + c.queued == 0);
     Outcome { complete, failed, suspended: halt.suspended, invalid: halt.invalid && !halt.settled, throttle }
 }
 
@@ -38,7 +38,7 @@ fn throttle(halt: &Halt<'_>, launches: &mut Launches, c: &PartitionCounts, paral
     if halt.dry_run && !halt.settled && !halt.invalid {
         return Some(summary::throttle(reasons::DRY_RUN, "spec.dryRun is true: the plan is in status.plan".into()));
     }
-    if !halt.blocked.is_empty() && !halt.settled && (c.pending > 0 || c.running > 0) {
+    if !halt.blocked.is_empty() && !halt.settled && (c.pending > 0 || c.running + c.queued > 0) {
         return Some(summary::contract_violated(&halt.blocked));
     }
     if !halt.protected.is_empty() && !halt.halted() && c.pending > 0 {
@@ -52,11 +52,13 @@ fn throttle(halt: &Halt<'_>, launches: &mut Launches, c: &PartitionCounts, paral
         return launches.throttle.clone();
     }
     let (walk, want) = (&launches.walk, launches.want);
-    let running = c.running as usize;
+    // Queued partitions (waiting for Kueue) hold their parallelism slots too.
+    let running = (c.running + c.queued) as usize;
     if running >= parallelism {
+        let queued = if c.queued > 0 { format!(" ({} queued in Kueue)", c.queued) } else { String::new() };
         Some(summary::throttle(
             reasons::PARALLELISM_REACHED,
-            format!("{running} partition(s) in progress, spec.parallelism is {parallelism}"),
+            format!("{running} partition(s) in progress{queued}, spec.parallelism is {parallelism}"),
         ))
     } else if let Some(w) = walk.waiting.filter(|_| walk.selected.len() < want) {
         Some(summary::throttle(

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 use super::partitions::Verdict;
 use super::ranges::RangeSet;
 use crate::api::{PipelineStatus, Reprocess, RunPhase, RunRecord};
-use crate::plan::runs::{JobState, ObservedJob};
+use crate::plan::runs::ObservedJob;
 use crate::schedule::Window;
 
 /// The owner of a Job of the pipeline that is not this backfill.
@@ -129,7 +129,7 @@ impl Records {
             failed: finished.contains(&RunPhase::Failed),
         };
         for job in self.jobs.get(&key(window)).into_iter().flatten() {
-            let active = job.job.state == JobState::Active;
+            let active = job.job.state.unfinished();
             out.busy |= match &job.owner {
                 Owner::Pipeline | Owner::Unknown => active,
                 // Until the other backfill is done with the window, it may still retry it.
@@ -168,6 +168,7 @@ pub fn verdict(reprocess: Reprocess, recorded: Recorded) -> Verdict {
 mod tests {
     use super::*;
     use crate::api::{PartitionWindow, RunRecord};
+    use crate::plan::runs::JobState;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(s: &str) -> Timestamp {
@@ -262,10 +263,12 @@ mod tests {
             ),
             job(3, JobState::Active, Owner::Unknown),
             job(4, JobState::Succeeded { finished: ts("2026-11-01T00:00:00Z") }, Owner::Unknown),
+            // A scheduled run waiting for Kueue: launched, so the window is busy too.
+            job(5, JobState::Queued, Owner::Pipeline),
         ];
         let records = Records::new(None, jobs, vec![sibling]);
-        let busy: Vec<bool> = (0..5).map(|h| records.of(&hour(h)).busy).collect();
-        assert_eq!(busy, [true, false, true, true, false]);
+        let busy: Vec<bool> = (0..6).map(|h| records.of(&hour(h)).busy).collect();
+        assert_eq!(busy, [true, false, true, true, false, true]);
         assert!(records.run_id_taken(&hour(1).run_id()));
         assert!(!records.run_id_taken(&hour(7).run_id()));
     }

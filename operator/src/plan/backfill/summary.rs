@@ -55,7 +55,16 @@ pub fn counts(total: i64, processed: i64, succeeded: i64, failed: i64, running: 
         succeeded,
         failed,
         skipped: (processed - succeeded - failed).max(0),
+        queued: 0,
     }
+}
+
+/// Moves `queued` of the running partitions to `queued`: they wait for Kueue, none of their
+/// Jobs runs.
+pub fn split_queued(c: &mut PartitionCounts, queued: usize) {
+    let queued = (queued as i64).min(c.running);
+    c.running -= queued;
+    c.queued = queued;
 }
 
 /// "done/total (pct%)", where done counts succeeded, failed and skipped partitions; 100% only
@@ -81,7 +90,7 @@ pub fn estimate(
         return previous.cloned();
     }
     let finished = c.succeeded + c.failed;
-    let remaining = c.pending + c.running;
+    let remaining = c.pending + c.running + c.queued;
     let start = start?;
     if finished <= 0 || remaining <= 0 {
         return None;
@@ -173,7 +182,7 @@ pub struct Outcome {
 
 /// Progressing, Throttled, Complete and Failed.
 pub fn conditions(outcome: &Outcome, c: &PartitionCounts, max_failed: Option<i32>) -> Vec<DesiredCondition> {
-    let summary = format!(
+    let mut summary = format!(
         "{} of {} partitions done ({} succeeded, {} failed, {} skipped), {} running",
         c.succeeded + c.failed + c.skipped,
         c.total,
@@ -182,6 +191,9 @@ pub fn conditions(outcome: &Outcome, c: &PartitionCounts, max_failed: Option<i32
         c.skipped,
         c.running
     );
+    if c.queued > 0 {
+        summary.push_str(&format!(", {} queued in Kueue", c.queued));
+    }
     let progressing = if outcome.complete {
         DesiredCondition::new(types::PROGRESSING, false, "Complete", summary.clone())
     } else if let Some((reason, message)) = &outcome.failed {
@@ -231,7 +243,10 @@ mod tests {
     #[test]
     fn counts_and_progress() {
         let c = counts(100, 30, 20, 5, 4);
-        assert_eq!(c, PartitionCounts { total: 100, pending: 66, running: 4, succeeded: 20, failed: 5, skipped: 5 });
+        assert_eq!(
+            c,
+            PartitionCounts { total: 100, pending: 66, running: 4, succeeded: 20, failed: 5, skipped: 5, queued: 0 }
+        );
         assert_eq!(progress(&c), "30/100 (30%)");
         assert_eq!(progress(&counts(3, 2, 2, 0, 1)), "2/3 (66%)");
         assert_eq!(progress(&counts(1000, 999, 999, 0, 1)), "999/1000 (99%)", "100% only when done");

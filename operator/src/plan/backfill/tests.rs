@@ -90,6 +90,8 @@ struct World {
     protected: Vec<protect::ProtectedHold>,
     conflicts: Vec<String>,
     prices: Option<crate::cost::Prices>,
+    /// The Jobs go to a Kueue queue: created queued.
+    queued: bool,
 }
 
 impl World {
@@ -111,6 +113,7 @@ impl World {
             protected: vec![],
             conflicts: vec![],
             prices: None,
+            queued: false,
         }
     }
 
@@ -138,6 +141,7 @@ impl World {
             protected: self.protected.clone(),
             name_conflicts: self.conflicts.clone(),
             prices: self.prices.clone(),
+            queued: self.queued,
         })
     }
 
@@ -152,7 +156,7 @@ impl World {
                 attempt: c.attempt,
                 window: c.window,
                 created: self.now,
-                state: JobState::Active,
+                state: if self.queued { JobState::Queued } else { JobState::Active },
             });
         }
         self.status = plan.status.clone();
@@ -252,6 +256,39 @@ fn quota_admits_three_one_cpu_partitions_and_keeps_the_reserve() {
     let again = w.decide();
     assert!(again.create.is_empty());
     assert!(again.events.is_empty(), "no Event repeats");
+}
+
+/// With a Kueue queue the budget has no quota (the act layer leaves it out): partitions start
+/// up to `parallelism`, counted `queued` until Kueue unsuspends their Jobs, and queued
+/// partitions hold their parallelism slots, so a huge range never floods Kueue.
+#[test]
+fn queued_partitions_count_as_queued_and_toward_parallelism() {
+    let mut w = World::new(backfill(serde_json::json!({"parallelism": 3, "queueName": "backfills"})), one_step());
+    w.queued = true;
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(0), hour(1), hour(2)]);
+    let c = plan.status.partitions.clone().unwrap();
+    assert_eq!((c.running, c.queued, c.pending), (0, 3, 21), "created suspended: queued at once");
+    w.apply(&plan);
+    let again = w.decide();
+    assert!(again.create.is_empty(), "queued partitions hold their slots");
+    assert_eq!(again.status.throttled.as_ref().map(|t| t.reason.as_str()), Some("ParallelismReached"));
+    // Kueue admits one: it runs; the others stay queued.
+    w.jobs[0].state = JobState::Active;
+    let plan = w.decide();
+    assert!(plan.create.is_empty());
+    let c = plan.status.partitions.clone().unwrap();
+    assert_eq!((c.running, c.queued), (1, 2));
+    w.apply(&plan);
+    assert!(w.condition("Progressing").0 == "True");
+    let progressing = conditions::find(&w.status.conditions, "Progressing").unwrap();
+    assert!(progressing.message.ends_with("1 running, 2 queued in Kueue"), "{}", progressing.message);
+    // It finishes: the next partition starts, queued.
+    w.finish_all(|_| false);
+    let plan = w.decide();
+    assert_eq!(windows(&plan), [hour(3)]);
+    let c = plan.status.partitions.clone().unwrap();
+    assert_eq!((c.succeeded, c.running, c.queued), (1, 0, 3));
 }
 
 #[test]
