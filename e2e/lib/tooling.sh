@@ -93,7 +93,18 @@ python_venv() {
 
 # apt_install <package...>: installs the Debian packages that are not installed yet (as root, or
 # through `sudo -n`), running `apt-get update` first when the index does not offer them.
-apt_install() {
+# Package installs on this machine run one at a time, across every script and test process:
+# dpkg takes one at a time (a second apt-get fails at once on its lock), and a check of whether
+# a package is there (a binary found under /usr/lib) must not see one that another process has
+# half unpacked (its libraries not yet there). with_package_lock <command...> runs the command
+# (a function of the caller's, in a subshell) holding the machine's package lock.
+package_lock_file="${SLUICE_PACKAGE_LOCK:-/tmp/sluice-packages.lock}"
+with_package_lock() { (flock 9 && "$@") 9>>"$package_lock_file"; }
+
+# apt_install <package...>: installs the packages not installed yet (under the package lock).
+apt_install() { with_package_lock apt_install_unlocked "$@"; }
+
+apt_install_unlocked() {
   local missing=() pkg
   for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -48,7 +48,7 @@ init_data() {
 
 start_server() {
   local dir="$1" port="$2" extra="${3:-}" bin listen
-  install_server
+  with_package_lock install_server
   bin="$(server_bin)"
   init_data "$dir" "$bin"
   listen="127.0.0.1${extra:+,$extra}"

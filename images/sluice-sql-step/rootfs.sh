@@ -32,13 +32,17 @@ packages() {
 # names for it (and the dynamic loader), each at its own path inside the image.
 copy_with_libraries() {
   local binary="$1" dest="$2" lib
+  if ldd "$binary" | grep -q 'not found'; then
+    echo "rootfs.sh: $binary lacks a library: $(ldd "$binary" | grep 'not found' | tr -s ' \t' ' ')" >&2
+    exit 1
+  fi
   install -D -m 0755 "$binary" "$root$dest"
   for lib in $(ldd "$binary" | awk '/=> \// { print $3 } /^\t\// { print $1 }'); do
     install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
   done
 }
 
-packages
+with_package_lock packages
 mkdir -p "$root"/{bin,etc,tmp,sql,usr/bin,usr/local/bin,usr/local/lib/sluice-sql-step}
 chmod 1777 "$root/tmp"
 install -m 0755 /bin/busybox "$root/bin/busybox"
