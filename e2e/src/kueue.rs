@@ -208,15 +208,7 @@ impl Kueue {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file);
-        // SAFETY: prctl is async-signal-safe; the kernel kills Kueue when the spawning thread
-        // (the test's) exits, so no Kueue outlives its test.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::process::die_with_parent(&mut command, libc::SIGKILL);
         let child = command.spawn().unwrap_or_else(|e| panic!("{} runs: {e}", binary.display()));
         let mut kueue = Kueue { child, work, health_addr, log, _one_at_a_time: guard };
         kueue.wait_ready(Duration::from_secs(90)).await;

@@ -127,3 +127,16 @@ fn spawn(
     }
     (command.spawn().expect("operator binary runs"), addr)
 }
+
+/// Makes the kernel send `signal` to the process `command` spawns when the spawning thread (a
+/// test's) exits, so that no helper process outlives its test.
+pub fn die_with_parent(command: &mut std::process::Command, signal: libc::c_int) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, the only call made between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
+            Ok(())
+        });
+    }
+}

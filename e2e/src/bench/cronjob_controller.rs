@@ -1,7 +1,6 @@
 //! The peer: Kubernetes' CronJob controller, alone in a kube-controller-manager process of its
 //! own (up.sh's shared one runs without it), so its CPU and memory can be read from /proc.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -33,13 +32,7 @@ impl CronJobController {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))
             .stderr(file);
-        // SAFETY: prctl is async-signal-safe; the kernel stops the child with the test's thread.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        crate::process::die_with_parent(&mut command, libc::SIGKILL);
         let child = command.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         Self { child, log }
     }

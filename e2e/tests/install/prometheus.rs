@@ -2,7 +2,6 @@
 //! alert rules as a plain rules file, and a Prometheus server on loopback that scrapes an
 //! operator and evaluates them.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -73,13 +72,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe; no Prometheus outlives the test's thread.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        sluice_e2e::process::die_with_parent(&mut command, libc::SIGKILL);
         Self { child: command.spawn().expect("prometheus runs"), addr }
     }
 
