@@ -18,3 +18,4 @@ mod plugin;
 mod pod_security;
 mod ready;
 mod real_node;
+mod writes;

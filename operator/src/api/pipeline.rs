@@ -471,7 +471,8 @@ pub struct RunRecord {
     pub window: PartitionWindow,
     /// Phase of the run.
     pub phase: RunPhase,
-    /// When the run's first Job was created.
+    /// When the run started: the time of the decision that created its first Job (for an active
+    /// run; a finished run's record gives its first Job's creation time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<Time>,
     /// When the run finished.
@@ -499,12 +500,13 @@ pub struct RunRecord {
 /// Phase of a run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RunPhase {
-    /// Waiting to start.
+    /// Waiting for its first Job: no free Job slot yet, or the quota refused it.
     Pending,
     /// Started, and every unfinished step's Job waits, suspended, for admission by Kueue
     /// (`spec.queueName`): none is running.
     Queued,
-    /// At least one step is running or waiting for its dependencies.
+    /// Its first Job is created (from the status write that precedes the creation) and at least
+    /// one step is running or waiting for its dependencies.
     Running,
     /// Every step succeeded.
     Succeeded,

@@ -57,6 +57,8 @@ pub struct Context {
     /// (Backfill Jobs) with what their pods will ask of the quota. Locked only briefly, while
     /// `launch` is held.
     pub in_flight: Mutex<crate::quota::InFlight>,
+    /// Pipeline Jobs created by this process, standing in for the cache until it shows them.
+    pub launched: super::launched::Launched,
     pub job_caps: JobCaps,
     /// Held while counting free Job slots and creating Jobs, so the caps hold under concurrent
     /// reconciles.
@@ -97,6 +99,7 @@ impl Context {
             limit_ranges: caches.limit_ranges,
             allowed_accounts: caches.allowed_accounts,
             in_flight: Mutex::default(),
+            launched: Default::default(),
             job_caps,
             launch: tokio::sync::Mutex::default(),
             caches_synced,

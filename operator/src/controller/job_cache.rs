@@ -82,7 +82,7 @@ pub fn owned_by_indexed(store: &Store<Job>, index: &JobIndex, namespace: &str, o
 }
 
 /// The Jobs of `jobs` whose controlling owner has `owner_uid`, not being deleted.
-fn owned_among(jobs: &[Arc<Job>], namespace: &str, owner_uid: &str) -> Vec<ObservedJob> {
+pub fn owned_among(jobs: &[Arc<Job>], namespace: &str, owner_uid: &str) -> Vec<ObservedJob> {
     jobs.iter()
         .filter(|j| j.metadata.namespace.as_deref() == Some(namespace) && j.metadata.deletion_timestamp.is_none())
         .filter(|j| j.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == owner_uid))

@@ -10,6 +10,7 @@ pub mod guard;
 pub mod job_cache;
 pub mod job_index;
 pub mod job_wakes;
+pub mod launched;
 pub mod live_objects;
 pub mod object;
 pub mod pipeline;

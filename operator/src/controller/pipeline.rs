@@ -3,7 +3,7 @@
 //! the status with a `resourceVersion` precondition, create and delete Jobs), then Events and
 //! metrics for what was recorded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,7 @@ pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Re
         }
     }
     drop(launch);
+    remember_created(ctx, &acted);
     report(ctx, &namespace, &acted).await;
 
     let mut requeue = acted.plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));
@@ -167,7 +168,9 @@ impl JobApi for KubePipelines<'_> {
     }
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
-        apply::delete_job(&self.ctx.client, namespace, name).await
+        apply::delete_job(&self.ctx.client, namespace, name).await?;
+        self.ctx.launched.forget(name);
+        Ok(())
     }
 }
 
@@ -203,11 +206,28 @@ impl PipelineApi for KubePipelines<'_> {
     }
 }
 
-/// The Pipeline's Jobs, a failed one's reason saying what its container ended with.
+/// The Pipeline's Jobs, a failed one's reason saying what its container ended with, and those
+/// this process created that the cache does not show yet (`launched`).
 fn owned_jobs(ctx: &Context, namespace: &str, uid: &str) -> Vec<ObservedJob> {
-    let mut jobs = job_cache::owned_by_indexed(&ctx.jobs, &ctx.job_index, namespace, uid);
-    job_cache::explain_failures(&mut jobs, &ctx.job_index.owned(&ctx.jobs, uid), &ctx.pods, namespace);
+    let snapshot = ctx.job_index.owned(&ctx.jobs, uid);
+    let mut jobs = job_cache::owned_among(&snapshot, namespace, uid);
+    job_cache::explain_failures(&mut jobs, &snapshot, &ctx.pods, namespace);
+    let cached: BTreeSet<&str> = snapshot.iter().filter_map(|j| j.metadata.name.as_deref()).collect();
+    ctx.launched.fill_in(uid, &cached, &mut jobs, Timestamp::now());
     jobs
+}
+
+/// Remembers the Jobs `acted` created (see `launched`), as the next decision would observe them.
+fn remember_created(ctx: &Context, acted: &Acted) {
+    let uid = acted.pipeline.uid().unwrap_or_default();
+    let now = Timestamp::now();
+    for create in &acted.created {
+        let job = crate::act::pipeline::build_job(&acted.pipeline, create);
+        if let Some(mut observed) = job.as_ref().and_then(job_cache::observe) {
+            observed.created = now;
+            ctx.launched.remember(&uid, observed);
+        }
+    }
 }
 
 /// For each Dataset in the cache that a step outputs, the last producing run it has checked.

@@ -866,25 +866,7 @@ fn finish_status(
     let spec = input.spec;
     let now = input.now;
     let active = &runs.active;
-    status.active_runs = active
-        .iter()
-        .map(|a| RunRecord {
-            id: a.id.clone(),
-            window: record_window(&a.run.window),
-            phase: match a.run.started {
-                Some(_) if a.run.queued() => RunPhase::Queued,
-                Some(_) => RunPhase::Running,
-                None => RunPhase::Pending,
-            },
-            started: a.run.started.map(time),
-            finished: None,
-            failed_step: None,
-            reason: None,
-            manual: a.manual,
-            cost: None,
-            late_pass: a.late.map(|d| d as i32),
-        })
-        .collect();
+    status.active_runs = active.iter().map(|a| active_record(a, input, &plan.create)).collect();
     status.active_run_count = active.len() as i32;
     status.last_run_phase = status.active_runs.last().map(|r| r.phase).or_else(|| recent.first().map(|r| r.phase));
     let (ok, failed) = recent.iter().fold((0, 0), |(o, f), r| match r.phase {
@@ -903,6 +885,32 @@ fn finish_status(
 
     let desired = desired_conditions(input, status, newest_finished.as_ref(), ready, plan);
     status.conditions = conditions::merge(&input.status.conditions, &desired, input.generation, &time(now));
+}
+
+/// The `activeRuns` entry of `active`. A run is Running from the decision that creates its first
+/// Job, with that decision's time as `started`, and keeps the `started` its record holds: seeing
+/// the Job it created is no change, so it costs no status write (only Kueue's suspension, Queued,
+/// is one).
+fn active_record(active: &ActiveRun, input: &Input<'_>, create: &[JobToCreate]) -> RunRecord {
+    let recorded = input.status.active_runs.iter().find(|r| r.id == active.id).and_then(|r| r.started.clone());
+    let creating = create.iter().any(|c| c.run_id == active.id);
+    let started = recorded.or_else(|| active.run.started.or(creating.then_some(input.now)).map(time));
+    RunRecord {
+        id: active.id.clone(),
+        window: record_window(&active.run.window),
+        phase: match started {
+            Some(_) if active.run.queued() => RunPhase::Queued,
+            Some(_) => RunPhase::Running,
+            None => RunPhase::Pending,
+        },
+        started,
+        finished: None,
+        failed_step: None,
+        reason: None,
+        manual: active.manual,
+        cost: None,
+        late_pass: active.late.map(|d| d as i32),
+    }
 }
 
 /// Ready, Running, Degraded, Suspended and (for Pipelines that read Datasets) InputsHeld, with
@@ -1039,3 +1047,7 @@ mod tests;
 #[cfg(test)]
 #[path = "pipeline_late_tests.rs"]
 mod late_tests;
+
+#[cfg(test)]
+#[path = "pipeline_writes_tests.rs"]
+mod writes_tests;

@@ -224,8 +224,9 @@ fn the_first_tick_starts_the_window_before_it_with_its_root_steps_only() {
         [RunRecord {
             id: FIRST_RUN.into(),
             window: record_window(&window),
-            phase: RunPhase::Pending,
-            started: None,
+            // Running from the decision that creates its Jobs, so seeing them is no write.
+            phase: RunPhase::Running,
+            started: at(FIRST_TICK),
             finished: None,
             failed_step: None,
             reason: None,
@@ -275,7 +276,9 @@ fn a_dependent_step_starts_once_its_dependency_succeeded() {
     let plan = decide(&running);
     assert!(plan.create.is_empty(), "{:?}", plan.create);
     assert_eq!(plan.status.active_runs[0].phase, RunPhase::Running);
-    assert_eq!(plan.status.active_runs[0].started, at("2026-11-24T11:00:01Z"));
+    // Started when the decision that created its Jobs was written, not when they were seen.
+    assert_eq!(plan.status.active_runs[0].started, at(FIRST_TICK));
+    assert_eq!(plan.status.active_runs, status.active_runs);
 
     let mut extracted = input(&spec, &status, "2026-11-24T11:05:01Z");
     extracted.jobs =
@@ -548,7 +551,7 @@ fn catch_up_all_beyond_max_concurrent_runs_forbids_the_rest() {
     assert!(plan.status.skipped_runs.iter().all(|r| r.phase == RunPhase::Skipped));
     assert_eq!(event_reasons(&plan).iter().filter(|r| **r == "RunSkipped").count(), 4);
     // Skipped runs are not a run phase to show as "last run".
-    assert_eq!(plan.status.last_run_phase, Some(RunPhase::Pending));
+    assert_eq!(plan.status.last_run_phase, Some(RunPhase::Running));
 }
 
 #[test]
