@@ -1,7 +1,8 @@
 //! What one scheduled run writes, counted on the API server's side (its audit log): one Job
-//! create, and two Pipeline status writes (the run made active before its Job exists, then the
-//! run recorded finished). Seeing the Job it created is no write, and a reconcile that runs
-//! before the watch shows that Job does not ask for it again (no `AlreadyExists` create).
+//! create, two Pipeline status writes (the run made active before its Job exists, then the run
+//! recorded finished, deleting the Job history no longer keeps) and that one delete. Seeing the
+//! Job it created is no write, and a reconcile that runs before the watch shows that Job, or
+//! drops the one deleted, does not create or delete it again.
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ async fn a_scheduled_run_costs_one_create_and_two_status_writes() {
     sluice_e2e::in_namespace("writes", |ns| async move {
         let (client, n) = (ns.client.clone(), ns.name.as_str());
         ns.apply(&json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "tick"},
-            "spec": {"schedule": "*/3 * * * * *", "history": {"successful": 10},
+            "spec": {"schedule": "*/5 * * * * *", "history": {"successful": 1},
                 "steps": [{"name": "extract", "kind": "Extract",
                     "template": {"metadata": {"annotations": {"kwok.sluice.dev/duration": "300ms"}},
                         "spec": {"containers": [{"name": "main", "image": "example.com/step:1"}]}}}]}}))
@@ -39,18 +40,32 @@ async fn a_scheduled_run_costs_one_create_and_two_status_writes() {
         let creates = ours.iter().filter(|e| e.is_job_create()).count();
         let refused: Vec<&&AuditEvent> =
             ours.iter().filter(|e| e.verb == "create" && e.resource == "jobs" && !e.is_job_create()).collect();
+        let deletes: Vec<&&AuditEvent> = ours.iter().filter(|e| e.verb == "delete" && e.resource == "jobs").collect();
         let status_writes = ours
             .iter()
             .filter(|e| e.resource == "pipelines" && e.subresource == "status" && e.is_successful_write())
             .count();
-        println!("{creates} Job creates, {status_writes} status writes, {} refused creates", refused.len());
+        println!(
+            "{creates} Job creates, {status_writes} status writes, {} deletes, {} refused creates (skipped windows after)",
+            deletes.len(),
+            refused.len()
+        );
         assert!(creates >= RUNS, "{creates} Job creates for {RUNS} recorded runs");
         assert!(refused.is_empty(), "creates of Jobs that already existed: {refused:?}");
+        // History keeps one succeeded run: every run but the newest lost its Job, once.
+        let mut deleted: Vec<&str> = deletes.iter().map(|e| e.name.as_str()).collect();
+        deleted.sort_unstable();
+        deleted.dedup();
+        assert_eq!(deleted.len(), deletes.len(), "a Job deleted twice: {deletes:?}");
+        assert!(deletes.len() >= RUNS - 1, "{} deletes for {RUNS} runs kept to one", deletes.len());
         // Per created Job: its tick's write and its finish's. Beside them: the first status (Ready,
-        // before any tick), and the run of a Job created meanwhile may not be recorded yet.
+        // before any tick), and one per window skipped while a slow run still ran (recorded
+        // RunSkipped; read after the audit log, so counted at least as often as written).
+        let status = pipelines.get("tick").await.expect("pipeline").status.unwrap_or_default();
+        let skipped = status.skipped_windows as usize;
         assert!(
-            status_writes <= 2 * creates + 1,
-            "{status_writes} status writes for {creates} runs: more than two per run"
+            status_writes <= 2 * creates + skipped + 1,
+            "{status_writes} status writes for {creates} runs and {skipped} skipped windows: more than two per run"
         );
     })
     .await;

@@ -77,7 +77,8 @@ pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Re
 
     let mut requeue = acted.plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));
     let mut sooner = |d: Duration| requeue = Some(requeue.map_or(d, |r| r.min(d)));
-    if !acted.rejected.is_empty() {
+    let backing_off = !ctx.launched.backing_off(&acted.pipeline.uid().unwrap_or_default(), Timestamp::now()).is_empty();
+    if !acted.rejected.is_empty() || backing_off {
         sooner(CREATE_RETRY);
     }
     if !acted.conflicts.is_empty() {
@@ -169,7 +170,7 @@ impl JobApi for KubePipelines<'_> {
 
     async fn delete_job(&self, namespace: &str, name: &str) -> Result<()> {
         apply::delete_job(&self.ctx.client, namespace, name).await?;
-        self.ctx.launched.forget(name);
+        self.ctx.launched.deleted(namespace, name, Timestamp::now());
         Ok(())
     }
 }
@@ -188,8 +189,9 @@ impl PipelineApi for KubePipelines<'_> {
         let ctx = self.ctx;
         let uid = pipeline.uid().unwrap_or_default();
         let mut problems = validation::pipeline(&pipeline.spec, &ctx.namespace(&self.namespace));
-        let (refusals, refused_steps) = ctx.refused_steps(&self.namespace, &pipeline.spec.steps);
+        let (refusals, mut refused_steps) = ctx.refused_steps(&self.namespace, &pipeline.spec.steps);
         problems.extend(refusals);
+        refused_steps.extend(ctx.launched.backing_off(&uid, Timestamp::now()));
         let asked = crate::kueue::Asked::pipeline(pipeline);
         problems.extend(crate::kueue::problems(asked, crate::kueue::pipeline_queue(asked).as_ref()));
         Observed {
@@ -206,18 +208,20 @@ impl PipelineApi for KubePipelines<'_> {
     }
 }
 
-/// The Pipeline's Jobs, a failed one's reason saying what its container ended with, and those
-/// this process created that the cache does not show yet (`launched`).
+/// The Pipeline's Jobs, a failed one's reason saying what its container ended with, with those
+/// this process created that the cache does not show yet and without those it deleted that the
+/// cache still shows (`launched`).
 fn owned_jobs(ctx: &Context, namespace: &str, uid: &str) -> Vec<ObservedJob> {
     let snapshot = ctx.job_index.owned(&ctx.jobs, uid);
     let mut jobs = job_cache::owned_among(&snapshot, namespace, uid);
     job_cache::explain_failures(&mut jobs, &snapshot, &ctx.pods, namespace);
     let cached: BTreeSet<&str> = snapshot.iter().filter_map(|j| j.metadata.name.as_deref()).collect();
-    ctx.launched.fill_in(uid, &cached, &mut jobs, Timestamp::now());
+    ctx.launched.fill_in(uid, namespace, &cached, &mut jobs, Timestamp::now());
     jobs
 }
 
-/// Remembers the Jobs `acted` created (see `launched`), as the next decision would observe them.
+/// Remembers the Jobs `acted` created (see `launched`), as the next decision would observe them,
+/// and the steps whose create was refused.
 fn remember_created(ctx: &Context, acted: &Acted) {
     let uid = acted.pipeline.uid().unwrap_or_default();
     let now = Timestamp::now();
@@ -226,6 +230,12 @@ fn remember_created(ctx: &Context, acted: &Acted) {
         if let Some(mut observed) = job.as_ref().and_then(job_cache::observe) {
             observed.created = now;
             ctx.launched.remember(&uid, observed);
+        }
+    }
+    for create in &acted.plan.create {
+        let name = crate::jobs::job_name(&acted.pipeline.name_any(), &create.step, &create.run_id, create.attempt);
+        if acted.rejected.iter().any(|(rejected, _)| *rejected == name) {
+            ctx.launched.refused(&uid, &create.step, now);
         }
     }
 }

@@ -155,24 +155,7 @@ fn spec() -> crate::api::PipelineSpec {
 }
 
 fn input<'a>(spec: &'a crate::api::PipelineSpec, status: &'a PipelineStatus, now: &str) -> Input<'a> {
-    Input {
-        spec,
-        status,
-        generation: Some(1),
-        created: "2026-11-24T10:20:00Z".parse().unwrap(),
-        now: now.parse().unwrap(),
-        jobs: vec![],
-        foreign: vec![],
-        run_now: None,
-        free_job_slots: 100,
-        problems: vec![],
-        refused_steps: Default::default(),
-        upstream: vec![],
-        blocked_inputs: vec![],
-        name: "p",
-        outputs_checked: BTreeMap::new(),
-        cost: CostInputs::default(),
-    }
+    Input::for_test(spec, status, "2026-11-24T10:20:00Z".parse().unwrap(), now.parse().unwrap())
 }
 
 #[test]

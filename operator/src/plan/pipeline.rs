@@ -60,6 +60,32 @@ pub struct Input<'a> {
     pub cost: crate::cost::CostInputs,
 }
 
+#[cfg(test)]
+impl<'a> Input<'a> {
+    /// The input of a decision at `now` for tests: pipeline "p" created at `created`,
+    /// generation 1, no Jobs, no manual trigger, 100 free Job slots, a valid spec.
+    pub fn for_test(spec: &'a PipelineSpec, status: &'a PipelineStatus, created: Timestamp, now: Timestamp) -> Self {
+        Input {
+            spec,
+            status,
+            generation: Some(1),
+            created,
+            now,
+            jobs: vec![],
+            foreign: vec![],
+            run_now: None,
+            free_job_slots: 100,
+            problems: vec![],
+            refused_steps: Default::default(),
+            upstream: vec![],
+            blocked_inputs: vec![],
+            name: "p",
+            outputs_checked: BTreeMap::new(),
+            cost: Default::default(),
+        }
+    }
+}
+
 /// A Dataset's checked-run marker, ordered as the Dataset checks runs: finish time, pipeline,
 /// run id, step.
 pub type CheckedKey = (Timestamp, String, String, String);

@@ -33,24 +33,7 @@ fn spec(extra: serde_json::Value) -> PipelineSpec {
 }
 
 fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> Input<'a> {
-    Input {
-        spec,
-        status,
-        generation: Some(1),
-        created: ts("2026-11-24T07:20:00Z"),
-        now: ts(now),
-        jobs: vec![],
-        foreign: vec![],
-        run_now: None,
-        free_job_slots: 100,
-        problems: vec![],
-        refused_steps: Default::default(),
-        upstream: vec![],
-        blocked_inputs: vec![],
-        name: "p",
-        outputs_checked: BTreeMap::new(),
-        cost: Default::default(),
-    }
+    Input::for_test(spec, status, ts("2026-11-24T07:20:00Z"), ts(now))
 }
 
 fn handled_until(last: &str) -> PipelineStatus {

@@ -60,24 +60,7 @@ fn hour(start: &str) -> Window {
 /// The input of a decision at `now`, with defaults: no Jobs, no manual trigger, plenty of free
 /// Job slots, a valid spec.
 fn input<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: &str) -> Input<'a> {
-    Input {
-        spec,
-        status,
-        generation: Some(1),
-        created: ts(CREATED),
-        now: ts(now),
-        jobs: vec![],
-        foreign: vec![],
-        run_now: None,
-        free_job_slots: 100,
-        problems: vec![],
-        refused_steps: Default::default(),
-        upstream: vec![],
-        blocked_inputs: vec![],
-        name: "p",
-        outputs_checked: BTreeMap::new(),
-        cost: Default::default(),
-    }
+    Input::for_test(spec, status, ts(CREATED), ts(now))
 }
 
 /// A status whose last handled tick was `last`.

@@ -18,25 +18,8 @@ fn minutely() -> PipelineSpec {
     .unwrap()
 }
 
-fn decide_at<'a>(spec: &'a PipelineSpec, status: &'a PipelineStatus, now: Timestamp, jobs: Vec<ObservedJob>) -> Plan {
-    decide(&Input {
-        spec,
-        status,
-        generation: Some(1),
-        created: ts("2026-11-24T10:00:30Z"),
-        now,
-        jobs,
-        foreign: vec![],
-        run_now: None,
-        free_job_slots: 100,
-        problems: vec![],
-        refused_steps: Default::default(),
-        upstream: vec![],
-        blocked_inputs: vec![],
-        name: "p",
-        outputs_checked: BTreeMap::new(),
-        cost: Default::default(),
-    })
+fn decide_at(spec: &PipelineSpec, status: &PipelineStatus, now: Timestamp, jobs: Vec<ObservedJob>) -> Plan {
+    decide(&Input { jobs, ..Input::for_test(spec, status, ts("2026-11-24T10:00:30Z"), now) })
 }
 
 fn job(plan_create: &JobToCreate, created: Timestamp, state: JobState) -> ObservedJob {
