@@ -63,16 +63,8 @@ pub(crate) async fn reconcile_pipeline(pipeline: &Pipeline, ctx: &Context) -> Re
         Outcome::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
         Outcome::Acted(acted) => acted,
     };
-    if launch.is_some() {
-        let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        for create in &acted.created {
-            if let Some(job) = crate::act::pipeline::build_job(&acted.pipeline, create) {
-                ledger.add_job(&namespace, &job.name_any(), Timestamp::now());
-            }
-        }
-    }
+    remember_created(ctx, &acted, launch.is_some());
     drop(launch);
-    remember_created(ctx, &acted);
     report(ctx, &namespace, &acted).await;
 
     let mut requeue = acted.plan.requeue_after.map(|d| Duration::from_millis(d.as_millis().max(0) as u64));
@@ -221,13 +213,19 @@ fn owned_jobs(ctx: &Context, namespace: &str, uid: &str) -> Vec<ObservedJob> {
 }
 
 /// Remembers the Jobs `acted` created (see `launched`), as the next decision would observe them,
-/// and the steps whose create was refused.
-fn remember_created(ctx: &Context, acted: &Acted) {
+/// and, when the Job caps count (`capped`, the launch lock held), in the in-flight ledger; and the
+/// steps whose create was refused.
+fn remember_created(ctx: &Context, acted: &Acted, capped: bool) {
     let uid = acted.pipeline.uid().unwrap_or_default();
     let now = Timestamp::now();
+    let namespace = acted.pipeline.namespace().unwrap_or_default();
+    let mut ledger = capped.then(|| ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner()));
     for create in &acted.created {
-        let job = crate::act::pipeline::build_job(&acted.pipeline, create);
-        if let Some(mut observed) = job.as_ref().and_then(job_cache::observe) {
+        let Some(job) = crate::act::pipeline::build_job(&acted.pipeline, create) else { continue };
+        if let Some(ledger) = ledger.as_mut() {
+            ledger.add_job(&namespace, &job.name_any(), now);
+        }
+        if let Some(mut observed) = job_cache::observe(&job) {
             observed.created = now;
             ctx.launched.remember(&uid, observed);
         }
