@@ -1,5 +1,5 @@
 //! Sluice beside its peers, on the same API server in the same run (issue 12): the limit L of
-//! a bare client, the fan-in of N Pipelines against N CronJobs, a large Backfill without and
+//! a bare client, the rate C at which the cluster completes a bare client's Jobs, the fan-in of N Pipelines against N CronJobs, a large Backfill without and
 //! with a binding quota, and idle memory and freshness deadline lag at 5,000 + 5,000 objects.
 //! Prints the table as it goes; writes it to target/bench/results.{json,md}.
 //!
@@ -14,7 +14,7 @@
 
 use sluice_e2e::bench::backfill::Budget;
 use sluice_e2e::bench::report::{self, Row};
-use sluice_e2e::bench::{Bench, backfill, env_list, fanin, idle, limit};
+use sluice_e2e::bench::{Bench, backfill, completion, env_list, fanin, idle, limit};
 
 fn wanted(section: &str) -> bool {
     match std::env::var("SLUICE_BENCH_SECTIONS") {
@@ -55,6 +55,10 @@ async fn sluice_beside_its_peers() {
     }
     if wanted("backfill") {
         let partitions = env_list("SLUICE_BENCH_PARTITIONS", &[10_000])[0] as i64;
+        let c = completion::measure(&bench.client, partitions as usize, backfill::UNBOUND_POD).await;
+        let scale = format!("{partitions} Jobs");
+        report::add(Row::ratio("C: Jobs finished/s, bare client", &scale, c, "L", bench.limit.unwrap_or(f64::NAN)));
+        bench.completion = Some(c);
         bench.restart().await;
         backfill::run(&bench, partitions, None).await;
         let budget = Budget { quota_milli: 4000, step_milli: 100, pod_secs: 2.0 };

@@ -6,13 +6,15 @@
 //!   kube-controller-manager, [`cronjob_controller`]) on alternate minutes, measured at a
 //!   harness-side watch ([`arrivals`]); API writes per launched Job from the audit log
 //!   ([`writes`]); CPU and memory of both processes ([`proc_usage`]).
-//! - [`backfill`]: a large Backfill without and with a binding ResourceQuota.
+//! - [`completion`]: C, how fast the cluster runs the same Jobs to completion for a bare client.
+//! - [`backfill`]: a large Backfill without (against L and C) and with a binding ResourceQuota.
 //! - [`idle`]: RSS at 5,000 Pipelines + 5,000 Datasets, and freshness deadline lag.
 //!
 //! Every figure goes into one table ([`report`]) with its peer and the ratio.
 
 pub mod arrivals;
 pub mod backfill;
+pub mod completion;
 pub mod cronjob_controller;
 pub mod fanin;
 pub mod idle;
@@ -31,6 +33,8 @@ pub struct Bench {
     pub arrivals: arrivals::Arrivals,
     /// L in Jobs/s, once measured.
     pub limit: Option<f64>,
+    /// C in Jobs/s, once measured.
+    pub completion: Option<f64>,
 }
 
 impl Bench {
@@ -44,7 +48,7 @@ impl Bench {
         operator.wait_ready().await;
         let cronjobs = cronjob_controller::CronJobController::start();
         let arrivals = arrivals::Arrivals::watch(&client);
-        Self { client, operator, cronjobs, arrivals, limit: None }
+        Self { client, operator, cronjobs, arrivals, limit: None, completion: None }
     }
 
     /// Restarts both processes, so that each section's peak memory (VmHWM) is its own.

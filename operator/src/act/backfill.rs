@@ -23,7 +23,7 @@
 //! A crash between any two steps loses nothing: no window is recorded as done before its Jobs
 //! have finished, and a repeated create is absorbed by `AlreadyExists`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -524,6 +524,10 @@ pub struct JobsOf<'a> {
     /// The backfill's Jobs go to a Kueue queue: those only the ledger shows were created
     /// suspended, so they are queued.
     pub queued: bool,
+    /// The uids of the Jobs whose pod the Pod cache shows finished: the quota no longer counts
+    /// it, though the Job controller may not have marked the Job finished yet (it batches Job
+    /// status updates, up to a second later).
+    pub finished_pods: &'a HashSet<String>,
 }
 
 /// The Jobs of a namespace as a backfill counts them: those of the cache `snapshot` and those of
@@ -531,7 +535,7 @@ pub struct JobsOf<'a> {
 /// the same snapshot (not against the cache as it is a moment later), so a Job is counted in
 /// exactly one of them: one the cache received after the snapshot stays in the ledger.
 pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>, now: Timestamp) -> ObservedJobs {
-    let JobsOf { namespace, uid, pipeline, defaults, queued } = *of;
+    let JobsOf { namespace, uid, pipeline, defaults, queued, finished_pods } = *of;
     let mut out = ObservedJobs { own: vec![], foreign: vec![], uncounted: vec![], committed: vec![], own_pods: vec![] };
     let pipeline_label = pipeline.map(|p| jobs::label_value(&p.name_any()));
     let pipeline_uid = pipeline.and_then(|p| p.uid());
@@ -549,7 +553,8 @@ pub fn merge_jobs(snapshot: &[Arc<Job>], ledger: &mut InFlight, of: &JobsOf<'_>,
         let demand = || {
             quota::pod_demand(&job.spec.as_ref().and_then(|s| s.template.spec.clone()).unwrap_or_default(), defaults)
         };
-        let charge = quota::pod_charge(job);
+        let pod_finished = job.metadata.uid.as_ref().is_some_and(|u| finished_pods.contains(u));
+        let charge = if pod_finished { PodCharge::Released } else { quota::pod_charge(job) };
         if charge == PodCharge::NotYetCreated {
             out.uncounted.push(demand());
         }

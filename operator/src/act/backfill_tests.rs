@@ -65,7 +65,14 @@ fn every_job_is_counted_once_whether_in_the_snapshot_or_in_the_ledger() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued: false };
+    let of = JobsOf {
+        namespace: "ns",
+        uid: "me",
+        pipeline: Some(&p),
+        defaults: &defaults,
+        queued: false,
+        finished_pods: &Default::default(),
+    };
     let (seen, seen_launch) = backfill_job(&p, 0, "me");
     let (late, late_launch) = backfill_job(&p, 1, "me");
     let mut ledger = InFlight::default();
@@ -113,7 +120,14 @@ fn another_owners_job_being_deleted_still_holds_its_window() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued: false };
+    let of = JobsOf {
+        namespace: "ns",
+        uid: "me",
+        pipeline: Some(&p),
+        defaults: &defaults,
+        queued: false,
+        finished_pods: &Default::default(),
+    };
     let deleting = |mut job: Job| {
         job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         job
@@ -207,8 +221,47 @@ fn a_queued_backfills_job_only_the_ledger_shows_is_queued() {
     for (queued, state) in [(true, JobState::Queued), (false, JobState::Active)] {
         let mut ledger = InFlight::default();
         ledger.add("ns", &job.name_any(), launch.clone());
-        let of = JobsOf { namespace: "ns", uid: "me", pipeline: Some(&p), defaults: &defaults, queued };
+        let of = JobsOf {
+            namespace: "ns",
+            uid: "me",
+            pipeline: Some(&p),
+            defaults: &defaults,
+            queued,
+            finished_pods: &Default::default(),
+        };
         let observed = merge_jobs(&[], &mut ledger, &of, now);
         assert_eq!(observed.own.iter().map(|j| j.state.clone()).collect::<Vec<_>>(), [state]);
     }
+}
+
+/// A Job whose pod the Pod cache shows finished is no longer charged, though the Job controller
+/// has not yet marked the Job itself finished (it batches Job status updates): the quota stopped
+/// counting the pod, so the next partition may take its room as soon as `used` shows it.
+#[test]
+fn a_job_whose_pod_finished_is_released_before_the_job_shows_it() {
+    let p = pipeline();
+    let now = ts("2026-11-24T12:00:01Z");
+    let defaults = ContainerDefaults::default();
+    let (mut job, _) = backfill_job(&p, 0, "me");
+    job.metadata.uid = Some("job-uid".into());
+    job.status = Some(serde_json::from_value(serde_json::json!({"active": 1})).unwrap());
+    let snapshot = vec![Arc::new(job)];
+    let charged = |finished_pods: &HashSet<String>| {
+        let of = JobsOf {
+            namespace: "ns",
+            uid: "me",
+            pipeline: Some(&p),
+            defaults: &defaults,
+            queued: false,
+            finished_pods,
+        };
+        let observed = merge_jobs(&snapshot, &mut InFlight::default(), &of, now);
+        (observed.committed.len(), observed.own_pods.len(), observed.own.len())
+    };
+    assert_eq!(charged(&HashSet::new()), (1, 1, 1), "an active pod is charged");
+    assert_eq!(
+        charged(&HashSet::from(["job-uid".to_string()])),
+        (0, 0, 1),
+        "its pod finished: released, still its own"
+    );
 }

@@ -223,7 +223,15 @@ impl BackfillApi for KubeBackfills<'_> {
             let mut ledger = ctx.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             let snapshot = ctx.jobs.state();
             let queued = crate::act::backfill::queue_of(backfill, pipeline.as_deref()).is_some();
-            let of = JobsOf { namespace, uid, pipeline: pipeline.as_deref(), defaults: &defaults, queued };
+            let finished_pods = super::finished_pods::jobs_with_finished_pods(&ctx.pods, namespace);
+            let of = JobsOf {
+                namespace,
+                uid,
+                pipeline: pipeline.as_deref(),
+                defaults: &defaults,
+                queued,
+                finished_pods: &finished_pods,
+            };
             let mut jobs = merge_jobs(&snapshot, &mut ledger, &of, now);
             job_cache::explain_failures(&mut jobs.own, &snapshot, &ctx.pods, namespace);
             jobs

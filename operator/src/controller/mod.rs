@@ -6,10 +6,12 @@ pub mod context;
 pub mod cost;
 pub mod dataset;
 pub mod every_reconcile;
+pub mod finished_pods;
 pub mod guard;
 pub mod job_cache;
 pub mod job_index;
 pub mod job_wakes;
+mod kinds;
 pub mod launched;
 pub mod live_objects;
 pub mod object;
@@ -33,7 +35,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
-use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
 
 use crate::api::{Backfill, Dataset, Pipeline};
@@ -138,13 +140,41 @@ fn cached<K>(
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    cached_trimmed(api, config, |_| {})
+}
+
+/// Like [`cached`], with `trim` also removing what no reader needs before the cache keeps it.
+fn cached_trimmed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: impl FnMut(&mut K) + Send + 'static,
+) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store::<K>();
+    let mut trim = trim;
     let stream = watcher(api, config)
         .backoff(watch_backoff())
-        .modify(|o| o.managed_fields_mut().clear())
+        .modify(move |o| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .reflect(writer)
         .touched_objects();
     (store, stream)
+}
+
+/// What the readers of the Pod cache use: metadata (labels, owners) and status (phase, the
+/// containers' termination states and messages). The spec (containers, volumes, tolerations)
+/// is most of a Pod and nobody reads it.
+fn trim_pod(pod: &mut Pod) {
+    pod.spec = None;
+    if let Some(status) = pod.status.as_mut() {
+        status.conditions = None;
+        status.host_ips = None;
+        status.pod_ips = None;
+    }
 }
 
 /// The watch caches the metrics read at scrape time: dataset freshness and contracts, the
@@ -169,10 +199,9 @@ fn metric_sources(
 }
 
 /// Sets `readiness` once every cache has its initial list.
-async fn ready_when_synced(caches: Caches, dataset_store: ValidStore<Dataset>, readiness: Readiness) {
+async fn ready_when_synced(caches: Caches, readiness: Readiness) {
     let synced = synced(caches.pipelines.raw(), "pipelines").await
-        && synced(dataset_store.raw(), "datasets").await
-        && synced(caches.datasets.raw(), "datasets (pipeline view)").await
+        && synced(caches.datasets.raw(), "datasets").await
         && synced(caches.backfills.raw(), "backfills").await
         && synced(&caches.quotas, "resourcequotas").await
         && synced(&caches.jobs, "jobs").await
@@ -199,29 +228,28 @@ pub async fn run(
         _ = shutdown.clone() => return,
     }
     let watches = Watches { client: client.clone(), namespace: settings.namespace.clone() };
-    let kinds = Kinds::new(&watches, settings.concurrency);
+    let kinds = kinds::Kinds::new(&watches, settings.concurrency);
     let (lineage_tap, lineage_queue) = lineage(&settings, &metrics);
     let jobs = job_watch(&watches, lineage_tap, &kinds.pipeline_store);
     let accounts = account_watch(&watches);
     let (quota_store, quota_stream) = cached(watches.api::<ResourceQuota>(), watches.config());
     // LimitRanges give the default requests that backfill quota admission counts.
     let (limit_range_store, limit_range_stream) = cached(watches.api::<LimitRange>(), watches.config());
-    // Pods of Sluice Jobs are cached for their termination messages (step reports).
+    // Pods of Sluice Jobs are cached for their termination messages (step reports), trimmed.
     let pod_wc = watcher::Config::default().any_semantic().labels(crate::jobs::labels::STEP);
-    let (pod_store, pod_stream) = cached(watches.api::<Pod>(), pod_wc);
-    // The Pipeline controller reads Datasets from this cache, filled by the same stream that
-    // wakes it, so an upstream watermark seen in the event is seen by the reconcile too.
-    let (dataset_view, dataset_stream) = cached(watches.api::<Guarded<Dataset>>(), watches.config());
-    // The same stream wakes the Backfills that protect a Dataset, after the cache has it.
-    let (dataset_changes, changed_datasets) = futures::channel::mpsc::unbounded();
-    let dataset_stream = dataset_stream.inspect(move |dataset| {
-        if let Ok(dataset) = dataset {
-            let _ = dataset_changes.unbounded_send((dataset.namespace(), dataset.name_any()));
+    let (pod_store, pod_stream) = cached_trimmed(watches.api::<Pod>(), pod_wc, trim_pod);
+    // A finished pod wakes the Backfill of its Job: its quota charge is released (finished_pods).
+    let (pod_backfills, finished_pod_backfills) = futures::channel::mpsc::unbounded();
+    let job_store = jobs.store.clone();
+    let pod_stream = pod_stream.inspect(move |pod| {
+        let job = pod.as_ref().ok().and_then(|p| finished_pods::job_of_finished(p, &job_store));
+        if let Some(owner) = job.as_deref().and_then(backfill::controlling_backfill) {
+            let _ = pod_backfills.unbounded_send(owner);
         }
     });
     let caches = Caches {
         pipelines: kinds.pipeline_store.clone(),
-        datasets: ValidStore::new(dataset_view),
+        datasets: kinds.dataset_store.clone(),
         backfills: kinds.backfill_store.clone(),
         quotas: quota_store,
         jobs: jobs.store.clone(),
@@ -230,17 +258,22 @@ pub async fn run(
         limit_ranges: limit_range_store,
         allowed_accounts: accounts.store.clone(),
     };
-    let pipelines = wire_pipelines(kinds.pipelines, jobs.stream, accounts.stream, dataset_stream, &caches.pipelines);
-    let datasets = wire_datasets(kinds.datasets, jobs.datasets, pod_stream, &watches, &caches.pipelines);
+    let wakes = kinds.wakes;
+    let pipelines =
+        wire_pipelines(kinds.pipelines, jobs.stream, accounts.stream, wakes.pipelines_of_datasets, &caches.pipelines);
+    let datasets =
+        wire_datasets(kinds.datasets, jobs.datasets, pod_stream, wakes.datasets_of_pipelines, &caches.pipelines);
     let backfill_wakes = BackfillWakes {
         jobs: jobs.backfills,
         accounts: accounts.namespaces,
         limit_ranges: limit_range_stream,
         quotas: quota_stream,
-        datasets: changed_datasets,
+        datasets: wakes.backfills_of_datasets,
+        pipelines: wakes.backfills_of_pipelines,
+        pods: finished_pod_backfills,
     };
-    let backfills = wire_backfills(kinds.backfills, backfill_wakes, &watches, &caches.backfills);
-    let ctx = context(&settings, client, metrics, caches, &kinds.dataset_store, lineage_queue, &readiness);
+    let backfills = wire_backfills(kinds.backfills, backfill_wakes, &caches.backfills);
+    let ctx = context(&settings, client, metrics, caches, lineage_queue, &readiness);
     let pipelines = pipelines.graceful_shutdown_on(shutdown.clone()).run(
         pipeline::reconcile,
         every_reconcile::error_policy,
@@ -280,42 +313,6 @@ impl Watches {
     /// The watch configuration of unfiltered watches.
     fn config(&self) -> watcher::Config {
         watcher::Config::default().any_semantic()
-    }
-}
-
-/// The three controllers, before their extra watches, and their caches.
-struct Kinds {
-    pipelines: Controller<Guarded<Pipeline>>,
-    datasets: Controller<Guarded<Dataset>>,
-    backfills: Controller<Guarded<Backfill>>,
-    pipeline_store: ValidStore<Pipeline>,
-    dataset_store: ValidStore<Dataset>,
-    backfill_store: ValidStore<Backfill>,
-}
-
-impl Kinds {
-    /// Every watch retries within 2 s after an error (watch_backoff.rs): after an API server
-    /// outage the caches catch up at once. Sluice kinds are watched through DeserializeGuard
-    /// (guard.rs): an object that does not deserialize is skipped, not a failed list.
-    fn new(watches: &Watches, concurrency: u16) -> Self {
-        let config = controller::Config::default().concurrency(concurrency);
-        let pipelines = Controller::new(watches.api::<Guarded<Pipeline>>(), watches.config())
-            .with_config(config.clone())
-            .trigger_backoff(watch_backoff());
-        let datasets = Controller::new(watches.api::<Guarded<Dataset>>(), watches.config())
-            .with_config(config.clone())
-            .trigger_backoff(watch_backoff());
-        let backfills = Controller::new(watches.api::<Guarded<Backfill>>(), watches.config())
-            .with_config(config)
-            .trigger_backoff(watch_backoff());
-        Self {
-            pipeline_store: ValidStore::new(pipelines.store()),
-            dataset_store: ValidStore::new(datasets.store()),
-            backfill_store: ValidStore::new(backfills.store()),
-            pipelines,
-            datasets,
-            backfills,
-        }
     }
 }
 
@@ -417,20 +414,17 @@ fn wire_pipelines(
     controller: Controller<Guarded<Pipeline>>,
     jobs: impl futures::Stream<Item = Result<Job, watcher::Error>> + Send + 'static,
     accounts: impl futures::Stream<Item = Result<PartialObjectMeta<ServiceAccount>, watcher::Error>> + Send + 'static,
-    datasets: impl futures::Stream<Item = Result<Guarded<Dataset>, watcher::Error>> + Send + 'static,
+    datasets: UnboundedReceiver<guard::Key<Pipeline>>,
     store: &ValidStore<Pipeline>,
 ) -> Controller<Guarded<Pipeline>> {
-    let (by_account, by_dataset) = (store.clone(), store.clone());
+    let by_account = store.clone();
     controller
         .owns_stream(jobs)
         .watches_stream(accounts, move |account| {
             let pipelines = by_account.state();
             wakes::pipelines_running_as(pipelines.iter().map(|p| &**p), &account.namespace(), &account.name_any())
         })
-        .watches_stream(datasets, move |dataset| {
-            let pipelines = by_dataset.state();
-            wakes::pipelines_naming(pipelines.iter().map(|p| &**p), &dataset.namespace(), &dataset.name_any())
-        })
+        .reconcile_on(datasets)
 }
 
 /// The Dataset controller woken by the Jobs of the steps that output a Dataset (a step
@@ -441,17 +435,14 @@ fn wire_datasets(
     controller: Controller<Guarded<Dataset>>,
     jobs: UnboundedReceiver<guard::Key<Dataset>>,
     pods: impl futures::Stream<Item = Result<Pod, watcher::Error>> + Send + 'static,
-    watches: &Watches,
+    named: UnboundedReceiver<guard::Key<Dataset>>,
     pipelines: &ValidStore<Pipeline>,
 ) -> Controller<Guarded<Dataset>> {
     let pod_outputs = pipelines.clone();
     controller
         .reconcile_on(jobs)
         .watches_stream(pods, move |pod| dataset::datasets_of_step(&pod_outputs, pod.namespace(), pod.labels()))
-        .watches(watches.api::<Guarded<Pipeline>>(), watches.config(), |pipeline| match &pipeline.0 {
-            Ok(pipeline) => wakes::datasets_named_by(pipeline),
-            Err(_) => Vec::new(),
-        })
+        .reconcile_on(named)
 }
 
 /// What wakes a Backfill besides itself.
@@ -462,9 +453,12 @@ struct BackfillWakes<L, Q> {
     accounts: UnboundedReceiver<Option<String>>,
     limit_ranges: L,
     quotas: Q,
-    /// A Dataset that changed (namespace, name), after the Dataset cache has it: the Backfills
-    /// that protect it.
-    datasets: UnboundedReceiver<(Option<String>, String)>,
+    /// The Backfills that protect a Dataset that changed, after the Dataset cache has it.
+    datasets: UnboundedReceiver<guard::Key<Backfill>>,
+    /// The Backfills of a Pipeline that changed.
+    pipelines: UnboundedReceiver<guard::Key<Backfill>>,
+    /// The Backfill of a Job whose pod finished.
+    pods: UnboundedReceiver<guard::Key<Backfill>>,
 }
 
 /// The Backfill controller woken by its Jobs, the accounts and LimitRanges of its namespace, the
@@ -475,26 +469,18 @@ fn wire_backfills(
         impl futures::Stream<Item = Result<LimitRange, watcher::Error>> + Send + 'static,
         impl futures::Stream<Item = Result<ResourceQuota, watcher::Error>> + Send + 'static,
     >,
-    watches: &Watches,
     store: &ValidStore<Backfill>,
 ) -> Controller<Guarded<Backfill>> {
-    let (by_pipeline, by_quota, by_limit_range, by_account, by_dataset) =
-        (store.clone(), store.clone(), store.clone(), store.clone(), store.clone());
+    let (by_quota, by_limit_range, by_account) = (store.clone(), store.clone(), store.clone());
     let account_wakes =
         wakes.accounts.flat_map(move |namespace| futures::stream::iter(backfill::in_namespace(&by_account, namespace)));
-    let dataset_wakes = wakes.datasets.flat_map(move |(namespace, dataset)| {
-        let backfills = by_dataset.state();
-        futures::stream::iter(wakes::backfills_protecting(backfills.iter().map(|b| &**b), &namespace, &dataset))
-    });
     controller
         .reconcile_on(wakes.jobs)
         .reconcile_on(account_wakes)
-        .reconcile_on(dataset_wakes)
+        .reconcile_on(wakes.datasets)
+        .reconcile_on(wakes.pipelines)
+        .reconcile_on(wakes.pods)
         .watches_stream(wakes.limit_ranges, move |l| backfill::in_namespace(&by_limit_range, l.namespace()))
-        .watches(watches.api::<Guarded<Pipeline>>(), watches.config(), move |pipeline| {
-            let backfills = by_pipeline.state();
-            wakes::backfills_of_pipeline(backfills.iter().map(|b| &**b), &pipeline.namespace(), &pipeline.name_any())
-        })
         .watches_stream(wakes.quotas, move |quota| {
             let backfills = by_quota.state();
             wakes::backfills_of_quota(backfills.iter().map(|b| &**b), &quota.namespace(), &quota.name_any())
@@ -508,13 +494,12 @@ fn context(
     client: Client,
     metrics: Metrics,
     caches: Caches,
-    dataset_store: &ValidStore<Dataset>,
     lineage_queue: Option<(crate::lineage::Config, crate::lineage::Queue)>,
     readiness: &Readiness,
 ) -> Arc<Context> {
     let reporter = Reporter { controller: "sluice-operator".into(), instance: settings.instance.clone() };
     let recorder = Recorder::new(client.clone(), reporter);
-    metric_sources(&metrics, &caches.pipelines, dataset_store, &caches.backfills);
+    metric_sources(&metrics, &caches.pipelines, &caches.datasets, &caches.backfills);
     if let Some((config, queue)) = lineage_queue {
         let sources = crate::lineage::Sources {
             pipelines: caches.pipelines.clone(),
@@ -526,7 +511,7 @@ fn context(
     for controller in [Pipeline::CONTROLLER, Dataset::CONTROLLER, Backfill::CONTROLLER] {
         metrics.runtime.init_controller(controller, settings.concurrency);
     }
-    tokio::spawn(ready_when_synced(caches.clone(), dataset_store.clone(), readiness.clone()));
+    tokio::spawn(ready_when_synced(caches.clone(), readiness.clone()));
     let ctx = Context::new(client, recorder, metrics, caches, settings.job_caps, readiness.clone());
     let _ = ctx.prices.set(settings.prices.clone());
     ctx

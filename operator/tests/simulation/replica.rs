@@ -316,8 +316,14 @@ impl BackfillApi for SimApi<'_> {
         // The store's order is a hash map's: sorted, a run is the same on every process.
         let mut snapshot = replica.store.state();
         snapshot.sort_by_key(|j| j.name_any());
-        let of =
-            JobsOf { namespace: &namespace, uid, pipeline: pipeline.as_deref(), defaults: &defaults, queued: false };
+        let of = JobsOf {
+            namespace: &namespace,
+            uid,
+            pipeline: pipeline.as_deref(),
+            defaults: &defaults,
+            queued: false,
+            finished_pods: &Default::default(),
+        };
         let jobs = bf::merge_jobs(&snapshot, &mut replica.ledger, &of, now);
         let all: Vec<Arc<Backfill>> = replica.backfills.values().cloned().map(Arc::new).collect();
         let siblings = bf::siblings(&all, &namespace, &backfill.spec.pipeline_ref.name, uid);
