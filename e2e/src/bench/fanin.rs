@@ -182,15 +182,35 @@ fn add_rows(
     );
 }
 
+/// Waits (at most 3 minutes) until the audit log shows no Sluice write in `namespace` for 5 s:
+/// the runs of the last tick are recorded and their older Jobs deleted, so that what the
+/// label change writes is not mixed with them.
+async fn quiet(bench: &Bench, namespace: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let events = crate::audit::read_settled(&bench.client, namespace).await;
+        let now = Timestamp::now();
+        let recent = writes::count(&events, writes::is_sluice, now - SignedDuration::from_secs(5), now);
+        if recent.total() == 0 || std::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// A label change on every Pipeline of `namespace` (a reconcile that decides nothing new) must
 /// write nothing. Skipped when a Pipeline tick would fall into the count.
 async fn no_op(bench: &Bench, namespace: &str, n: usize) {
-    let next_sluice = {
-        let t = next_minute(Timestamp::now());
-        if arm_at(t) == Arm::Sluice { t } else { t + SignedDuration::from_mins(1) }
-    };
     let needed = SignedDuration::from_secs_f64(n as f64 / 40.0 + 15.0);
-    if next_sluice.duration_since(Timestamp::now()) < needed {
+    loop {
+        quiet(bench, namespace).await;
+        let next_sluice = {
+            let t = next_minute(Timestamp::now());
+            if arm_at(t) == Arm::Sluice { t } else { t + SignedDuration::from_mins(1) }
+        };
+        if next_sluice.duration_since(Timestamp::now()) >= needed {
+            break;
+        }
         sleep_until(next_sluice + WINDOW).await;
     }
     let api = crate::yaml::sluice_api(&bench.client, namespace, "Pipeline");

@@ -60,19 +60,23 @@ fn backfill_job(p: &Pipeline, h: i64, uid: &str) -> (Job, Launch) {
     (job, launch)
 }
 
+/// The Jobs of namespace `ns` as Backfill `me` of `p` counts them.
+fn jobs_of<'a>(
+    p: &'a Pipeline,
+    defaults: &'a ContainerDefaults,
+    queued: bool,
+    finished_pods: &'a HashSet<String>,
+) -> JobsOf<'a> {
+    JobsOf { namespace: "ns", uid: "me", pipeline: Some(p), defaults, queued, finished_pods }
+}
+
 #[test]
 fn every_job_is_counted_once_whether_in_the_snapshot_or_in_the_ledger() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf {
-        namespace: "ns",
-        uid: "me",
-        pipeline: Some(&p),
-        defaults: &defaults,
-        queued: false,
-        finished_pods: &Default::default(),
-    };
+    let none = HashSet::new();
+    let of = jobs_of(&p, &defaults, false, &none);
     let (seen, seen_launch) = backfill_job(&p, 0, "me");
     let (late, late_launch) = backfill_job(&p, 1, "me");
     let mut ledger = InFlight::default();
@@ -120,14 +124,8 @@ fn another_owners_job_being_deleted_still_holds_its_window() {
     let p = pipeline();
     let now = ts("2026-11-24T12:00:01Z");
     let defaults = ContainerDefaults::default();
-    let of = JobsOf {
-        namespace: "ns",
-        uid: "me",
-        pipeline: Some(&p),
-        defaults: &defaults,
-        queued: false,
-        finished_pods: &Default::default(),
-    };
+    let none = HashSet::new();
+    let of = jobs_of(&p, &defaults, false, &none);
     let deleting = |mut job: Job| {
         job.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
         job
@@ -221,14 +219,8 @@ fn a_queued_backfills_job_only_the_ledger_shows_is_queued() {
     for (queued, state) in [(true, JobState::Queued), (false, JobState::Active)] {
         let mut ledger = InFlight::default();
         ledger.add("ns", &job.name_any(), launch.clone());
-        let of = JobsOf {
-            namespace: "ns",
-            uid: "me",
-            pipeline: Some(&p),
-            defaults: &defaults,
-            queued,
-            finished_pods: &Default::default(),
-        };
+        let none = HashSet::new();
+        let of = jobs_of(&p, &defaults, queued, &none);
         let observed = merge_jobs(&[], &mut ledger, &of, now);
         assert_eq!(observed.own.iter().map(|j| j.state.clone()).collect::<Vec<_>>(), [state]);
     }
@@ -247,14 +239,7 @@ fn a_job_whose_pod_finished_is_released_before_the_job_shows_it() {
     job.status = Some(serde_json::from_value(serde_json::json!({"active": 1})).unwrap());
     let snapshot = vec![Arc::new(job)];
     let charged = |finished_pods: &HashSet<String>| {
-        let of = JobsOf {
-            namespace: "ns",
-            uid: "me",
-            pipeline: Some(&p),
-            defaults: &defaults,
-            queued: false,
-            finished_pods,
-        };
+        let of = jobs_of(&p, &defaults, false, finished_pods);
         let observed = merge_jobs(&snapshot, &mut InFlight::default(), &of, now);
         (observed.committed.len(), observed.own_pods.len(), observed.own.len())
     };

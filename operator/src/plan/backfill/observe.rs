@@ -107,13 +107,19 @@ impl Observed {
         run: &RunState,
         partitions: Option<&Partitions<'_>>,
     ) -> Option<PartitionFailure> {
-        self.processed.insert(window, next_start(partitions));
+        // The processed set is exact; the succeeded and failed ones may be coarsened, so only
+        // the processed set says whether the window is new to them.
+        let new = self.processed.insert(window, next_start(partitions));
         let Some((step, reason)) = run.failed_step() else {
-            self.succeeded.insert(window, next_start(partitions));
+            if new {
+                self.succeeded.insert_new(window, next_start(partitions));
+            }
             self.finished.0 += 1;
             return None;
         };
-        self.failed.insert(window, next_start(partitions));
+        if new {
+            self.failed.insert_new(window, next_start(partitions));
+        }
         self.finished.1 += 1;
         self.events.push(PlannedEvent {
             warning: true,

@@ -114,6 +114,20 @@ impl RangeSet {
         true
     }
 
+    /// Adds `window`, which the caller knows is not in the set yet (the exact set it is a
+    /// subset of did not hold it), to a set that may be coarsened: a coarsened range that spans
+    /// the window counts one more. ([`insert`](Self::insert) would take the window for one the
+    /// range already holds and count nothing.)
+    pub fn insert_new(&mut self, window: Window, next_start: impl Fn(Timestamp) -> Option<Timestamp>) {
+        let i = self.spans.partition_point(|s| s.start <= window.start);
+        match i.checked_sub(1).map(|i| &mut self.spans[i]).filter(|s| s.contains(&window)) {
+            Some(span) => span.count += 1,
+            None => {
+                self.insert(window, next_start);
+            }
+        }
+    }
+
     /// Coarsens the set to at most `max` ranges by merging the neighbours with the smallest gap
     /// between them; counts are kept, so a merged range says how many of its windows are in the
     /// set.
@@ -230,6 +244,20 @@ mod tests {
         assert_eq!(set.len(), 2);
         assert_eq!(set.count(), 5);
         assert_eq!(set.spans()[0], Span { start: hour(0).start, end: hour(10).end, count: 4 });
+    }
+
+    #[test]
+    fn a_new_window_inside_a_coarsened_range_is_counted() {
+        let mut set = RangeSet::default();
+        for h in [0, 2, 3, 10, 20] {
+            set.insert(hour(h), contiguous);
+        }
+        set.bound(2);
+        assert!(!set.insert(hour(5), contiguous), "insert takes hour 5 for one the coarse range holds");
+        set.insert_new(hour(5), contiguous);
+        assert_eq!((set.len(), set.count()), (2, 6));
+        set.insert_new(hour(30), contiguous);
+        assert_eq!((set.len(), set.count()), (3, 7), "outside every range: a range of its own");
     }
 
     #[test]
